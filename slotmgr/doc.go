@@ -46,21 +46,21 @@
 //
 // # A channel's life
 //
-//	            Request
-//	               │
-//	     ┌─────────┴─────────┐
-//	     v       Evicted      v
-//	 [hardware] ─────────> [software]
-//	     ^  <───────────────   │
-//	     │      Promoted       │
-//	     │                     │     MarkDisconnected (frees the slot; a
-//	     └───────┬─────────────┘     hardware slot promotes another channel)
-//	             v
-//	  [transport-disconnected] ──Reconnect──> placed again as a new Request
-//	             │                            (failure: stays disconnected)
-//	   Release (from any state; a freed hardware slot promotes)
-//	             v
-//	          [gone]
+//	           Request
+//	              │
+//	    ┌─────────┴─────────┐
+//	    v       Evicted      v
+//	[hardware] ─────────> [software]
+//	    ^  <───────────────   │
+//	    │      Promoted       │
+//	    │                     │     MarkDisconnected (frees the slot; a
+//	    └───────┬─────────────┘     hardware slot promotes another channel)
+//	            v
+//	 [transport-disconnected] ──Reconnect──> placed again as a new Request
+//	            │                            (failure: stays disconnected)
+//	  Release (from any state; a freed hardware slot promotes)
+//	            v
+//	         [gone]
 //
 // Promotion: when a hardware slot frees up (Release or MarkDisconnected of
 // a hardware channel), it goes to the highest-ranked software channel that

@@ -1,6 +1,9 @@
 package wakepattern
 
-import "net/netip"
+import (
+	"net/netip"
+	"strconv"
+)
 
 // Limits of the decoder. They are published so a device can advertise them.
 const (
@@ -95,10 +98,11 @@ type Frame struct {
 
 	// IPv4 / IPv6 (ARP: sender and target protocol addresses).
 	SrcIP, DstIP netip.Addr
-	IPProto      uint8 // upper-layer protocol after the extension chain
-	TTL          uint8 // TTL or hop limit
-	TOS          uint8 // TOS or traffic class
-	Fragment     bool  // IPv4 MF or offset != 0; IPv6 Fragment header
+	IPProto      uint8  // upper-layer protocol after the extension chain
+	TTL          uint8  // TTL or hop limit
+	TOS          uint8  // TOS or traffic class
+	Fragment     bool   // IPv4 MF or offset != 0; IPv6 Fragment header
+	FragOff      uint16 // fragment offset in bytes when Fragment
 	L4Off        uint16
 	L4End        uint16 // end of the IP payload as the IP header announces it
 
@@ -136,4 +140,29 @@ func (f *Frame) IsTCP() bool { return f.Status == OK && f.IPProto == ProtoTCP &&
 type DecodeOptions struct {
 	// VerifyChecksums checks the IPv4 header checksum and the TCP checksum.
 	VerifyChecksums bool
+}
+
+// MaxFrameLen is the longest frame Decode looks at: offsets in Frame are
+// 16 bits. Bytes past it are ignored (Raw is cut there), so an IP packet
+// announcing more is reported Truncated.
+const MaxFrameLen = 65535
+
+var statusNames = [numStatus]string{
+	Unknown:         "unknown",
+	OK:              "ok",
+	Truncated:       "truncated",
+	BadHeaderLength: "bad header length",
+	BadIPChecksum:   "bad IP checksum",
+	BadTCPChecksum:  "bad TCP checksum",
+	BadVersion:      "bad IP version",
+	TooManyTags:     "too many VLAN tags",
+	ExtChainTooLong: "IPv6 extension chain too long",
+}
+
+// String returns a short lowercase name of the status.
+func (s Status) String() string {
+	if s < numStatus {
+		return statusNames[s]
+	}
+	return "status(" + strconv.Itoa(int(s)) + ")"
 }

@@ -1,0 +1,312 @@
+package wakepattern
+
+import (
+	"encoding/binary"
+	"net/netip"
+)
+
+// Decode decodes the Ethernet frame b into f, replacing everything f held,
+// and returns f.Status. It never panics, allocates nothing and keeps b in
+// f.Raw (it does not copy it).
+//
+// Layers: Ethernet; up to MaxVLANTags 802.1Q/802.1ad tags; ARP for
+// Ethernet/IPv4; IPv4 (options skipped); IPv6 with up to MaxIPv6ExtHeaders
+// extension headers (hop-by-hop, routing, fragment, destination options,
+// AH); TCP with its options; ICMPv6 (type, and the target of a neighbour
+// solicitation). Any other EtherType or protocol leaves Status Unknown with
+// the layers before it filled in.
+//
+// Lengths come from the IP header: L4End is where the IP packet ends, and
+// Ethernet padding after it is neither payload nor an error. A frame
+// shorter than the IP length is Truncated. An upper-layer header that runs
+// past the end the IP header announces (while the frame itself is long
+// enough) is BadHeaderLength.
+//
+// Fragments (IPv4 MF or offset != 0, IPv6 fragment header) set Fragment and
+// FragOff. A non-first fragment carries no upper-layer header: Status is OK
+// and the TCP fields stay zero. A first fragment (offset 0) of a TCP
+// segment has its TCP header decoded when it fits in the fragment (ports,
+// seq, ack, flags, options; PayloadLen counts only this fragment's bytes;
+// the checksum is never verified), and Status is OK even when it does not
+// fit. IsTCP is false for every fragment, so fragments never match
+// connection patterns.
+//
+// TCP options: MSS, window scale (clamped to TCPMaxWScale), SACK-permitted
+// and timestamps are recorded; other kinds are skipped; a known kind with
+// the wrong length is ignored, as Linux does. An option whose length is
+// below 2 or runs past the header is BadHeaderLength.
+func (f *Frame) Decode(b []byte, opt DecodeOptions) Status {
+	if len(b) > MaxFrameLen {
+		b = b[:MaxFrameLen]
+	}
+	*f = Frame{Raw: b, WScale: -1}
+	f.Status = f.decode(b, opt)
+	return f.Status
+}
+
+func (f *Frame) decode(b []byte, opt DecodeOptions) Status {
+	if len(b) < EthernetLen {
+		return Truncated
+	}
+	f.Dst = [6]byte(b[EthernetDstOff:])
+	f.Src = [6]byte(b[EthernetSrcOff:])
+	et := binary.BigEndian.Uint16(b[EthernetTypeOff:])
+	off := EthernetLen
+	for et == EtherTypeVLAN || et == EtherTypeQinQ {
+		if f.NumVLAN == MaxVLANTags {
+			f.EtherType = et
+			return TooManyTags
+		}
+		if len(b) < off+VLANTagLen {
+			return Truncated
+		}
+		tag := VLANTag(b[off:])
+		f.VLAN[f.NumVLAN] = tag.ID()
+		f.NumVLAN++
+		et = tag.Type()
+		off += VLANTagLen
+	}
+	f.EtherType = et
+	f.L3Off = uint16(off)
+	switch et {
+	case EtherTypeIPv4:
+		return f.decodeIPv4(b, off, opt)
+	case EtherTypeIPv6:
+		return f.decodeIPv6(b, off, opt)
+	case EtherTypeARP:
+		return f.decodeARP(b, off)
+	}
+	return Unknown
+}
+
+func (f *Frame) decodeARP(b []byte, off int) Status {
+	if len(b) < off+ARPLen {
+		return Truncated
+	}
+	a := ARP(b[off:])
+	if a.HType() != ARPHTypeEther || a.PType() != EtherTypeIPv4 ||
+		a[ARPHLenOff] != arpHLenEthernet || a[ARPPLenOff] != arpPLenIPv4 {
+		return Unknown
+	}
+	f.ARPOp = a.Op()
+	f.ARPSenderHW = a.SenderHW()
+	f.ARPTargetHW = a.TargetHW()
+	f.SrcIP = a.SenderIP()
+	f.DstIP = a.TargetIP()
+	return OK
+}
+
+func (f *Frame) decodeIPv4(b []byte, off int, opt DecodeOptions) Status {
+	if len(b) < off+IPv4MinLen {
+		return Truncated
+	}
+	h := IPv4(b[off:])
+	if h.Version() != 4 {
+		return BadVersion
+	}
+	hl := h.HeaderLen()
+	if hl < IPv4MinLen {
+		return BadHeaderLength
+	}
+	if len(h) < hl {
+		return Truncated
+	}
+	tl := h.TotalLen()
+	if tl < hl {
+		return BadHeaderLength
+	}
+	if len(h) < tl {
+		return Truncated
+	}
+	if opt.VerifyChecksums && Fold(Sum(h[:hl], 0)) != 0xffff {
+		return BadIPChecksum
+	}
+	f.TOS = h.TOS()
+	f.TTL = h.TTL()
+	f.IPProto = h.Proto()
+	f.SrcIP = netip.AddrFrom4([4]byte(h[IPv4SrcOff:]))
+	f.DstIP = netip.AddrFrom4([4]byte(h[IPv4DstOff:]))
+	f.L4Off = uint16(off + hl)
+	f.L4End = uint16(off + tl)
+	fo := h.FragOffset()
+	if fo != 0 || h.MoreFragments() {
+		f.Fragment = true
+		f.FragOff = uint16(fo)
+		if fo != 0 {
+			return OK
+		}
+	}
+	return f.decodeL4(b, opt)
+}
+
+func (f *Frame) decodeIPv6(b []byte, off int, opt DecodeOptions) Status {
+	if len(b) < off+IPv6Len {
+		return Truncated
+	}
+	h := IPv6(b[off:])
+	if h.Version() != 6 {
+		return BadVersion
+	}
+	end := off + IPv6Len + h.PayloadLen()
+	if len(b) < end {
+		return Truncated
+	}
+	f.TOS = h.TrafficClass()
+	f.TTL = h.HopLimit()
+	f.SrcIP = netip.AddrFrom16([16]byte(h[IPv6SrcOff:]))
+	f.DstIP = netip.AddrFrom16([16]byte(h[IPv6DstOff:]))
+	f.L4End = uint16(end)
+	next := h.NextHeader()
+	p := off + IPv6Len
+	for n := 0; ; n++ {
+		switch next {
+		case ProtoHopByHop, ProtoRouting, ProtoFragment, ProtoDestOpts, ProtoAH:
+		default:
+			f.IPProto = next
+			f.L4Off = uint16(p)
+			if f.Fragment && f.FragOff != 0 {
+				return OK
+			}
+			return f.decodeL4(b, opt)
+		}
+		if n == MaxIPv6ExtHeaders {
+			f.IPProto = next
+			f.L4Off = uint16(p)
+			return ExtChainTooLong
+		}
+		if end < p+IPv6ExtMinLen {
+			return BadHeaderLength
+		}
+		e := IPv6Ext(b[p:end])
+		el := e.Len(next)
+		if end < p+el {
+			return BadHeaderLength
+		}
+		if next == ProtoFragment {
+			f.Fragment = true
+			f.FragOff = uint16(e.FragOffset())
+		}
+		next = e.NextHeader()
+		p += el
+	}
+}
+
+// decodeL4 decodes the upper layer at f.L4Off..f.L4End. On a first
+// fragment the TCP header is decoded best effort and the status is OK.
+func (f *Frame) decodeL4(b []byte, opt DecodeOptions) Status {
+	switch f.IPProto {
+	case ProtoTCP:
+		st := f.decodeTCP(b, opt)
+		if f.Fragment {
+			if st != OK {
+				f.clearTCP()
+			}
+			return OK
+		}
+		return st
+	case ProtoICMPv6:
+		if f.EtherType != EtherTypeIPv6 {
+			return Unknown
+		}
+		return f.decodeICMPv6(b)
+	}
+	return Unknown
+}
+
+func (f *Frame) clearTCP() {
+	f.SrcPort, f.DstPort, f.Seq, f.Ack, f.TCPFlags, f.Window = 0, 0, 0, 0, 0, 0
+	f.MSS, f.WScale, f.SACKPermitted, f.HasTS, f.TSval, f.TSecr, f.TSOff = 0, -1, false, false, 0, 0, 0
+	f.PayloadOff, f.PayloadLen = 0, 0
+}
+
+func (f *Frame) decodeTCP(b []byte, opt DecodeOptions) Status {
+	off, end := int(f.L4Off), int(f.L4End)
+	if end-off < TCPMinLen {
+		return BadHeaderLength
+	}
+	t := TCP(b[off:end])
+	hl := t.HeaderLen()
+	if hl < TCPMinLen || hl > len(t) {
+		return BadHeaderLength
+	}
+	f.SrcPort = t.SrcPort()
+	f.DstPort = t.DstPort()
+	f.Seq = t.Seq()
+	f.Ack = t.Ack()
+	f.TCPFlags = t.Flags()
+	f.Window = t.Window()
+	f.PayloadOff = uint16(off + hl)
+	f.PayloadLen = uint16(end - off - hl)
+	if hl > TCPMinLen {
+		if st := f.decodeTCPOptions(t[TCPMinLen:hl], off+TCPMinLen); st != OK {
+			return st
+		}
+	}
+	if opt.VerifyChecksums && !f.Fragment {
+		var ps uint32
+		if f.EtherType == EtherTypeIPv4 {
+			l3 := int(f.L3Off)
+			ps = pseudoSum(b[l3+IPv4SrcOff:l3+IPv4SrcOff+4], b[l3+IPv4DstOff:l3+IPv4DstOff+4], ProtoTCP, len(t))
+		} else {
+			l3 := int(f.L3Off)
+			ps = pseudoSum(b[l3+IPv6SrcOff:l3+IPv6SrcOff+16], b[l3+IPv6DstOff:l3+IPv6DstOff+16], ProtoTCP, len(t))
+		}
+		if Fold(Sum(t, ps)) != 0xffff {
+			return BadTCPChecksum
+		}
+	}
+	return OK
+}
+
+// decodeTCPOptions walks the option bytes o, which start at frame offset
+// base.
+func (f *Frame) decodeTCPOptions(o []byte, base int) Status {
+	for i := 0; i < len(o); {
+		kind := o[i]
+		switch kind {
+		case TCPOptEOL:
+			return OK
+		case TCPOptNOP:
+			i++
+			continue
+		}
+		if i+2 > len(o) {
+			return BadHeaderLength
+		}
+		l := int(o[i+1])
+		if l < 2 || i+l > len(o) {
+			return BadHeaderLength
+		}
+		switch {
+		case kind == TCPOptMSS && l == TCPOptMSSLen:
+			f.MSS = binary.BigEndian.Uint16(o[i+2:])
+		case kind == TCPOptWScale && l == TCPOptWScaleLen:
+			f.WScale = int8(min(o[i+2], TCPMaxWScale))
+		case kind == TCPOptSACKPermitted && l == TCPOptSACKPermLen:
+			f.SACKPermitted = true
+		case kind == TCPOptTimestamps && l == TCPOptTimestampsLen:
+			f.HasTS = true
+			f.TSval = binary.BigEndian.Uint32(o[i+2:])
+			f.TSecr = binary.BigEndian.Uint32(o[i+6:])
+			f.TSOff = uint16(base + i + 2)
+		}
+		i += l
+	}
+	return OK
+}
+
+func (f *Frame) decodeICMPv6(b []byte) Status {
+	off, end := int(f.L4Off), int(f.L4End)
+	if end-off < ICMPv6MinLen {
+		return BadHeaderLength
+	}
+	m := NeighborSolicitation(b[off:end])
+	f.ICMPType = m.Type()
+	if f.ICMPType == ICMPv6TypeNeighborSolicit {
+		if len(m) < NSLen {
+			return BadHeaderLength
+		}
+		f.NDPTarget = m.Target()
+	}
+	return OK
+}

@@ -1,0 +1,158 @@
+package nic
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// faultRun pushes n numbered frames through a faultDir at 1 ms steps, then
+// lets every held frame out, and returns what left in order.
+func faultRun(t *testing.T, cfg Faults, n int) ([]string, *counters) {
+	t.Helper()
+	cfg, err := cfg.normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cnt counters
+	var out []string
+	f := newFaultDir(cfg, 1, &cnt, func(b []byte) { out = append(out, fmt.Sprintf("%x", b)) })
+	now := time.Duration(0)
+	for i := range n {
+		f.apply([]byte{byte(i >> 8), byte(i), 0xaa, 0x55}, now)
+		now += time.Millisecond
+		f.release(now)
+	}
+	f.release(now + time.Hour)
+	if due, ok := f.next(); ok {
+		t.Fatalf("frame still held after release, due %v", due)
+	}
+	return out, &cnt
+}
+
+func frames(ids ...int) []string {
+	var s []string
+	for _, i := range ids {
+		s = append(s, fmt.Sprintf("%x", []byte{byte(i >> 8), byte(i), 0xaa, 0x55}))
+	}
+	return s
+}
+
+func TestFaultsSingle(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Faults
+		want []string
+		cnt  map[counterID]uint64
+	}{
+		{"none", Faults{}, frames(0, 1, 2), nil},
+		{"loss all", Faults{Loss: 1}, nil, map[counterID]uint64{cFaultLost: 3}},
+		{"duplicate all", Faults{Duplicate: 1}, frames(0, 0, 1, 1, 2, 2), map[counterID]uint64{cFaultDuplicated: 3}},
+		{"delay keeps order", Faults{Delay: 5 * time.Millisecond}, frames(0, 1, 2), map[counterID]uint64{cFaultDelayed: 3}},
+		{"reorder all waits for hold", Faults{Reorder: 1}, frames(0, 1, 2), map[counterID]uint64{cFaultReordered: 3}},
+		{"queue full drops", Faults{Delay: time.Hour, QueueLen: 2}, frames(0, 1), map[counterID]uint64{cFaultDelayed: 3, cFaultQueueFull: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, cnt := faultRun(t, tt.cfg, 3)
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("frames (-want +got):\n%s", diff)
+			}
+			for id := range numCounters {
+				if w, g := tt.cnt[id], cnt.get(id); w != g {
+					t.Errorf("%s = %d, want %d", counterNames[id], g, w)
+				}
+			}
+		})
+	}
+}
+
+func TestFaultsReorderSwapsWithNext(t *testing.T) {
+	cfg, _ := Faults{Reorder: 1}.normalize()
+	var cnt counters
+	var out []string
+	f := newFaultDir(cfg, 1, &cnt, func(b []byte) { out = append(out, fmt.Sprintf("%x", b)) })
+	f.apply([]byte{0, 0, 0xaa, 0x55}, 0)
+	f.cfg.Reorder = 0
+	f.apply([]byte{0, 1, 0xaa, 0x55}, 0)
+	f.apply([]byte{0, 2, 0xaa, 0x55}, 0)
+	if diff := cmp.Diff(frames(1, 0, 2), out); diff != "" {
+		t.Errorf("frames (-want +got):\n%s", diff)
+	}
+}
+
+func TestFaultsCorruptFlipsOneByte(t *testing.T) {
+	cfg, _ := Faults{Corrupt: 1, Seed: 7}.normalize()
+	var cnt counters
+	for i := range 200 {
+		orig := bytes.Repeat([]byte{byte(i)}, 60)
+		var got []byte
+		f := newFaultDir(cfg, uint64(i), &cnt, func(b []byte) { got = append([]byte(nil), b...) })
+		f.apply(append([]byte(nil), orig...), 0)
+		diff := 0
+		for j := range orig {
+			if orig[j] != got[j] {
+				diff++
+			}
+		}
+		if diff != 1 {
+			t.Fatalf("frame %d: %d bytes differ, want exactly 1", i, diff)
+		}
+	}
+	if got := cnt.get(cFaultCorrupted); got != 200 {
+		t.Errorf("fault_corrupted = %d, want 200", got)
+	}
+}
+
+func TestFaultsDeterministicForSeed(t *testing.T) {
+	cfg := Faults{Seed: 42, Loss: 0.1, Corrupt: 0.05, Duplicate: 0.1, Reorder: 0.1, Delay: 3 * time.Millisecond, Jitter: 2 * time.Millisecond}
+	a, ca := faultRun(t, cfg, 2000)
+	b, cb := faultRun(t, cfg, 2000)
+	if diff := cmp.Diff(a, b); diff != "" {
+		t.Fatalf("same seed, different output (-first +second):\n%s", diff)
+	}
+	for id := range numCounters {
+		if ca.get(id) != cb.get(id) {
+			t.Errorf("%s differs between runs: %d vs %d", counterNames[id], ca.get(id), cb.get(id))
+		}
+	}
+	// The books balance: every frame is lost, sent once, or sent twice.
+	lost, dup := ca.get(cFaultLost), ca.get(cFaultDuplicated)
+	if want := 2000 - lost + dup; uint64(len(a)) != want {
+		t.Errorf("sent %d frames, want 2000 - %d lost + %d duplicated = %d", len(a), lost, dup, want)
+	}
+	for _, id := range []counterID{cFaultLost, cFaultCorrupted, cFaultDuplicated, cFaultReordered, cFaultDelayed} {
+		if ca.get(id) == 0 {
+			t.Errorf("%s = 0 over 2000 frames", counterNames[id])
+		}
+	}
+	cfg.Seed = 43
+	c, _ := faultRun(t, cfg, 2000)
+	if cmp.Equal(a, c) {
+		t.Error("seeds 42 and 43 produced the same output")
+	}
+}
+
+func TestFaultsValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Faults
+		want string
+	}{
+		{"loss above 1", Faults{Loss: 1.5}, "faults loss = 1.5"},
+		{"negative corrupt", Faults{Corrupt: -0.1}, "faults corrupt = -0.1"},
+		{"negative delay", Faults{Delay: -1}, "must not be negative"},
+		{"queue too long", Faults{QueueLen: 1 << 20}, "faults queue length = 1048576"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.cfg.normalize()
+			if err == nil || !bytes.Contains([]byte(err.Error()), []byte(tt.want)) {
+				t.Errorf("normalize() = %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}

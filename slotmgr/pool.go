@@ -7,13 +7,14 @@ import (
 	"sort"
 	"sync"
 	"time"
-
-	"github.com/standbynic/standbynic/offload"
 )
 
 // Clock is the pool's source of time (CLOCK_BOOTTIME semantics); it stamps
-// events. It is offload.Clock.
-type Clock = offload.Clock
+// events. It has offload.Clock's method set, so any offload.Clock is one;
+// it is declared here so that slotmgr builds without offload.
+type Clock interface {
+	Now() time.Duration
+}
 
 // ErrNotPermitted is returned by Permit when the app cannot be admitted.
 var ErrNotPermitted = errors.New("app not permitted")

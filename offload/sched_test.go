@@ -1,0 +1,934 @@
+package offload
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// schedStep is one step of a table test: exactly one of the op kinds.
+type schedStep struct {
+	op       string // "sched", "cancel", "fire", "next"
+	id       uint32
+	due, tol time.Duration // sched
+	now      time.Duration // fire
+	want     []uint32      // fire: ids handed to fn, in order
+	wantNext time.Duration // next
+	wantOK   bool          // next
+	wantLen  int           // fire, next
+}
+
+func sched(id uint32, due, tol time.Duration) schedStep {
+	return schedStep{op: "sched", id: id, due: due, tol: tol}
+}
+func cancel(id uint32) schedStep { return schedStep{op: "cancel", id: id} }
+func fire(now time.Duration, wantLen int, want ...uint32) schedStep {
+	return schedStep{op: "fire", now: now, want: want, wantLen: wantLen}
+}
+func next(want time.Duration, ok bool, wantLen int) schedStep {
+	return schedStep{op: "next", wantNext: want, wantOK: ok, wantLen: wantLen}
+}
+
+const ms = time.Millisecond
+
+func TestSchedulerTable(t *testing.T) {
+	tests := []struct {
+		name      string
+		capacity  int
+		steps     []schedStep
+		wantStats SchedStats
+	}{
+		{
+			name:      "empty fire",
+			capacity:  4,
+			steps:     []schedStep{next(0, false, 0), fire(0, 0), fire(math.MaxInt64, 0), fire(math.MinInt64, 0)},
+			wantStats: SchedStats{},
+		},
+		{
+			name:     "ordering by due",
+			capacity: 8,
+			steps: []schedStep{
+				sched(1, 30*ms, 0), sched(2, 10*ms, 0), sched(3, 20*ms, 0), sched(4, 40*ms, 0),
+				next(10*ms, true, 4),
+				fire(9*ms, 4),
+				fire(10*ms, 3, 2),
+				next(20*ms, true, 3),
+				fire(35*ms, 1, 3, 1), // late driver: both due, in due order
+				fire(40*ms, 0, 4),
+				next(0, false, 0),
+			},
+			wantStats: SchedStats{Batches: 3, Fired: 4, MaxLateness: 15 * ms},
+		},
+		{
+			name:     "same due time fires together in id order",
+			capacity: 8,
+			steps: []schedStep{
+				sched(5, 10*ms, 0), sched(3, 10*ms, 0), sched(7, 10*ms, 0), sched(1, 11*ms, 0),
+				fire(10*ms, 1, 3, 5, 7),
+				fire(11*ms, 0, 1),
+			},
+			wantStats: SchedStats{Batches: 2, Fired: 4},
+		},
+		{
+			name:     "reschedule replaces later and earlier",
+			capacity: 4,
+			steps: []schedStep{
+				sched(1, 10*ms, 0), sched(2, 20*ms, 0),
+				sched(1, 30*ms, 0), // later
+				next(20*ms, true, 2),
+				fire(20*ms, 1, 2),
+				sched(1, 5*ms, 0), // earlier, already past
+				next(5*ms, true, 1),
+				fire(20*ms, 0, 1),
+				fire(30*ms, 0), // the replaced 30 ms entry is gone
+			},
+			wantStats: SchedStats{Batches: 2, Fired: 2, MaxLateness: 15 * ms},
+		},
+		{
+			name:     "reschedule changes the tolerance",
+			capacity: 4,
+			steps: []schedStep{
+				sched(1, 10*ms, 0), sched(2, 15*ms, 10*ms),
+				sched(2, 15*ms, 0),
+				fire(10*ms, 1, 1),
+				fire(15*ms, 0, 2),
+			},
+			wantStats: SchedStats{Batches: 2, Fired: 2},
+		},
+		{
+			name:     "cancel",
+			capacity: 4,
+			steps: []schedStep{
+				sched(1, 10*ms, 0), sched(2, 20*ms, 5*ms), sched(3, 30*ms, 0),
+				cancel(1),
+				cancel(1),      // absent: no-op
+				cancel(9),      // never scheduled, beyond capacity: no-op
+				cancel(100000), // far beyond: no-op, no growth
+				next(20*ms, true, 2),
+				fire(15*ms, 2), // window of 2 open but nothing due: no batch
+				cancel(2),
+				fire(30*ms, 0, 3),
+			},
+			wantStats: SchedStats{Batches: 1, Fired: 1},
+		},
+		{
+			name:     "ids beyond capacity grow",
+			capacity: 1,
+			steps: []schedStep{
+				sched(1000, 2*ms, 0), sched(0, 1*ms, 0), sched(70000, 1*ms, 0),
+				fire(1*ms, 1, 0, 70000),
+				fire(2*ms, 0, 1000),
+			},
+			wantStats: SchedStats{Batches: 2, Fired: 3},
+		},
+		{
+			name:     "tolerance zero: each distinct due time is a batch",
+			capacity: 8,
+			steps: []schedStep{
+				sched(1, 10*ms, 0), sched(2, 10*ms+1, 0), sched(3, 11*ms, 0),
+				fire(10*ms, 2, 1),
+				fire(10*ms+1, 1, 2),
+				fire(11*ms, 0, 3),
+			},
+			wantStats: SchedStats{Batches: 3, Fired: 3},
+		},
+		{
+			name:     "tolerance aligns open windows into the batch",
+			capacity: 8,
+			steps: []schedStep{
+				sched(1, 100*ms, 0),
+				sched(2, 105*ms, 10*ms), // window opens at 95: aligned
+				sched(3, 110*ms, 10*ms), // opens at 100: aligned (boundary)
+				sched(4, 111*ms, 10*ms), // opens at 101: not yet
+				sched(5, 150*ms, 60*ms), // opens at 90: aligned, though due much later
+				sched(6, 120*ms, 0),     // no window
+				fire(99*ms, 6),          // windows of 2 and 5 open, nothing due: nothing
+				fire(100*ms, 2, 1, 5, 2, 3),
+				next(111*ms, true, 2),
+				fire(111*ms, 1, 4),
+				fire(120*ms, 0, 6),
+			},
+			wantStats: SchedStats{Batches: 3, Fired: 6, Early: 3},
+		},
+		{
+			name:     "early entries ordered by window start then id",
+			capacity: 8,
+			steps: []schedStep{
+				sched(0, 10*ms, 0),
+				sched(4, 30*ms, 25*ms), // opens 5
+				sched(3, 20*ms, 12*ms), // opens 8
+				sched(2, 18*ms, 10*ms), // opens 8
+				sched(1, 12*ms, 1*ms),  // opens 11: not yet
+				fire(10*ms, 1, 0, 4, 2, 3),
+				fire(12*ms, 0, 1),
+			},
+			wantStats: SchedStats{Batches: 2, Fired: 5, Early: 3},
+		},
+		{
+			name:     "late fire takes due entries first then windows",
+			capacity: 8,
+			steps: []schedStep{
+				sched(1, 10*ms, 0), sched(2, 20*ms, 15*ms), sched(3, 12*ms, 0),
+				fire(15*ms, 0, 1, 3, 2),
+			},
+			wantStats: SchedStats{Batches: 1, Fired: 3, Early: 1, MaxLateness: 5 * ms},
+		},
+		{
+			name:     "large durations do not wrap",
+			capacity: 8,
+			steps: []schedStep{
+				sched(1, math.MaxInt64, math.MaxInt64), // window opens at 0
+				sched(2, math.MinInt64, 0),
+				sched(3, math.MinInt64+5, math.MaxInt64), // saturates at MinInt64
+				sched(4, math.MaxInt64-1, 0),
+				sched(5, math.MaxInt64, 1),
+				next(math.MinInt64, true, 5),
+				fire(math.MinInt64, 3, 2, 3),
+				next(math.MaxInt64-1, true, 3),
+				fire(0, 3), // window of 1 open, nothing due
+				fire(math.MaxInt64-1, 0, 4, 1, 5),
+			},
+			wantStats: SchedStats{Batches: 2, Fired: 5, Early: 3},
+		},
+		{
+			name:     "lateness saturates",
+			capacity: 2,
+			steps: []schedStep{
+				sched(1, math.MinInt64, 0),
+				fire(math.MaxInt64, 0, 1),
+			},
+			wantStats: SchedStats{Batches: 1, Fired: 1, MaxLateness: math.MaxInt64},
+		},
+		{
+			name:     "negative tolerance counts as zero",
+			capacity: 2,
+			steps: []schedStep{
+				sched(1, 10*ms, 0), sched(2, 5*ms, -time.Hour),
+				fire(5*ms, 1, 2),
+				fire(10*ms, 0, 1),
+			},
+			wantStats: SchedStats{Batches: 2, Fired: 2},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := NewScheduler(tt.capacity)
+			for i, st := range tt.steps {
+				switch st.op {
+				case "sched":
+					s.Schedule(st.id, st.due, st.tol)
+				case "cancel":
+					s.Cancel(st.id)
+				case "fire":
+					var got []uint32
+					n := s.Fire(st.now, func(id uint32) { got = append(got, id) })
+					if diff := cmp.Diff(st.want, got); diff != "" {
+						t.Fatalf("step %d: Fire(%v) fired (-want +got):\n%s", i, st.now, diff)
+					}
+					if n != len(got) {
+						t.Errorf("step %d: Fire returned %d, fn called %d times", i, n, len(got))
+					}
+					if s.Len() != st.wantLen {
+						t.Errorf("step %d: Len() = %d, want %d", i, s.Len(), st.wantLen)
+					}
+				case "next":
+					gotNext, ok := s.Next()
+					if gotNext != st.wantNext || ok != st.wantOK {
+						t.Errorf("step %d: Next() = %v, %v; want %v, %v", i, gotNext, ok, st.wantNext, st.wantOK)
+					}
+					if s.Len() != st.wantLen {
+						t.Errorf("step %d: Len() = %d, want %d", i, s.Len(), st.wantLen)
+					}
+				default:
+					t.Fatalf("step %d: bad op %q", i, st.op)
+				}
+			}
+			if diff := cmp.Diff(tt.wantStats, s.Stats()); diff != "" {
+				t.Errorf("Stats() (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSchedulerDue(t *testing.T) {
+	s := NewScheduler(4)
+	s.Schedule(2, 7*ms, ms)
+	tests := []struct {
+		name   string
+		id     uint32
+		want   time.Duration
+		wantOK bool
+	}{
+		{name: "scheduled", id: 2, want: 7 * ms, wantOK: true},
+		{name: "never scheduled", id: 1},
+		{name: "beyond capacity", id: 1 << 20},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := s.Due(tt.id)
+			if got != tt.want || ok != tt.wantOK {
+				t.Errorf("Due(%d) = %v, %v; want %v, %v", tt.id, got, ok, tt.want, tt.wantOK)
+			}
+		})
+	}
+}
+
+// TestSchedulerFnReentry covers what fn may do to the scheduler during Fire.
+func TestSchedulerFnReentry(t *testing.T) {
+	type fireCall struct {
+		Fired []uint32
+		Ret   int
+	}
+	tests := []struct {
+		name string
+		// setup schedules entries; fn acts on the scheduler when called for id.
+		setup     func(s *Scheduler)
+		fn        func(s *Scheduler, now time.Duration, id uint32)
+		fires     []time.Duration
+		want      []fireCall
+		wantLen   int
+		wantStats SchedStats
+	}{
+		{
+			name:  "reschedule next interval",
+			setup: func(s *Scheduler) { s.Schedule(1, 10*ms, 0); s.Schedule(2, 15*ms, 0) },
+			fn:    func(s *Scheduler, now time.Duration, id uint32) { s.Schedule(id, now+100*ms, 0) },
+			fires: []time.Duration{10 * ms, 15 * ms},
+			want: []fireCall{
+				{Fired: []uint32{1}, Ret: 1},
+				{Fired: []uint32{2}, Ret: 1},
+			},
+			wantLen:   2,
+			wantStats: SchedStats{Batches: 2, Fired: 2},
+		},
+		{
+			name:  "rescheduled already due is not fired in the same call",
+			setup: func(s *Scheduler) { s.Schedule(1, 10*ms, 0) },
+			fn:    func(s *Scheduler, _ time.Duration, id uint32) { s.Schedule(id, 0, time.Hour) },
+			fires: []time.Duration{10 * ms, 10 * ms, 10 * ms},
+			want: []fireCall{
+				{Fired: []uint32{1}, Ret: 1},
+				{Fired: []uint32{1}, Ret: 1},
+				{Fired: []uint32{1}, Ret: 1},
+			},
+			wantLen:   1,
+			wantStats: SchedStats{Batches: 3, Fired: 3, MaxLateness: 10 * ms},
+		},
+		{
+			name:  "scheduling another due id is not fired in the same call",
+			setup: func(s *Scheduler) { s.Schedule(1, 10*ms, 0) },
+			fn: func(s *Scheduler, _ time.Duration, id uint32) {
+				if id == 1 {
+					s.Schedule(2, 5*ms, 0)
+				}
+			},
+			fires: []time.Duration{10 * ms, 10 * ms},
+			want: []fireCall{
+				{Fired: []uint32{1}, Ret: 1},
+				{Fired: []uint32{2}, Ret: 1},
+			},
+			wantStats: SchedStats{Batches: 2, Fired: 2, MaxLateness: 5 * ms},
+		},
+		{
+			name: "cancel of a pending batch member withdraws it",
+			setup: func(s *Scheduler) {
+				s.Schedule(1, 10*ms, 0)
+				s.Schedule(2, 10*ms, 0)
+				s.Schedule(3, 12*ms, 5*ms)
+			},
+			fn: func(s *Scheduler, _ time.Duration, id uint32) {
+				if id == 1 {
+					s.Cancel(3)
+					s.Cancel(1) // itself: already removed, no-op
+				}
+			},
+			fires: []time.Duration{10 * ms, 20 * ms},
+			want: []fireCall{
+				{Fired: []uint32{1, 2}, Ret: 2},
+				{},
+			},
+			wantStats: SchedStats{Batches: 1, Fired: 2},
+		},
+		{
+			name: "reschedule of a pending batch member withdraws it and keeps the new entry",
+			setup: func(s *Scheduler) {
+				s.Schedule(1, 10*ms, 0)
+				s.Schedule(2, 10*ms, 0)
+			},
+			fn: func(s *Scheduler, _ time.Duration, id uint32) {
+				if id == 1 {
+					s.Schedule(2, 30*ms, 0)
+				}
+			},
+			fires: []time.Duration{10 * ms, 30 * ms},
+			want: []fireCall{
+				{Fired: []uint32{1}, Ret: 1},
+				{Fired: []uint32{2}, Ret: 1},
+			},
+			wantStats: SchedStats{Batches: 2, Fired: 2},
+		},
+		{
+			name:  "Len and Next inside fn see the batch removed",
+			setup: func(s *Scheduler) { s.Schedule(1, 10*ms, 0); s.Schedule(2, 11*ms, 5*ms); s.Schedule(3, 50*ms, 0) },
+			fn: func(s *Scheduler, _ time.Duration, id uint32) {
+				d, ok := s.Next()
+				if s.Len() != 1 || d != 50*ms || !ok {
+					panic(fmt.Sprintf("inside fn: Len %d Next %v %v", s.Len(), d, ok))
+				}
+			},
+			fires:     []time.Duration{10 * ms},
+			want:      []fireCall{{Fired: []uint32{1, 2}, Ret: 2}},
+			wantLen:   1,
+			wantStats: SchedStats{Batches: 1, Fired: 2, Early: 1},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := NewScheduler(4)
+			tt.setup(s)
+			var got []fireCall
+			for _, now := range tt.fires {
+				var c fireCall
+				c.Ret = s.Fire(now, func(id uint32) {
+					c.Fired = append(c.Fired, id)
+					tt.fn(s, now, id)
+				})
+				got = append(got, c)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Fire calls (-want +got):\n%s", diff)
+			}
+			if s.Len() != tt.wantLen {
+				t.Errorf("Len() = %d, want %d", s.Len(), tt.wantLen)
+			}
+			if diff := cmp.Diff(tt.wantStats, s.Stats()); diff != "" {
+				t.Errorf("Stats() (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSchedulerFirePanics(t *testing.T) {
+	t.Run("nested Fire", func(t *testing.T) {
+		s := NewScheduler(4)
+		s.Schedule(1, 1, 0)
+		s.Schedule(2, 1, 0)
+		msg := catchPanic(func() {
+			s.Fire(1, func(uint32) { s.Fire(1, func(uint32) {}) })
+		})
+		if !strings.Contains(msg, "Fire called from its own callback") {
+			t.Fatalf("panic = %q, want the nested-Fire message", msg)
+		}
+		checkDroppedAndUsable(t, s)
+	})
+	t.Run("fn panics", func(t *testing.T) {
+		s := NewScheduler(4)
+		s.Schedule(1, 1, 0)
+		s.Schedule(2, 1, 0)
+		msg := catchPanic(func() { s.Fire(1, func(uint32) { panic("boom") }) })
+		if msg != "boom" {
+			t.Fatalf("panic = %q, want boom", msg)
+		}
+		checkDroppedAndUsable(t, s)
+	})
+}
+
+// checkDroppedAndUsable checks that after a panic in the batch {1, 2} id 2
+// was dropped and the scheduler still works.
+func checkDroppedAndUsable(t *testing.T, s *Scheduler) {
+	t.Helper()
+	if s.Len() != 0 {
+		t.Errorf("Len() after panic = %d, want 0", s.Len())
+	}
+	s.Schedule(3, 2, 0)
+	var got []uint32
+	s.Fire(2, func(id uint32) { got = append(got, id) })
+	if diff := cmp.Diff([]uint32{3}, got); diff != "" {
+		t.Errorf("Fire after panic (-want +got):\n%s", diff)
+	}
+	s.Schedule(2, 3, 0) // the dropped id can be scheduled again
+	got = got[:0]
+	s.Fire(3, func(id uint32) { got = append(got, id) })
+	if diff := cmp.Diff([]uint32{2}, got); diff != "" {
+		t.Errorf("Fire of the dropped id rescheduled (-want +got):\n%s", diff)
+	}
+}
+
+func catchPanic(f func()) (msg string) {
+	defer func() { msg = fmt.Sprint(recover()) }()
+	f()
+	return "no panic"
+}
+
+// driveBatches schedules n slots with period interval and phases drawn
+// uniformly over one interval, drives Fire at every Next() for the simulated
+// span, rescheduling each fired slot one interval after the send, and
+// returns the batches and the entries fired. onFire, if not nil, sees every
+// send.
+func driveBatches(s *Scheduler, rng *rand.Rand, n int, interval, tol, span time.Duration, onFire func(id uint32, now time.Duration)) (batches, fired uint64) {
+	for id := range n {
+		s.Schedule(uint32(id), time.Duration(rng.Int64N(int64(interval))), tol)
+	}
+	base := s.Stats()
+	for {
+		now, ok := s.Next()
+		if !ok || now >= span {
+			break
+		}
+		s.Fire(now, func(id uint32) {
+			if onFire != nil {
+				onFire(id, now)
+			}
+			s.Schedule(id, now+interval, tol)
+		})
+	}
+	st := s.Stats()
+	return st.Batches - base.Batches, st.Fired - base.Fired
+}
+
+func TestSchedulerBatchCounting(t *testing.T) {
+	const (
+		n        = 2000
+		interval = time.Minute
+		span     = 2 * interval
+	)
+	tests := []struct {
+		name       string
+		tol        time.Duration
+		minBatches uint64
+		maxBatches uint64
+	}{
+		// Phases are distinct nanoseconds: every send is its own wake-up.
+		{name: "tolerance 0", tol: 0, minBatches: 2 * n, maxBatches: 2 * n},
+		// Each batch but the last covers more than 1 s of due times, so at
+		// most one batch a second: 120 in two minutes (+1 for the edge);
+		// at least one a window per minute.
+		{name: "tolerance 1s", tol: time.Second, minBatches: 60, maxBatches: 121},
+		// All windows are open at the first due time.
+		{name: "tolerance 60s", tol: interval, minBatches: 2, maxBatches: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := NewScheduler(n)
+			rng := rand.New(rand.NewPCG(1, 2))
+			sends := make([][]time.Duration, n)
+			batches, fired := driveBatches(s, rng, n, interval, tt.tol, span, func(id uint32, now time.Duration) {
+				sends[id] = append(sends[id], now)
+			})
+			if batches < tt.minBatches || batches > tt.maxBatches {
+				t.Errorf("batches = %d, want in [%d, %d]", batches, tt.minBatches, tt.maxBatches)
+			}
+			total := 0
+			for id, ts := range sends {
+				total += len(ts)
+				// Every slot keeps its period: sent at least once per
+				// interval, never more than tol early.
+				if len(ts) < 2 {
+					t.Fatalf("slot %d sent %d times in two intervals, want >= 2", id, len(ts))
+				}
+				for i := 1; i < len(ts); i++ {
+					if gap := ts[i] - ts[i-1]; gap > interval || gap < interval-tt.tol {
+						t.Fatalf("slot %d: sends %v apart, want in [%v, %v]", id, gap, interval-tt.tol, interval)
+					}
+				}
+			}
+			if uint64(total) != fired {
+				t.Errorf("fn saw %d sends, Stats counted %d", total, fired)
+			}
+			if st := s.Stats(); st.MaxLateness != 0 {
+				t.Errorf("MaxLateness = %v, want 0 when Fire runs at Next()", st.MaxLateness)
+			}
+		})
+	}
+}
+
+func TestSchedulerAllocs(t *testing.T) {
+	const n = 1000
+	s := NewScheduler(n)
+	for id := range n {
+		s.Schedule(uint32(id), time.Duration(id)*ms, 3*ms)
+	}
+	var id uint32
+	tests := []struct {
+		name string
+		f    func()
+	}{
+		{name: "Schedule", f: func() {
+			id = (id + 7) % n
+			s.Schedule(id, time.Duration(id*13%n)*ms, ms)
+		}},
+		{name: "Cancel and Schedule", f: func() {
+			id = (id + 11) % n
+			s.Cancel(id)
+			s.Schedule(id, time.Duration(id)*ms, 0)
+		}},
+		{name: "Fire", f: func() {
+			now, _ := s.Next()
+			s.Fire(now, func(id uint32) { s.Schedule(id, now+time.Second, 10*ms) })
+		}},
+		{name: "Next Len Due Stats", f: func() {
+			s.Next()
+			s.Len()
+			s.Due(id)
+			s.Stats()
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if a := testing.AllocsPerRun(1000, tt.f); a != 0 {
+				t.Errorf("%s: %v allocs per run, want 0", tt.name, a)
+			}
+		})
+	}
+	if s.Len() != n {
+		t.Errorf("Len() = %d after the runs, want %d", s.Len(), n)
+	}
+}
+
+// footprint returns the bytes s holds in its slices.
+func (s *Scheduler) footprint() int {
+	item := int(unsafe.Sizeof(schedItem{}))
+	return cap(s.due.items)*item + cap(s.early.items)*item +
+		(cap(s.due.pos)+cap(s.early.pos)+cap(s.batch))*4
+}
+
+func TestSchedulerFootprint(t *testing.T) {
+	const n = 1 << 16
+	s := NewScheduler(n)
+	for id := range n {
+		s.Schedule(uint32(id), time.Duration(id), 0)
+	}
+	// The doc promises 44 B per entry; the keep-alive budget is 512 B per
+	// armed slot in all.
+	if got := float64(s.footprint()) / n; got != 44 {
+		t.Errorf("footprint = %v B/entry, want 44", got)
+	}
+}
+
+// refSched is the naive reference: a slice of entries, sorted per Fire.
+type refSched struct {
+	entries []refEntry
+	pending map[uint32]bool
+	stats   SchedStats
+	firing  bool
+}
+
+type refEntry struct {
+	id         uint32
+	due, early time.Duration
+}
+
+func newRefSched() *refSched { return &refSched{pending: map[uint32]bool{}} }
+
+func (r *refSched) find(id uint32) int {
+	return slices.IndexFunc(r.entries, func(e refEntry) bool { return e.id == id })
+}
+
+func (r *refSched) Cancel(id uint32) {
+	if i := r.find(id); i >= 0 {
+		r.entries = slices.Delete(r.entries, i, i+1)
+	}
+	delete(r.pending, id)
+}
+
+func (r *refSched) Schedule(id uint32, due, tol time.Duration) {
+	r.Cancel(id)
+	early := due
+	if tol > 0 {
+		early = due - tol
+		if early > due { // wrapped around: saturate
+			early = math.MinInt64
+		}
+	}
+	r.entries = append(r.entries, refEntry{id: id, due: due, early: early})
+}
+
+func (r *refSched) Next() (time.Duration, bool) {
+	if len(r.entries) == 0 {
+		return 0, false
+	}
+	m := r.entries[0].due
+	for _, e := range r.entries {
+		m = min(m, e.due)
+	}
+	return m, true
+}
+
+func (r *refSched) Due(id uint32) (time.Duration, bool) {
+	if i := r.find(id); i >= 0 {
+		return r.entries[i].due, true
+	}
+	return 0, false
+}
+
+func (r *refSched) Len() int          { return len(r.entries) }
+func (r *refSched) Stats() SchedStats { return r.stats }
+
+func (r *refSched) Fire(now time.Duration, fn func(uint32)) int {
+	if r.firing {
+		panic("reference: nested Fire")
+	}
+	var due, early, rest []refEntry
+	for _, e := range r.entries {
+		switch {
+		case e.due <= now:
+			due = append(due, e)
+		case e.early <= now:
+			early = append(early, e)
+		default:
+			rest = append(rest, e)
+		}
+	}
+	if len(due) == 0 {
+		return 0
+	}
+	slices.SortFunc(due, func(a, b refEntry) int {
+		if a.due != b.due {
+			return cmpDur(a.due, b.due)
+		}
+		return int(a.id) - int(b.id)
+	})
+	slices.SortFunc(early, func(a, b refEntry) int {
+		if a.early != b.early {
+			return cmpDur(a.early, b.early)
+		}
+		return int(a.id) - int(b.id)
+	})
+	r.entries = rest
+	for _, e := range due {
+		late := now - e.due
+		if late < 0 {
+			late = math.MaxInt64
+		}
+		r.stats.MaxLateness = max(r.stats.MaxLateness, late)
+	}
+	batch := append(due, early...)
+	for _, e := range batch {
+		r.pending[e.id] = true
+	}
+	r.firing = true
+	defer func() { r.firing = false }()
+	fired := 0
+	for i, e := range batch {
+		if !r.pending[e.id] {
+			continue
+		}
+		delete(r.pending, e.id)
+		fired++
+		r.stats.Fired++
+		if i >= len(due) {
+			r.stats.Early++
+		}
+		fn(e.id)
+	}
+	r.stats.Batches++
+	return fired
+}
+
+func cmpDur(a, b time.Duration) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// schedAPI is what the reference and the Scheduler share.
+type schedAPI interface {
+	Schedule(id uint32, due, tol time.Duration)
+	Cancel(id uint32)
+	Fire(now time.Duration, fn func(uint32)) int
+	Next() (time.Duration, bool)
+	Due(id uint32) (time.Duration, bool)
+	Len() int
+	Stats() SchedStats
+}
+
+var (
+	_ schedAPI = (*Scheduler)(nil)
+	_ schedAPI = (*refSched)(nil)
+)
+
+// schedOp is one operation of a random or fuzzed run.
+type schedOp struct {
+	kind     uint8 // 0 schedule, 1 cancel, 2 fire at now, 3 fire at Next()
+	id       uint32
+	due, tol time.Duration // schedule; due is also the fire time of kind 2
+	seed     uint64        // fire: drives what fn does
+}
+
+func (o schedOp) String() string {
+	switch o.kind {
+	case 0:
+		return fmt.Sprintf("Schedule(%d, %v, %v)", o.id, o.due, o.tol)
+	case 1:
+		return fmt.Sprintf("Cancel(%d)", o.id)
+	case 2:
+		return fmt.Sprintf("Fire(%v) seed %d", o.due, o.seed)
+	}
+	return fmt.Sprintf("Fire(Next()) seed %d", o.seed)
+}
+
+// fnAction makes fn act on s for the k-th callback of a Fire: nothing,
+// reschedule the fired id, cancel or schedule another id. Both
+// implementations see the same actions as long as they agree.
+func fnAction(s schedAPI, rng *rand.Rand, now time.Duration, id uint32, idSpace uint32) {
+	switch rng.IntN(6) {
+	case 0:
+		s.Schedule(id, now+time.Duration(rng.IntN(20)-5)*ms, time.Duration(rng.IntN(8))*ms)
+	case 1:
+		s.Cancel(rng.Uint32N(idSpace))
+	case 2:
+		s.Schedule(rng.Uint32N(idSpace), now+time.Duration(rng.IntN(20)-10)*ms, time.Duration(rng.IntN(8))*ms)
+	}
+}
+
+// runAgainstRef applies ops to a Scheduler and the reference and fails at
+// the first difference in what fn sees, the results, Len, Next, Due or Stats.
+func runAgainstRef(t *testing.T, ops []schedOp, idSpace uint32) {
+	t.Helper()
+	s := NewScheduler(int(idSpace) / 2)
+	r := newRefSched()
+	impls := [2]schedAPI{s, r}
+	for i, op := range ops {
+		var fired [2][]uint32
+		var ret [2]int
+		for k, impl := range impls {
+			switch op.kind {
+			case 0:
+				impl.Schedule(op.id, op.due, op.tol)
+			case 1:
+				impl.Cancel(op.id)
+			default:
+				now := op.due
+				if op.kind == 3 {
+					now, _ = impl.Next()
+				}
+				rng := rand.New(rand.NewPCG(op.seed, 7))
+				ret[k] = impl.Fire(now, func(id uint32) {
+					fired[k] = append(fired[k], id)
+					fnAction(impl, rng, now, id, idSpace)
+				})
+			}
+		}
+		if diff := cmp.Diff(fired[1], fired[0]); diff != "" {
+			t.Fatalf("op %d %v: fired (-ref +got):\n%s", i, op, diff)
+		}
+		if ret[0] != ret[1] || ret[0] != len(fired[0]) {
+			t.Fatalf("op %d %v: Fire returned %d, reference %d, fired %d", i, op, ret[0], ret[1], len(fired[0]))
+		}
+		if s.Len() != r.Len() {
+			t.Fatalf("op %d %v: Len() = %d, reference %d", i, op, s.Len(), r.Len())
+		}
+		gn, gok := s.Next()
+		rn, rok := r.Next()
+		if gn != rn || gok != rok {
+			t.Fatalf("op %d %v: Next() = %v, %v; reference %v, %v", i, op, gn, gok, rn, rok)
+		}
+		if diff := cmp.Diff(r.Stats(), s.Stats()); diff != "" {
+			t.Fatalf("op %d %v: Stats() (-ref +got):\n%s", i, op, diff)
+		}
+		for id := range idSpace + 2 {
+			gd, gok := s.Due(id)
+			rd, rok := r.Due(id)
+			if gd != rd || gok != rok {
+				t.Fatalf("op %d %v: Due(%d) = %v, %v; reference %v, %v", i, op, id, gd, gok, rd, rok)
+			}
+		}
+	}
+}
+
+func TestSchedulerAgainstReference(t *testing.T) {
+	for seed := range uint64(20) {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 99))
+			idSpace := uint32(8 + rng.IntN(120))
+			var ops []schedOp
+			now := time.Duration(0)
+			for range 2000 {
+				op := schedOp{id: rng.Uint32N(idSpace), seed: rng.Uint64()}
+				switch p := rng.IntN(100); {
+				case p < 45:
+					op.kind = 0
+					// Millisecond granularity gives equal due times.
+					op.due = now + time.Duration(rng.IntN(60)-10)*ms
+					op.tol = []time.Duration{0, 0, ms, 5 * ms, 20 * ms, -ms, math.MaxInt64}[rng.IntN(7)]
+				case p < 60:
+					op.kind = 1
+				case p < 85:
+					op.kind = 2
+					now += time.Duration(rng.IntN(8)) * ms
+					op.due = now
+				default:
+					op.kind = 3
+				}
+				ops = append(ops, op)
+			}
+			runAgainstRef(t, ops, idSpace)
+		})
+	}
+}
+
+// decodeSchedOps turns fuzz input into operations: 8 bytes each.
+func decodeSchedOps(data []byte) []schedOp {
+	var ops []schedOp
+	for len(data) >= 8 {
+		b := data[:8]
+		data = data[8:]
+		op := schedOp{kind: b[0] % 4, id: uint32(b[1] % 32), seed: uint64(b[7])}
+		v := int64(int16(binary.LittleEndian.Uint16(b[2:4])))
+		switch b[4] % 8 {
+		case 6:
+			v = math.MaxInt64 - int64(b[5])
+		case 7:
+			v = math.MinInt64 + int64(b[5])
+		}
+		op.due = time.Duration(v)
+		switch b[6] % 4 {
+		case 0:
+			op.tol = 0
+		case 1:
+			op.tol = time.Duration(b[6])
+		case 2:
+			op.tol = math.MaxInt64 - time.Duration(b[6])
+		default:
+			op.tol = -time.Duration(b[6])
+		}
+		ops = append(ops, op)
+	}
+	return ops
+}
+
+func FuzzSched(f *testing.F) {
+	f.Add([]byte{})
+	f.Add([]byte{
+		0, 1, 10, 0, 0, 0, 0, 0, // Schedule(1, 10ns, 0)
+		0, 2, 20, 0, 0, 0, 1, 0, // Schedule(2, 20ns, 1)
+		0, 3, 12, 0, 0, 0, 5, 0, // Schedule(3, 12ns, 5)
+		2, 0, 10, 0, 0, 0, 0, 3, // Fire(10)
+		3, 0, 0, 0, 0, 0, 0, 9, // Fire(Next())
+		1, 3, 0, 0, 0, 0, 0, 0, // Cancel(3)
+	})
+	f.Add([]byte{
+		0, 1, 0, 0, 6, 0, 2, 0, // Schedule(1, MaxInt64, MaxInt64-2)
+		0, 2, 0, 0, 7, 3, 0, 0, // Schedule(2, MinInt64+3, 0)
+		3, 0, 0, 0, 0, 0, 0, 1,
+		2, 0, 0, 0, 6, 0, 0, 2, // Fire(MaxInt64)
+	})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 8*512 {
+			data = data[:8*512]
+		}
+		runAgainstRef(t, decodeSchedOps(data), 32)
+	})
+}

@@ -72,7 +72,7 @@ type Scheduler struct {
 
 	// batch is the scratch list of the ids chosen by the running Fire; its
 	// capacity always covers every id so Fire never allocates. While an id
-	// waits in batch its early.pos is pendingPos.
+	// waits in batch its early.pos is schedPending.
 	batch  []uint32
 	cursor int // index in batch of the next id handed to fn
 	firing bool
@@ -95,9 +95,9 @@ type SchedStats struct {
 	MaxLateness time.Duration
 }
 
-// pendingPos in early.pos marks an id chosen by the running Fire that fn
+// schedPending in early.pos marks an id chosen by the running Fire that fn
 // has not been called for yet. Heap positions are index+1 and never reach it.
-const pendingPos = math.MaxUint32
+const schedPending = math.MaxUint32
 
 // NewScheduler returns an empty Scheduler sized for ids below capacity (a
 // hint: larger ids grow it).
@@ -117,10 +117,10 @@ func (s *Scheduler) grow(n int) {
 	if m := 2 * len(s.due.pos); m > n {
 		n = m
 	}
-	s.due.pos = growPos(s.due.pos, n)
-	s.early.pos = growPos(s.early.pos, n)
-	s.due.items = growItems(s.due.items, n)
-	s.early.items = growItems(s.early.items, n)
+	s.due.pos = schedGrowPos(s.due.pos, n)
+	s.early.pos = schedGrowPos(s.early.pos, n)
+	s.due.items = schedGrowItems(s.due.items, n)
+	s.early.items = schedGrowItems(s.early.items, n)
 	if cap(s.batch) < n {
 		b := make([]uint32, len(s.batch), n)
 		copy(b, s.batch)
@@ -128,13 +128,13 @@ func (s *Scheduler) grow(n int) {
 	}
 }
 
-func growPos(p []uint32, n int) []uint32 {
+func schedGrowPos(p []uint32, n int) []uint32 {
 	q := make([]uint32, n)
 	copy(q, p)
 	return q
 }
 
-func growItems(it []schedItem, n int) []schedItem {
+func schedGrowItems(it []schedItem, n int) []schedItem {
 	if cap(it) >= n {
 		return it
 	}
@@ -150,7 +150,7 @@ func (s *Scheduler) Schedule(id uint32, due, tolerance time.Duration) {
 	if int(id) >= len(s.due.pos) {
 		s.grow(int(id) + 1)
 	}
-	early := windowStart(due, tolerance)
+	early := schedWindowStart(due, tolerance)
 	if s.due.pos[id] != 0 {
 		s.due.update(id, int64(due))
 		s.early.update(id, int64(early))
@@ -162,8 +162,8 @@ func (s *Scheduler) Schedule(id uint32, due, tolerance time.Duration) {
 	s.early.push(id, int64(early))
 }
 
-// windowStart returns due − tolerance, saturating at the minimum duration.
-func windowStart(due, tolerance time.Duration) time.Duration {
+// schedWindowStart returns due − tolerance, saturating at the minimum duration.
+func schedWindowStart(due, tolerance time.Duration) time.Duration {
 	if tolerance <= 0 {
 		return due
 	}
@@ -184,7 +184,7 @@ func (s *Scheduler) Cancel(id uint32) {
 		s.early.remove(id)
 		return
 	}
-	if s.early.pos[id] == pendingPos {
+	if s.early.pos[id] == schedPending {
 		s.early.pos[id] = 0
 	}
 }
@@ -229,7 +229,7 @@ func (s *Scheduler) Fire(now time.Duration, fn func(id uint32)) int {
 	for len(s.due.items) > 0 && s.due.items[0].key <= int64(now) {
 		it := s.due.popMin()
 		s.early.remove(it.id)
-		s.early.pos[it.id] = pendingPos
+		s.early.pos[it.id] = schedPending
 		s.batch = append(s.batch, it.id)
 		late := now - time.Duration(it.key)
 		if late < 0 { // overflowed: due ≤ now, so the true value is huge
@@ -243,7 +243,7 @@ func (s *Scheduler) Fire(now time.Duration, fn func(id uint32)) int {
 	for len(s.early.items) > 0 && s.early.items[0].key <= int64(now) {
 		it := s.early.popMin()
 		s.due.remove(it.id)
-		s.early.pos[it.id] = pendingPos
+		s.early.pos[it.id] = schedPending
 		s.batch = append(s.batch, it.id)
 	}
 
@@ -252,7 +252,7 @@ func (s *Scheduler) Fire(now time.Duration, fn func(id uint32)) int {
 	fired := 0
 	for s.cursor = 0; s.cursor < len(s.batch); s.cursor++ {
 		id := s.batch[s.cursor]
-		if s.early.pos[id] != pendingPos {
+		if s.early.pos[id] != schedPending {
 			continue // withdrawn by an earlier fn of this batch
 		}
 		s.early.pos[id] = 0
@@ -270,7 +270,7 @@ func (s *Scheduler) Fire(now time.Duration, fn func(id uint32)) int {
 // endFire ends a Fire, dropping the rest of the batch if fn panicked.
 func (s *Scheduler) endFire() {
 	for _, id := range s.batch[min(s.cursor, len(s.batch)):] {
-		if s.early.pos[id] == pendingPos {
+		if s.early.pos[id] == schedPending {
 			s.early.pos[id] = 0
 		}
 	}

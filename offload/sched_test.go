@@ -26,18 +26,18 @@ type schedStep struct {
 	wantLen  int           // fire, next
 }
 
-func sched(id uint32, due, tol time.Duration) schedStep {
+func stSched(id uint32, due, tol time.Duration) schedStep {
 	return schedStep{op: "sched", id: id, due: due, tol: tol}
 }
-func cancel(id uint32) schedStep { return schedStep{op: "cancel", id: id} }
-func fire(now time.Duration, wantLen int, want ...uint32) schedStep {
+func stCancel(id uint32) schedStep { return schedStep{op: "cancel", id: id} }
+func stFire(now time.Duration, wantLen int, want ...uint32) schedStep {
 	return schedStep{op: "fire", now: now, want: want, wantLen: wantLen}
 }
-func next(want time.Duration, ok bool, wantLen int) schedStep {
+func stNext(want time.Duration, ok bool, wantLen int) schedStep {
 	return schedStep{op: "next", wantNext: want, wantOK: ok, wantLen: wantLen}
 }
 
-const ms = time.Millisecond
+const schedMS = time.Millisecond
 
 func TestSchedulerTable(t *testing.T) {
 	tests := []struct {
@@ -49,31 +49,31 @@ func TestSchedulerTable(t *testing.T) {
 		{
 			name:      "empty fire",
 			capacity:  4,
-			steps:     []schedStep{next(0, false, 0), fire(0, 0), fire(math.MaxInt64, 0), fire(math.MinInt64, 0)},
+			steps:     []schedStep{stNext(0, false, 0), stFire(0, 0), stFire(math.MaxInt64, 0), stFire(math.MinInt64, 0)},
 			wantStats: SchedStats{},
 		},
 		{
 			name:     "ordering by due",
 			capacity: 8,
 			steps: []schedStep{
-				sched(1, 30*ms, 0), sched(2, 10*ms, 0), sched(3, 20*ms, 0), sched(4, 40*ms, 0),
-				next(10*ms, true, 4),
-				fire(9*ms, 4),
-				fire(10*ms, 3, 2),
-				next(20*ms, true, 3),
-				fire(35*ms, 1, 3, 1), // late driver: both due, in due order
-				fire(40*ms, 0, 4),
-				next(0, false, 0),
+				stSched(1, 30*schedMS, 0), stSched(2, 10*schedMS, 0), stSched(3, 20*schedMS, 0), stSched(4, 40*schedMS, 0),
+				stNext(10*schedMS, true, 4),
+				stFire(9*schedMS, 4),
+				stFire(10*schedMS, 3, 2),
+				stNext(20*schedMS, true, 3),
+				stFire(35*schedMS, 1, 3, 1), // late driver: both due, in due order
+				stFire(40*schedMS, 0, 4),
+				stNext(0, false, 0),
 			},
-			wantStats: SchedStats{Batches: 3, Fired: 4, MaxLateness: 15 * ms},
+			wantStats: SchedStats{Batches: 3, Fired: 4, MaxLateness: 15 * schedMS},
 		},
 		{
 			name:     "same due time fires together in id order",
 			capacity: 8,
 			steps: []schedStep{
-				sched(5, 10*ms, 0), sched(3, 10*ms, 0), sched(7, 10*ms, 0), sched(1, 11*ms, 0),
-				fire(10*ms, 1, 3, 5, 7),
-				fire(11*ms, 0, 1),
+				stSched(5, 10*schedMS, 0), stSched(3, 10*schedMS, 0), stSched(7, 10*schedMS, 0), stSched(1, 11*schedMS, 0),
+				stFire(10*schedMS, 1, 3, 5, 7),
+				stFire(11*schedMS, 0, 1),
 			},
 			wantStats: SchedStats{Batches: 2, Fired: 4},
 		},
@@ -81,25 +81,25 @@ func TestSchedulerTable(t *testing.T) {
 			name:     "reschedule replaces later and earlier",
 			capacity: 4,
 			steps: []schedStep{
-				sched(1, 10*ms, 0), sched(2, 20*ms, 0),
-				sched(1, 30*ms, 0), // later
-				next(20*ms, true, 2),
-				fire(20*ms, 1, 2),
-				sched(1, 5*ms, 0), // earlier, already past
-				next(5*ms, true, 1),
-				fire(20*ms, 0, 1),
-				fire(30*ms, 0), // the replaced 30 ms entry is gone
+				stSched(1, 10*schedMS, 0), stSched(2, 20*schedMS, 0),
+				stSched(1, 30*schedMS, 0), // later
+				stNext(20*schedMS, true, 2),
+				stFire(20*schedMS, 1, 2),
+				stSched(1, 5*schedMS, 0), // earlier, already past
+				stNext(5*schedMS, true, 1),
+				stFire(20*schedMS, 0, 1),
+				stFire(30*schedMS, 0), // the replaced 30 ms entry is gone
 			},
-			wantStats: SchedStats{Batches: 2, Fired: 2, MaxLateness: 15 * ms},
+			wantStats: SchedStats{Batches: 2, Fired: 2, MaxLateness: 15 * schedMS},
 		},
 		{
 			name:     "reschedule changes the tolerance",
 			capacity: 4,
 			steps: []schedStep{
-				sched(1, 10*ms, 0), sched(2, 15*ms, 10*ms),
-				sched(2, 15*ms, 0),
-				fire(10*ms, 1, 1),
-				fire(15*ms, 0, 2),
+				stSched(1, 10*schedMS, 0), stSched(2, 15*schedMS, 10*schedMS),
+				stSched(2, 15*schedMS, 0),
+				stFire(10*schedMS, 1, 1),
+				stFire(15*schedMS, 0, 2),
 			},
 			wantStats: SchedStats{Batches: 2, Fired: 2},
 		},
@@ -107,15 +107,15 @@ func TestSchedulerTable(t *testing.T) {
 			name:     "cancel",
 			capacity: 4,
 			steps: []schedStep{
-				sched(1, 10*ms, 0), sched(2, 20*ms, 5*ms), sched(3, 30*ms, 0),
-				cancel(1),
-				cancel(1),      // absent: no-op
-				cancel(9),      // never scheduled, beyond capacity: no-op
-				cancel(100000), // far beyond: no-op, no growth
-				next(20*ms, true, 2),
-				fire(15*ms, 2), // window of 2 open but nothing due: no batch
-				cancel(2),
-				fire(30*ms, 0, 3),
+				stSched(1, 10*schedMS, 0), stSched(2, 20*schedMS, 5*schedMS), stSched(3, 30*schedMS, 0),
+				stCancel(1),
+				stCancel(1),      // absent: no-op
+				stCancel(9),      // never scheduled, beyond capacity: no-op
+				stCancel(100000), // far beyond: no-op, no growth
+				stNext(20*schedMS, true, 2),
+				stFire(15*schedMS, 2), // window of 2 open but nothing due: no batch
+				stCancel(2),
+				stFire(30*schedMS, 0, 3),
 			},
 			wantStats: SchedStats{Batches: 1, Fired: 1},
 		},
@@ -123,9 +123,9 @@ func TestSchedulerTable(t *testing.T) {
 			name:     "ids beyond capacity grow",
 			capacity: 1,
 			steps: []schedStep{
-				sched(1000, 2*ms, 0), sched(0, 1*ms, 0), sched(70000, 1*ms, 0),
-				fire(1*ms, 1, 0, 70000),
-				fire(2*ms, 0, 1000),
+				stSched(1000, 2*schedMS, 0), stSched(0, 1*schedMS, 0), stSched(70000, 1*schedMS, 0),
+				stFire(1*schedMS, 1, 0, 70000),
+				stFire(2*schedMS, 0, 1000),
 			},
 			wantStats: SchedStats{Batches: 2, Fired: 3},
 		},
@@ -133,10 +133,10 @@ func TestSchedulerTable(t *testing.T) {
 			name:     "tolerance zero: each distinct due time is a batch",
 			capacity: 8,
 			steps: []schedStep{
-				sched(1, 10*ms, 0), sched(2, 10*ms+1, 0), sched(3, 11*ms, 0),
-				fire(10*ms, 2, 1),
-				fire(10*ms+1, 1, 2),
-				fire(11*ms, 0, 3),
+				stSched(1, 10*schedMS, 0), stSched(2, 10*schedMS+1, 0), stSched(3, 11*schedMS, 0),
+				stFire(10*schedMS, 2, 1),
+				stFire(10*schedMS+1, 1, 2),
+				stFire(11*schedMS, 0, 3),
 			},
 			wantStats: SchedStats{Batches: 3, Fired: 3},
 		},
@@ -144,17 +144,17 @@ func TestSchedulerTable(t *testing.T) {
 			name:     "tolerance aligns open windows into the batch",
 			capacity: 8,
 			steps: []schedStep{
-				sched(1, 100*ms, 0),
-				sched(2, 105*ms, 10*ms), // window opens at 95: aligned
-				sched(3, 110*ms, 10*ms), // opens at 100: aligned (boundary)
-				sched(4, 111*ms, 10*ms), // opens at 101: not yet
-				sched(5, 150*ms, 60*ms), // opens at 90: aligned, though due much later
-				sched(6, 120*ms, 0),     // no window
-				fire(99*ms, 6),          // windows of 2 and 5 open, nothing due: nothing
-				fire(100*ms, 2, 1, 5, 2, 3),
-				next(111*ms, true, 2),
-				fire(111*ms, 1, 4),
-				fire(120*ms, 0, 6),
+				stSched(1, 100*schedMS, 0),
+				stSched(2, 105*schedMS, 10*schedMS), // window opens at 95: aligned
+				stSched(3, 110*schedMS, 10*schedMS), // opens at 100: aligned (boundary)
+				stSched(4, 111*schedMS, 10*schedMS), // opens at 101: not yet
+				stSched(5, 150*schedMS, 60*schedMS), // opens at 90: aligned, though due much later
+				stSched(6, 120*schedMS, 0),          // no window
+				stFire(99*schedMS, 6),               // windows of 2 and 5 open, nothing due: nothing
+				stFire(100*schedMS, 2, 1, 5, 2, 3),
+				stNext(111*schedMS, true, 2),
+				stFire(111*schedMS, 1, 4),
+				stFire(120*schedMS, 0, 6),
 			},
 			wantStats: SchedStats{Batches: 3, Fired: 6, Early: 3},
 		},
@@ -162,13 +162,13 @@ func TestSchedulerTable(t *testing.T) {
 			name:     "early entries ordered by window start then id",
 			capacity: 8,
 			steps: []schedStep{
-				sched(0, 10*ms, 0),
-				sched(4, 30*ms, 25*ms), // opens 5
-				sched(3, 20*ms, 12*ms), // opens 8
-				sched(2, 18*ms, 10*ms), // opens 8
-				sched(1, 12*ms, 1*ms),  // opens 11: not yet
-				fire(10*ms, 1, 0, 4, 2, 3),
-				fire(12*ms, 0, 1),
+				stSched(0, 10*schedMS, 0),
+				stSched(4, 30*schedMS, 25*schedMS), // opens 5
+				stSched(3, 20*schedMS, 12*schedMS), // opens 8
+				stSched(2, 18*schedMS, 10*schedMS), // opens 8
+				stSched(1, 12*schedMS, 1*schedMS),  // opens 11: not yet
+				stFire(10*schedMS, 1, 0, 4, 2, 3),
+				stFire(12*schedMS, 0, 1),
 			},
 			wantStats: SchedStats{Batches: 2, Fired: 5, Early: 3},
 		},
@@ -176,25 +176,25 @@ func TestSchedulerTable(t *testing.T) {
 			name:     "late fire takes due entries first then windows",
 			capacity: 8,
 			steps: []schedStep{
-				sched(1, 10*ms, 0), sched(2, 20*ms, 15*ms), sched(3, 12*ms, 0),
-				fire(15*ms, 0, 1, 3, 2),
+				stSched(1, 10*schedMS, 0), stSched(2, 20*schedMS, 15*schedMS), stSched(3, 12*schedMS, 0),
+				stFire(15*schedMS, 0, 1, 3, 2),
 			},
-			wantStats: SchedStats{Batches: 1, Fired: 3, Early: 1, MaxLateness: 5 * ms},
+			wantStats: SchedStats{Batches: 1, Fired: 3, Early: 1, MaxLateness: 5 * schedMS},
 		},
 		{
 			name:     "large durations do not wrap",
 			capacity: 8,
 			steps: []schedStep{
-				sched(1, math.MaxInt64, math.MaxInt64), // window opens at 0
-				sched(2, math.MinInt64, 0),
-				sched(3, math.MinInt64+5, math.MaxInt64), // saturates at MinInt64
-				sched(4, math.MaxInt64-1, 0),
-				sched(5, math.MaxInt64, 1),
-				next(math.MinInt64, true, 5),
-				fire(math.MinInt64, 3, 2, 3),
-				next(math.MaxInt64-1, true, 3),
-				fire(0, 3), // window of 1 open, nothing due
-				fire(math.MaxInt64-1, 0, 4, 1, 5),
+				stSched(1, math.MaxInt64, math.MaxInt64), // window opens at 0
+				stSched(2, math.MinInt64, 0),
+				stSched(3, math.MinInt64+5, math.MaxInt64), // saturates at MinInt64
+				stSched(4, math.MaxInt64-1, 0),
+				stSched(5, math.MaxInt64, 1),
+				stNext(math.MinInt64, true, 5),
+				stFire(math.MinInt64, 3, 2, 3),
+				stNext(math.MaxInt64-1, true, 3),
+				stFire(0, 3), // window of 1 open, nothing due
+				stFire(math.MaxInt64-1, 0, 4, 1, 5),
 			},
 			wantStats: SchedStats{Batches: 2, Fired: 5, Early: 3},
 		},
@@ -202,8 +202,8 @@ func TestSchedulerTable(t *testing.T) {
 			name:     "lateness saturates",
 			capacity: 2,
 			steps: []schedStep{
-				sched(1, math.MinInt64, 0),
-				fire(math.MaxInt64, 0, 1),
+				stSched(1, math.MinInt64, 0),
+				stFire(math.MaxInt64, 0, 1),
 			},
 			wantStats: SchedStats{Batches: 1, Fired: 1, MaxLateness: math.MaxInt64},
 		},
@@ -211,9 +211,9 @@ func TestSchedulerTable(t *testing.T) {
 			name:     "negative tolerance counts as zero",
 			capacity: 2,
 			steps: []schedStep{
-				sched(1, 10*ms, 0), sched(2, 5*ms, -time.Hour),
-				fire(5*ms, 1, 2),
-				fire(10*ms, 0, 1),
+				stSched(1, 10*schedMS, 0), stSched(2, 5*schedMS, -time.Hour),
+				stFire(5*schedMS, 1, 2),
+				stFire(10*schedMS, 0, 1),
 			},
 			wantStats: SchedStats{Batches: 2, Fired: 2},
 		},
@@ -260,14 +260,14 @@ func TestSchedulerTable(t *testing.T) {
 
 func TestSchedulerDue(t *testing.T) {
 	s := NewScheduler(4)
-	s.Schedule(2, 7*ms, ms)
+	s.Schedule(2, 7*schedMS, schedMS)
 	tests := []struct {
 		name   string
 		id     uint32
 		want   time.Duration
 		wantOK bool
 	}{
-		{name: "scheduled", id: 2, want: 7 * ms, wantOK: true},
+		{name: "scheduled", id: 2, want: 7 * schedMS, wantOK: true},
 		{name: "never scheduled", id: 1},
 		{name: "beyond capacity", id: 1 << 20},
 	}
@@ -299,9 +299,9 @@ func TestSchedulerFnReentry(t *testing.T) {
 	}{
 		{
 			name:  "reschedule next interval",
-			setup: func(s *Scheduler) { s.Schedule(1, 10*ms, 0); s.Schedule(2, 15*ms, 0) },
-			fn:    func(s *Scheduler, now time.Duration, id uint32) { s.Schedule(id, now+100*ms, 0) },
-			fires: []time.Duration{10 * ms, 15 * ms},
+			setup: func(s *Scheduler) { s.Schedule(1, 10*schedMS, 0); s.Schedule(2, 15*schedMS, 0) },
+			fn:    func(s *Scheduler, now time.Duration, id uint32) { s.Schedule(id, now+100*schedMS, 0) },
+			fires: []time.Duration{10 * schedMS, 15 * schedMS},
 			want: []fireCall{
 				{Fired: []uint32{1}, Ret: 1},
 				{Fired: []uint32{2}, Ret: 1},
@@ -311,38 +311,38 @@ func TestSchedulerFnReentry(t *testing.T) {
 		},
 		{
 			name:  "rescheduled already due is not fired in the same call",
-			setup: func(s *Scheduler) { s.Schedule(1, 10*ms, 0) },
+			setup: func(s *Scheduler) { s.Schedule(1, 10*schedMS, 0) },
 			fn:    func(s *Scheduler, _ time.Duration, id uint32) { s.Schedule(id, 0, time.Hour) },
-			fires: []time.Duration{10 * ms, 10 * ms, 10 * ms},
+			fires: []time.Duration{10 * schedMS, 10 * schedMS, 10 * schedMS},
 			want: []fireCall{
 				{Fired: []uint32{1}, Ret: 1},
 				{Fired: []uint32{1}, Ret: 1},
 				{Fired: []uint32{1}, Ret: 1},
 			},
 			wantLen:   1,
-			wantStats: SchedStats{Batches: 3, Fired: 3, MaxLateness: 10 * ms},
+			wantStats: SchedStats{Batches: 3, Fired: 3, MaxLateness: 10 * schedMS},
 		},
 		{
 			name:  "scheduling another due id is not fired in the same call",
-			setup: func(s *Scheduler) { s.Schedule(1, 10*ms, 0) },
+			setup: func(s *Scheduler) { s.Schedule(1, 10*schedMS, 0) },
 			fn: func(s *Scheduler, _ time.Duration, id uint32) {
 				if id == 1 {
-					s.Schedule(2, 5*ms, 0)
+					s.Schedule(2, 5*schedMS, 0)
 				}
 			},
-			fires: []time.Duration{10 * ms, 10 * ms},
+			fires: []time.Duration{10 * schedMS, 10 * schedMS},
 			want: []fireCall{
 				{Fired: []uint32{1}, Ret: 1},
 				{Fired: []uint32{2}, Ret: 1},
 			},
-			wantStats: SchedStats{Batches: 2, Fired: 2, MaxLateness: 5 * ms},
+			wantStats: SchedStats{Batches: 2, Fired: 2, MaxLateness: 5 * schedMS},
 		},
 		{
 			name: "cancel of a pending batch member withdraws it",
 			setup: func(s *Scheduler) {
-				s.Schedule(1, 10*ms, 0)
-				s.Schedule(2, 10*ms, 0)
-				s.Schedule(3, 12*ms, 5*ms)
+				s.Schedule(1, 10*schedMS, 0)
+				s.Schedule(2, 10*schedMS, 0)
+				s.Schedule(3, 12*schedMS, 5*schedMS)
 			},
 			fn: func(s *Scheduler, _ time.Duration, id uint32) {
 				if id == 1 {
@@ -350,7 +350,7 @@ func TestSchedulerFnReentry(t *testing.T) {
 					s.Cancel(1) // itself: already removed, no-op
 				}
 			},
-			fires: []time.Duration{10 * ms, 20 * ms},
+			fires: []time.Duration{10 * schedMS, 20 * schedMS},
 			want: []fireCall{
 				{Fired: []uint32{1, 2}, Ret: 2},
 				{},
@@ -360,15 +360,15 @@ func TestSchedulerFnReentry(t *testing.T) {
 		{
 			name: "reschedule of a pending batch member withdraws it and keeps the new entry",
 			setup: func(s *Scheduler) {
-				s.Schedule(1, 10*ms, 0)
-				s.Schedule(2, 10*ms, 0)
+				s.Schedule(1, 10*schedMS, 0)
+				s.Schedule(2, 10*schedMS, 0)
 			},
 			fn: func(s *Scheduler, _ time.Duration, id uint32) {
 				if id == 1 {
-					s.Schedule(2, 30*ms, 0)
+					s.Schedule(2, 30*schedMS, 0)
 				}
 			},
-			fires: []time.Duration{10 * ms, 30 * ms},
+			fires: []time.Duration{10 * schedMS, 30 * schedMS},
 			want: []fireCall{
 				{Fired: []uint32{1}, Ret: 1},
 				{Fired: []uint32{2}, Ret: 1},
@@ -376,15 +376,19 @@ func TestSchedulerFnReentry(t *testing.T) {
 			wantStats: SchedStats{Batches: 2, Fired: 2},
 		},
 		{
-			name:  "Len and Next inside fn see the batch removed",
-			setup: func(s *Scheduler) { s.Schedule(1, 10*ms, 0); s.Schedule(2, 11*ms, 5*ms); s.Schedule(3, 50*ms, 0) },
+			name: "Len and Next inside fn see the batch removed",
+			setup: func(s *Scheduler) {
+				s.Schedule(1, 10*schedMS, 0)
+				s.Schedule(2, 11*schedMS, 5*schedMS)
+				s.Schedule(3, 50*schedMS, 0)
+			},
 			fn: func(s *Scheduler, _ time.Duration, id uint32) {
 				d, ok := s.Next()
-				if s.Len() != 1 || d != 50*ms || !ok {
+				if s.Len() != 1 || d != 50*schedMS || !ok {
 					panic(fmt.Sprintf("inside fn: Len %d Next %v %v", s.Len(), d, ok))
 				}
 			},
-			fires:     []time.Duration{10 * ms},
+			fires:     []time.Duration{10 * schedMS},
 			want:      []fireCall{{Fired: []uint32{1, 2}, Ret: 2}},
 			wantLen:   1,
 			wantStats: SchedStats{Batches: 1, Fired: 2, Early: 1},
@@ -421,29 +425,29 @@ func TestSchedulerFirePanics(t *testing.T) {
 		s := NewScheduler(4)
 		s.Schedule(1, 1, 0)
 		s.Schedule(2, 1, 0)
-		msg := catchPanic(func() {
+		msg := schedCatchPanic(func() {
 			s.Fire(1, func(uint32) { s.Fire(1, func(uint32) {}) })
 		})
 		if !strings.Contains(msg, "Fire called from its own callback") {
 			t.Fatalf("panic = %q, want the nested-Fire message", msg)
 		}
-		checkDroppedAndUsable(t, s)
+		schedCheckDropped(t, s)
 	})
 	t.Run("fn panics", func(t *testing.T) {
 		s := NewScheduler(4)
 		s.Schedule(1, 1, 0)
 		s.Schedule(2, 1, 0)
-		msg := catchPanic(func() { s.Fire(1, func(uint32) { panic("boom") }) })
+		msg := schedCatchPanic(func() { s.Fire(1, func(uint32) { panic("boom") }) })
 		if msg != "boom" {
 			t.Fatalf("panic = %q, want boom", msg)
 		}
-		checkDroppedAndUsable(t, s)
+		schedCheckDropped(t, s)
 	})
 }
 
-// checkDroppedAndUsable checks that after a panic in the batch {1, 2} id 2
+// schedCheckDropped checks that after a panic in the batch {1, 2} id 2
 // was dropped and the scheduler still works.
-func checkDroppedAndUsable(t *testing.T, s *Scheduler) {
+func schedCheckDropped(t *testing.T, s *Scheduler) {
 	t.Helper()
 	if s.Len() != 0 {
 		t.Errorf("Len() after panic = %d, want 0", s.Len())
@@ -462,18 +466,18 @@ func checkDroppedAndUsable(t *testing.T, s *Scheduler) {
 	}
 }
 
-func catchPanic(f func()) (msg string) {
+func schedCatchPanic(f func()) (msg string) {
 	defer func() { msg = fmt.Sprint(recover()) }()
 	f()
 	return "no panic"
 }
 
-// driveBatches schedules n slots with period interval and phases drawn
+// schedDrive schedules n slots with period interval and phases drawn
 // uniformly over one interval, drives Fire at every Next() for the simulated
 // span, rescheduling each fired slot one interval after the send, and
 // returns the batches and the entries fired. onFire, if not nil, sees every
 // send.
-func driveBatches(s *Scheduler, rng *rand.Rand, n int, interval, tol, span time.Duration, onFire func(id uint32, now time.Duration)) (batches, fired uint64) {
+func schedDrive(s *Scheduler, rng *rand.Rand, n int, interval, tol, span time.Duration, onFire func(id uint32, now time.Duration)) (batches, fired uint64) {
 	for id := range n {
 		s.Schedule(uint32(id), time.Duration(rng.Int64N(int64(interval))), tol)
 	}
@@ -520,7 +524,7 @@ func TestSchedulerBatchCounting(t *testing.T) {
 			s := NewScheduler(n)
 			rng := rand.New(rand.NewPCG(1, 2))
 			sends := make([][]time.Duration, n)
-			batches, fired := driveBatches(s, rng, n, interval, tt.tol, span, func(id uint32, now time.Duration) {
+			batches, fired := schedDrive(s, rng, n, interval, tt.tol, span, func(id uint32, now time.Duration) {
 				sends[id] = append(sends[id], now)
 			})
 			if batches < tt.minBatches || batches > tt.maxBatches {
@@ -554,7 +558,7 @@ func TestSchedulerAllocs(t *testing.T) {
 	const n = 1000
 	s := NewScheduler(n)
 	for id := range n {
-		s.Schedule(uint32(id), time.Duration(id)*ms, 3*ms)
+		s.Schedule(uint32(id), time.Duration(id)*schedMS, 3*schedMS)
 	}
 	var id uint32
 	tests := []struct {
@@ -563,16 +567,16 @@ func TestSchedulerAllocs(t *testing.T) {
 	}{
 		{name: "Schedule", f: func() {
 			id = (id + 7) % n
-			s.Schedule(id, time.Duration(id*13%n)*ms, ms)
+			s.Schedule(id, time.Duration(id*13%n)*schedMS, schedMS)
 		}},
 		{name: "Cancel and Schedule", f: func() {
 			id = (id + 11) % n
 			s.Cancel(id)
-			s.Schedule(id, time.Duration(id)*ms, 0)
+			s.Schedule(id, time.Duration(id)*schedMS, 0)
 		}},
 		{name: "Fire", f: func() {
 			now, _ := s.Next()
-			s.Fire(now, func(id uint32) { s.Schedule(id, now+time.Second, 10*ms) })
+			s.Fire(now, func(id uint32) { s.Schedule(id, now+time.Second, 10*schedMS) })
 		}},
 		{name: "Next Len Due Stats", f: func() {
 			s.Next()
@@ -613,33 +617,33 @@ func TestSchedulerFootprint(t *testing.T) {
 	}
 }
 
-// refSched is the naive reference: a slice of entries, sorted per Fire.
-type refSched struct {
-	entries []refEntry
+// schedRef is the naive reference: a slice of entries, sorted per Fire.
+type schedRef struct {
+	entries []schedRefEntry
 	pending map[uint32]bool
 	stats   SchedStats
 	firing  bool
 }
 
-type refEntry struct {
+type schedRefEntry struct {
 	id         uint32
 	due, early time.Duration
 }
 
-func newRefSched() *refSched { return &refSched{pending: map[uint32]bool{}} }
+func newSchedRef() *schedRef { return &schedRef{pending: map[uint32]bool{}} }
 
-func (r *refSched) find(id uint32) int {
-	return slices.IndexFunc(r.entries, func(e refEntry) bool { return e.id == id })
+func (r *schedRef) find(id uint32) int {
+	return slices.IndexFunc(r.entries, func(e schedRefEntry) bool { return e.id == id })
 }
 
-func (r *refSched) Cancel(id uint32) {
+func (r *schedRef) Cancel(id uint32) {
 	if i := r.find(id); i >= 0 {
 		r.entries = slices.Delete(r.entries, i, i+1)
 	}
 	delete(r.pending, id)
 }
 
-func (r *refSched) Schedule(id uint32, due, tol time.Duration) {
+func (r *schedRef) Schedule(id uint32, due, tol time.Duration) {
 	r.Cancel(id)
 	early := due
 	if tol > 0 {
@@ -648,10 +652,10 @@ func (r *refSched) Schedule(id uint32, due, tol time.Duration) {
 			early = math.MinInt64
 		}
 	}
-	r.entries = append(r.entries, refEntry{id: id, due: due, early: early})
+	r.entries = append(r.entries, schedRefEntry{id: id, due: due, early: early})
 }
 
-func (r *refSched) Next() (time.Duration, bool) {
+func (r *schedRef) Next() (time.Duration, bool) {
 	if len(r.entries) == 0 {
 		return 0, false
 	}
@@ -662,21 +666,21 @@ func (r *refSched) Next() (time.Duration, bool) {
 	return m, true
 }
 
-func (r *refSched) Due(id uint32) (time.Duration, bool) {
+func (r *schedRef) Due(id uint32) (time.Duration, bool) {
 	if i := r.find(id); i >= 0 {
 		return r.entries[i].due, true
 	}
 	return 0, false
 }
 
-func (r *refSched) Len() int          { return len(r.entries) }
-func (r *refSched) Stats() SchedStats { return r.stats }
+func (r *schedRef) Len() int          { return len(r.entries) }
+func (r *schedRef) Stats() SchedStats { return r.stats }
 
-func (r *refSched) Fire(now time.Duration, fn func(uint32)) int {
+func (r *schedRef) Fire(now time.Duration, fn func(uint32)) int {
 	if r.firing {
 		panic("reference: nested Fire")
 	}
-	var due, early, rest []refEntry
+	var due, early, rest []schedRefEntry
 	for _, e := range r.entries {
 		switch {
 		case e.due <= now:
@@ -690,15 +694,15 @@ func (r *refSched) Fire(now time.Duration, fn func(uint32)) int {
 	if len(due) == 0 {
 		return 0
 	}
-	slices.SortFunc(due, func(a, b refEntry) int {
+	slices.SortFunc(due, func(a, b schedRefEntry) int {
 		if a.due != b.due {
-			return cmpDur(a.due, b.due)
+			return schedCmpDur(a.due, b.due)
 		}
 		return int(a.id) - int(b.id)
 	})
-	slices.SortFunc(early, func(a, b refEntry) int {
+	slices.SortFunc(early, func(a, b schedRefEntry) int {
 		if a.early != b.early {
-			return cmpDur(a.early, b.early)
+			return schedCmpDur(a.early, b.early)
 		}
 		return int(a.id) - int(b.id)
 	})
@@ -733,7 +737,7 @@ func (r *refSched) Fire(now time.Duration, fn func(uint32)) int {
 	return fired
 }
 
-func cmpDur(a, b time.Duration) int {
+func schedCmpDur(a, b time.Duration) int {
 	switch {
 	case a < b:
 		return -1
@@ -756,7 +760,7 @@ type schedAPI interface {
 
 var (
 	_ schedAPI = (*Scheduler)(nil)
-	_ schedAPI = (*refSched)(nil)
+	_ schedAPI = (*schedRef)(nil)
 )
 
 // schedOp is one operation of a random or fuzzed run.
@@ -779,17 +783,17 @@ func (o schedOp) String() string {
 	return fmt.Sprintf("Fire(Next()) seed %d", o.seed)
 }
 
-// fnAction makes fn act on s for the k-th callback of a Fire: nothing,
+// schedFnAction makes fn act on s for the k-th callback of a Fire: nothing,
 // reschedule the fired id, cancel or schedule another id. Both
 // implementations see the same actions as long as they agree.
-func fnAction(s schedAPI, rng *rand.Rand, now time.Duration, id uint32, idSpace uint32) {
+func schedFnAction(s schedAPI, rng *rand.Rand, now time.Duration, id uint32, idSpace uint32) {
 	switch rng.IntN(6) {
 	case 0:
-		s.Schedule(id, now+time.Duration(rng.IntN(20)-5)*ms, time.Duration(rng.IntN(8))*ms)
+		s.Schedule(id, now+time.Duration(rng.IntN(20)-5)*schedMS, time.Duration(rng.IntN(8))*schedMS)
 	case 1:
 		s.Cancel(rng.Uint32N(idSpace))
 	case 2:
-		s.Schedule(rng.Uint32N(idSpace), now+time.Duration(rng.IntN(20)-10)*ms, time.Duration(rng.IntN(8))*ms)
+		s.Schedule(rng.Uint32N(idSpace), now+time.Duration(rng.IntN(20)-10)*schedMS, time.Duration(rng.IntN(8))*schedMS)
 	}
 }
 
@@ -798,7 +802,7 @@ func fnAction(s schedAPI, rng *rand.Rand, now time.Duration, id uint32, idSpace 
 func runAgainstRef(t *testing.T, ops []schedOp, idSpace uint32) {
 	t.Helper()
 	s := NewScheduler(int(idSpace) / 2)
-	r := newRefSched()
+	r := newSchedRef()
 	impls := [2]schedAPI{s, r}
 	for i, op := range ops {
 		var fired [2][]uint32
@@ -817,7 +821,7 @@ func runAgainstRef(t *testing.T, ops []schedOp, idSpace uint32) {
 				rng := rand.New(rand.NewPCG(op.seed, 7))
 				ret[k] = impl.Fire(now, func(id uint32) {
 					fired[k] = append(fired[k], id)
-					fnAction(impl, rng, now, id, idSpace)
+					schedFnAction(impl, rng, now, id, idSpace)
 				})
 			}
 		}
@@ -861,13 +865,13 @@ func TestSchedulerAgainstReference(t *testing.T) {
 				case p < 45:
 					op.kind = 0
 					// Millisecond granularity gives equal due times.
-					op.due = now + time.Duration(rng.IntN(60)-10)*ms
-					op.tol = []time.Duration{0, 0, ms, 5 * ms, 20 * ms, -ms, math.MaxInt64}[rng.IntN(7)]
+					op.due = now + time.Duration(rng.IntN(60)-10)*schedMS
+					op.tol = []time.Duration{0, 0, schedMS, 5 * schedMS, 20 * schedMS, -schedMS, math.MaxInt64}[rng.IntN(7)]
 				case p < 60:
 					op.kind = 1
 				case p < 85:
 					op.kind = 2
-					now += time.Duration(rng.IntN(8)) * ms
+					now += time.Duration(rng.IntN(8)) * schedMS
 					op.due = now
 				default:
 					op.kind = 3

@@ -1,0 +1,486 @@
+//go:build linux
+
+package host
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// lab is a private network namespace with lo up, for one test.
+type lab struct {
+	t  *testing.T
+	ns netns.NsHandle
+}
+
+// skipIfPerm skips the test when err is a permission error: the only
+// reason a privileged test may skip.
+func skipIfPerm(t *testing.T, err error, what string) {
+	t.Helper()
+	if errors.Is(err, os.ErrPermission) {
+		t.Skipf("%s: %v (needs CAP_NET_ADMIN and CAP_SYS_ADMIN; run as root)", what, err)
+	}
+}
+
+// newLab creates the namespace on a locked OS thread and returns that
+// thread to the original namespace; the namespace goes away in t.Cleanup
+// once its sockets are closed.
+func newLab(t *testing.T) *lab {
+	t.Helper()
+	l := &lab{t: t}
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatalf("get netns: %v", err)
+	}
+	defer orig.Close()
+	ns, err := netns.New()
+	if err != nil {
+		runtime.UnlockOSThread()
+		skipIfPerm(t, err, "create network namespace")
+		t.Fatalf("create netns: %v", err)
+	}
+	l.ns = ns
+	lerr := func() error {
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(lo)
+	}()
+	if err := netns.Set(orig); err != nil {
+		// The thread is stuck in the new namespace: let it die with the
+		// goroutine rather than return it to the pool.
+		ns.Close()
+		t.Fatalf("restore netns: %v", err)
+	}
+	runtime.UnlockOSThread()
+	t.Cleanup(func() { ns.Close() })
+	if lerr != nil {
+		t.Fatalf("lo up: %v", lerr)
+	}
+	return l
+}
+
+// do runs fn with the calling goroutine's thread in the lab namespace:
+// sockets created by fn live there.
+func (l *lab) do(fn func() error) {
+	l.t.Helper()
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		l.t.Fatalf("get netns: %v", err)
+	}
+	defer orig.Close()
+	if err := netns.Set(l.ns); err != nil {
+		runtime.UnlockOSThread()
+		l.t.Fatalf("enter netns: %v", err)
+	}
+	ferr := fn()
+	if err := netns.Set(orig); err != nil {
+		l.t.Fatalf("restore netns: %v", err) // thread stays locked and dies
+	}
+	runtime.UnlockOSThread()
+	if ferr != nil {
+		l.t.Fatal(ferr)
+	}
+}
+
+// pair is one connection inside the lab: client dialled, server accepted.
+type pair struct {
+	client, server *net.TCPConn
+}
+
+func (l *lab) connect(network string) pair {
+	l.t.Helper()
+	host := "127.0.0.1"
+	if network == "tcp6" {
+		host = "::1"
+	}
+	var ln *net.TCPListener
+	var client *net.TCPConn
+	l.do(func() error {
+		var err error
+		ln, err = net.ListenTCP(network, &net.TCPAddr{IP: net.ParseIP(host)})
+		if err != nil {
+			return err
+		}
+		client, err = net.DialTCP(network, nil, ln.Addr().(*net.TCPAddr))
+		return err
+	})
+	defer ln.Close()
+	server, err := ln.AcceptTCP()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() {
+		client.Close()
+		server.Close()
+	})
+	return pair{client: client, server: server}
+}
+
+// segment is one TCP segment seen on lo.
+type segment struct {
+	src, dst     netip.AddrPort
+	seq, ack     uint32
+	syn, fin     bool
+	rst, ackFlag bool
+	window       uint16
+	payload      []byte
+	mss          uint16
+	wscale       int // -1 when absent
+	tsval, tsecr uint32
+	hasTS        bool
+}
+
+// capture records the TCP segments crossing lo in the lab, each once (the
+// outgoing copy is ignored).
+type capture struct {
+	t      *testing.T
+	f      *os.File
+	done   chan struct{}
+	mu     sync.Mutex
+	segs   []segment
+	notify chan struct{} // closed and replaced on every new segment
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+func (l *lab) capture() *capture {
+	l.t.Helper()
+	var fd int
+	l.do(func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		if err != nil {
+			return err
+		}
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil {
+			return err
+		}
+		lo, err := net.InterfaceByName("lo")
+		if err != nil {
+			return err
+		}
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: lo.Index})
+	})
+	c := &capture{t: l.t, f: os.NewFile(uintptr(fd), "packet"), done: make(chan struct{}), notify: make(chan struct{})}
+	go c.run()
+	l.t.Cleanup(func() {
+		c.f.Close()
+		<-c.done
+	})
+	return c
+}
+
+func (c *capture) run() {
+	defer close(c.done)
+	buf := make([]byte, 1<<17)
+	for {
+		n, err := c.f.Read(buf)
+		if err != nil {
+			return
+		}
+		s, ok := parseSegment(buf[:n])
+		if !ok {
+			continue
+		}
+		c.mu.Lock()
+		c.segs = append(c.segs, s)
+		close(c.notify)
+		c.notify = make(chan struct{})
+		c.mu.Unlock()
+	}
+}
+
+func parseSegment(frame []byte) (segment, bool) {
+	p := gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.Default)
+	tl, ok := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
+	if !ok {
+		return segment{}, false
+	}
+	var src, dst netip.Addr
+	switch ip := p.NetworkLayer().(type) {
+	case *layers.IPv4:
+		src, _ = netip.AddrFromSlice(ip.SrcIP.To4())
+		dst, _ = netip.AddrFromSlice(ip.DstIP.To4())
+	case *layers.IPv6:
+		src, _ = netip.AddrFromSlice(ip.SrcIP)
+		dst, _ = netip.AddrFromSlice(ip.DstIP)
+	default:
+		return segment{}, false
+	}
+	s := segment{
+		src: netip.AddrPortFrom(src, uint16(tl.SrcPort)), dst: netip.AddrPortFrom(dst, uint16(tl.DstPort)),
+		seq: tl.Seq, ack: tl.Ack, syn: tl.SYN, fin: tl.FIN, rst: tl.RST, ackFlag: tl.ACK,
+		window: tl.Window, payload: append([]byte(nil), tl.Payload...), wscale: -1,
+	}
+	for _, o := range tl.Options {
+		switch o.OptionType {
+		case layers.TCPOptionKindMSS:
+			if len(o.OptionData) == 2 {
+				s.mss = uint16(o.OptionData[0])<<8 | uint16(o.OptionData[1])
+			}
+		case layers.TCPOptionKindWindowScale:
+			if len(o.OptionData) == 1 {
+				s.wscale = int(o.OptionData[0])
+			}
+		case layers.TCPOptionKindTimestamps:
+			if len(o.OptionData) == 8 {
+				d := o.OptionData
+				s.tsval = uint32(d[0])<<24 | uint32(d[1])<<16 | uint32(d[2])<<8 | uint32(d[3])
+				s.tsecr = uint32(d[4])<<24 | uint32(d[5])<<16 | uint32(d[6])<<8 | uint32(d[7])
+				s.hasTS = true
+			}
+		}
+	}
+	return s, true
+}
+
+// mark returns the index of the next segment to be captured.
+func (c *capture) mark() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.segs)
+}
+
+// waitFor returns the first segment at index >= from that matches, waiting
+// until the deadline; ok is false when none came.
+func (c *capture) waitFor(from int, d time.Duration, match func(segment) bool) (segment, int, bool) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for i := from; ; {
+		c.mu.Lock()
+		for ; i < len(c.segs); i++ {
+			if match(c.segs[i]) {
+				s := c.segs[i]
+				c.mu.Unlock()
+				return s, i, true
+			}
+		}
+		ch := c.notify
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-timer.C:
+			return segment{}, i, false
+		}
+	}
+}
+
+// since returns a copy of the segments captured at index >= from.
+func (c *capture) since(from int) []segment {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]segment(nil), c.segs[from:]...)
+}
+
+func addrPort(a net.Addr) netip.AddrPort { return unmap(a) }
+
+func from(a net.Addr) func(segment) bool {
+	ap := addrPort(a)
+	return func(s segment) bool { return s.src == ap }
+}
+
+// waitReadable blocks until conn has unread bytes (at least n), without
+// reading them, using the poller.
+func waitReadable(t *testing.T, conn *net.TCPConn, n int) {
+	t.Helper()
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer conn.SetReadDeadline(time.Time{})
+	var ioctlErr error
+	err = raw.Read(func(fd uintptr) bool {
+		var q int
+		q, ioctlErr = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+		return ioctlErr != nil || q >= n
+	})
+	if err != nil || ioctlErr != nil {
+		t.Fatalf("wait readable: %v %v", err, ioctlErr)
+	}
+}
+
+// inRepair reports whether the socket is in repair mode: TCP_QUEUE_SEQ is
+// readable only there.
+func inRepair(t *testing.T, conn *net.TCPConn) bool {
+	t.Helper()
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gerr error
+	raw.Control(func(fd uintptr) {
+		_, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_QUEUE_SEQ)
+	})
+	switch {
+	case errors.Is(gerr, unix.EPERM):
+		return false
+	case gerr == nil, errors.Is(gerr, unix.EINVAL): // in repair, no queue selected
+		return true
+	}
+	t.Fatalf("getsockopt TCP_QUEUE_SEQ: %v", gerr)
+	return false
+}
+
+func sockoptInt(t *testing.T, conn *net.TCPConn, level, opt int) int {
+	t.Helper()
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	var gerr error
+	raw.Control(func(fd uintptr) { v, gerr = unix.GetsockoptInt(int(fd), level, opt) })
+	if gerr != nil {
+		t.Fatalf("getsockopt %d/%d: %v", level, opt, gerr)
+	}
+	return v
+}
+
+func writeFull(t *testing.T, c *net.TCPConn, p []byte) {
+	t.Helper()
+	if _, err := c.Write(p); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+}
+
+func readFull(t *testing.T, c *net.TCPConn, n int) []byte {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	b := make([]byte, n)
+	if _, err := io.ReadFull(c, b); err != nil {
+		t.Fatalf("read %d bytes: %v", n, err)
+	}
+	return b
+}
+
+func mustFreeze(t *testing.T, c *net.TCPConn) (*Frozen, TCPState) {
+	t.Helper()
+	f, st, err := Freeze(c)
+	skipIfPerm(t, err, "TCP_REPAIR")
+	if err != nil {
+		t.Fatalf("Freeze: %v", err)
+	}
+	return f, st
+}
+
+// freezeWhenAcked freezes c, retrying while the only reason it is not idle
+// is a pure ACK still in flight on lo (the peer's delayed ACK that the
+// peer's own Freeze has just flushed).
+func freezeWhenAcked(t *testing.T, c *net.TCPConn) (*Frozen, TCPState) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		f, st, err := Freeze(c)
+		skipIfPerm(t, err, "TCP_REPAIR")
+		var ni *NotIdleError
+		if err == nil {
+			return f, st
+		}
+		if !errors.As(err, &ni) || ni.Queues.Unsent != 0 || ni.Queues.Unread != 0 || time.Now().After(deadline) {
+			t.Fatalf("Freeze: %v", err)
+		}
+		<-tick.C
+	}
+}
+
+// exchange sends req from client to server and resp back, so that both
+// ends end up idle except for the client's ACK of resp.
+func exchange(t *testing.T, p pair, req, resp []byte) {
+	t.Helper()
+	writeFull(t, p.client, req)
+	if got := readFull(t, p.server, len(req)); !bytes.Equal(got, req) {
+		t.Fatalf("server read %q, want %q", got, req)
+	}
+	writeFull(t, p.server, resp)
+	if got := readFull(t, p.client, len(resp)); !bytes.Equal(got, resp) {
+		t.Fatalf("client read %q, want %q", got, resp)
+	}
+}
+
+func pattern(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = seed + byte(i*7)
+	}
+	return b
+}
+
+func noRST(t *testing.T, c *capture, from int) {
+	t.Helper()
+	for _, s := range c.since(from) {
+		if s.rst {
+			t.Errorf("RST on the wire: %v -> %v seq %d", s.src, s.dst, s.seq)
+		}
+	}
+}
+
+// TestIntegrationIncomingWhileFrozen pins down what the kernel does with a
+// segment that reaches a socket in repair mode: repair mode filters no
+// input, so the data is queued (RCV.NXT advances) and ACKed at once, and
+// the app cannot read it (EPERM) or write (EINVAL) until the thaw. Nothing
+// is lost. The model relies on the NIC keeping every frame from a frozen
+// socket.
+func TestIntegrationIncomingWhileFrozen(t *testing.T) {
+	l := newLab(t)
+	c := l.capture()
+	p := l.connect("tcp4")
+	exchange(t, p, []byte("ping"), []byte("pong"))
+	f, st := mustFreeze(t, p.client)
+
+	m := c.mark()
+	msg := []byte("while frozen")
+	writeFull(t, p.server, msg)
+	ack, _, ok := c.waitFor(m, 10*time.Second, from(p.client.LocalAddr()))
+	if !ok {
+		t.Fatal("the frozen socket did not answer the data segment")
+	}
+	if ack.ack != st.RcvNxt+uint32(len(msg)) || len(ack.payload) != 0 || ack.seq != st.SndNxt {
+		t.Errorf("frozen socket sent seq %d ack %d len %d, want a pure ACK seq %d ack %d",
+			ack.seq, ack.ack, len(ack.payload), st.SndNxt, st.RcvNxt+uint32(len(msg)))
+	}
+	var ni *NotIdleError
+	if err := Idle(p.client); !errors.As(err, &ni) || ni.Queues.Unread != len(msg) {
+		t.Errorf("Idle while frozen = %v, want %d bytes unread", err, len(msg))
+	}
+	p.client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := p.client.Read(make([]byte, 64)); !errors.Is(err, os.ErrPermission) {
+		t.Errorf("Read while frozen = %v, want EPERM", err)
+	}
+	if _, err := p.client.Write([]byte("x")); !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("Write while frozen = %v, want EINVAL", err)
+	}
+
+	if err := f.Thaw(nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFull(t, p.client, len(msg)); !bytes.Equal(got, msg) {
+		t.Errorf("read after thaw %q, want %q", got, msg)
+	}
+	exchange(t, p, []byte("after"), []byte("thaw"))
+	noRST(t, c, 0)
+}

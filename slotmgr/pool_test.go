@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -412,8 +413,14 @@ func TestPromotionAndEviction(t *testing.T) {
 	must(hwReq("f", "y", 2)) // evicts b (youngest of the lowest) → hw 1; b → sw 2
 	clk.now = 10 * time.Second
 	must(hwReq("g", "x", 1)) // evicts a (the only priority 0 holder) → hw 0; a → sw 3
-	if got := drain(p); len(got) != 2 || got[0].Channel != "b" || got[1].Channel != "a" {
-		t.Fatalf("eviction events = %+v, want b then a", got)
+	wantEv := []Event{
+		{Kind: Evicted, Channel: "b", App: "y", From: Hardware, To: Software, Slot: 2,
+			Reason: "evicted from hardware slot 1 by channel f (priority 2 > 0)", At: 0},
+		{Kind: Evicted, Channel: "a", App: "x", From: Hardware, To: Software, Slot: 3,
+			Reason: "evicted from hardware slot 0 by channel g (priority 1 > 0)", At: 10 * time.Second},
+	}
+	if diff := cmp.Diff(wantEv, drain(p)); diff != "" {
+		t.Errorf("eviction events (-want +got):\n%s", diff)
 	}
 	select {
 	case <-p.Notify():
@@ -634,5 +641,40 @@ func TestClose(t *testing.T) {
 	}
 	if err := p.Permit("y"); !errors.Is(err, ErrClosed) {
 		t.Errorf("Permit after Close = %v, want ErrClosed", err)
+	}
+}
+
+// TestConcurrentUse runs requests, releases and drains from several
+// goroutines (run with -race) and checks the books balance at the end.
+func TestConcurrentUse(t *testing.T) {
+	p := newPool(t, secondsConfig(3), nil)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				ch := fmt.Sprintf("g%d-%d", g, i%5)
+				if _, err := p.Request(hwReq(ch, fmt.Sprint("app", g), i%3)); err != nil && !errors.Is(err, ErrChannelExists) {
+					t.Error(err)
+					return
+				}
+				if i%2 == 1 {
+					if err := p.Release(ch); err != nil && !errors.Is(err, ErrUnknownChannel) {
+						t.Error(err)
+						return
+					}
+				}
+				p.DrainEvents(nil)
+			}
+		}()
+	}
+	wg.Wait()
+	c := p.Counters()
+	if int(c.HardwareAllocated+c.SoftwareAllocated-c.Releases) != c.Channels {
+		t.Errorf("allocated %d + %d, released %d, but %d channels", c.HardwareAllocated, c.SoftwareAllocated, c.Releases, c.Channels)
+	}
+	if c.HardwareInUse > 3 || c.HardwareInUse+c.SoftwareInUse != c.Channels {
+		t.Errorf("gauges %+v", c)
 	}
 }

@@ -99,4 +99,8 @@
 //
 // With Coalesce off every channel has its own timer (the baseline). Counters
 // give wakes, keep-alives, and how many were sent early or late.
+//
+// With coalescing the wake rate is bounded below by the shortest software
+// interval: hardware slots go by priority, so a short-interval channel left
+// on software sets the host's wake floor (BenchmarkHostWakes shows it).
 package slotmgr

@@ -17,11 +17,14 @@ package host
 //   - setsockopt(TCP_REPAIR) needs CAP_NET_ADMIN in the socket's network
 //     namespace (do_tcp_setsockopt, sockopt_ns_capable); without it EPERM,
 //     so errors.Is(err, os.ErrPermission) holds.
-//   - getsockopt(TCP_QUEUE_SEQ) works only in repair mode and returns, for
-//     TCP_REPAIR_QUEUE=TCP_SEND_QUEUE, tp->write_seq (equal to SND.NXT once
-//     the send queue holds nothing unsent) and, for TCP_RECV_QUEUE,
-//     tp->rcv_nxt (do_tcp_getsockopt). Setting it is refused on a connected
+//   - setsockopt(TCP_REPAIR_QUEUE) needs repair mode (EPERM otherwise);
+//     getsockopt(TCP_QUEUE_SEQ) then returns, for TCP_SEND_QUEUE,
+//     tp->write_seq (equal to SND.NXT once nothing is unsent) and, for
+//     TCP_RECV_QUEUE, tp->rcv_nxt; EINVAL for TCP_NO_QUEUE
+//     (do_tcp_getsockopt). Setting TCP_QUEUE_SEQ is refused on a connected
 //     socket, so sequence numbers can only be moved through the queues.
+//     getsockopt(TCP_REPAIR_WINDOW) is the one read that tells repair mode
+//     apart: EPERM outside it.
 //   - getsockopt(TCP_MAXSEG) in repair mode returns rx_opt.mss_clamp (the MSS
 //     the peer announced, bounded by TCP_MAXSEG set by the user), not the
 //     effective mss_cache; TCP_INFO's tcpi_snd_mss is the latter.

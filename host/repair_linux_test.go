@@ -14,7 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/vishvananda/netlink"
@@ -321,8 +323,8 @@ func waitReadable(t *testing.T, conn *net.TCPConn, n int) {
 	}
 }
 
-// inRepair reports whether the socket is in repair mode: TCP_QUEUE_SEQ is
-// readable only there.
+// inRepair reports whether the socket is in repair mode: TCP_REPAIR_WINDOW
+// is readable only there (EPERM elsewhere).
 func inRepair(t *testing.T, conn *net.TCPConn) bool {
 	t.Helper()
 	raw, err := conn.SyscallConn()
@@ -331,15 +333,16 @@ func inRepair(t *testing.T, conn *net.TCPConn) bool {
 	}
 	var gerr error
 	raw.Control(func(fd uintptr) {
-		_, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_QUEUE_SEQ)
+		var w [sizeofRepairWindow / 4]uint32
+		_, gerr = getsockopt(int(fd), unix.IPPROTO_TCP, unix.TCP_REPAIR_WINDOW, unsafe.Pointer(&w[0]), sizeofRepairWindow)
 	})
 	switch {
 	case errors.Is(gerr, unix.EPERM):
 		return false
-	case gerr == nil, errors.Is(gerr, unix.EINVAL): // in repair, no queue selected
+	case gerr == nil:
 		return true
 	}
-	t.Fatalf("getsockopt TCP_QUEUE_SEQ: %v", gerr)
+	t.Fatalf("getsockopt TCP_REPAIR_WINDOW: %v", gerr)
 	return false
 }
 
@@ -482,5 +485,283 @@ func TestIntegrationIncomingWhileFrozen(t *testing.T) {
 		t.Errorf("read after thaw %q, want %q", got, msg)
 	}
 	exchange(t, p, []byte("after"), []byte("thaw"))
+	noRST(t, c, 0)
+}
+
+// cmpAddrPort compares netip.AddrPort values, whose fields are unexported.
+var cmpAddrPort = cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })
+
+func setIPOpts(t *testing.T, c *net.TCPConn, v6 bool, ttl, tos int) {
+	t.Helper()
+	raw, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	raw.Control(func(fd uintptr) {
+		if v6 {
+			if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, ttl); serr == nil {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_TCLASS, tos)
+			}
+			return
+		}
+		if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TTL, ttl); serr == nil {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TOS, tos)
+		}
+	})
+	if serr != nil {
+		t.Fatal(serr)
+	}
+}
+
+// TestIntegrationFreezeMatchesWire checks the snapshot against the segments
+// captured on lo: sequence numbers from the ISNs and the bytes moved,
+// options from the handshake, windows and TSval from the last segments.
+func TestIntegrationFreezeMatchesWire(t *testing.T) {
+	tests := []struct {
+		name     string
+		network  string
+		ttl, tos int // 0: leave the kernel's defaults
+		wantTTL  uint8
+		wantTOS  uint8
+		req      int
+		resp     int
+	}{
+		{name: "ipv4 defaults", network: "tcp4", wantTTL: 64, req: 1000, resp: 3000},
+		{name: "ipv4 ttl and tos set", network: "tcp4", ttl: 17, tos: 0x28, wantTTL: 17, wantTOS: 0x28, req: 1, resp: 100000},
+		{name: "ipv6 defaults", network: "tcp6", wantTTL: 64, req: 5000, resp: 20},
+		{name: "ipv6 hop limit and tclass set", network: "tcp6", ttl: 9, tos: 0xb8, wantTTL: 9, wantTOS: 0xb8, req: 70000, resp: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLab(t)
+			c := l.capture()
+			p := l.connect(tt.network)
+			client, server := addrPort(p.client.LocalAddr()), addrPort(p.server.LocalAddr())
+			syn, _, ok := c.waitFor(0, 10*time.Second, func(s segment) bool { return s.src == client && s.syn })
+			if !ok {
+				t.Fatal("no SYN captured")
+			}
+			synAck, _, ok := c.waitFor(0, 10*time.Second, func(s segment) bool { return s.src == server && s.syn })
+			if !ok {
+				t.Fatal("no SYN-ACK captured")
+			}
+			if tt.ttl != 0 {
+				setIPOpts(t, p.client, tt.network == "tcp6", tt.ttl, tt.tos)
+			}
+			exchange(t, p, pattern(tt.req, 1), pattern(tt.resp, 2))
+
+			f, got := mustFreeze(t, p.client)
+			want := TCPState{
+				Local:         client,
+				Remote:        server,
+				SndNxt:        syn.seq + 1 + uint32(tt.req),
+				RcvNxt:        synAck.seq + 1 + uint32(tt.resp),
+				MSS:           uint32(synAck.mss),
+				WindowScaling: true,
+				SACK:          true,
+				Timestamps:    true,
+				SndWScale:     uint8(synAck.wscale),
+				RcvWScale:     uint8(syn.wscale),
+				TTL:           tt.wantTTL,
+				TOS:           tt.wantTOS,
+			}
+			// Checked below against the last segments each way.
+			rest := got
+			got.SndMSS, got.Window, got.TSVal = 0, Window{}, 0
+			if diff := cmp.Diff(want, got, cmpAddrPort); diff != "" {
+				t.Errorf("Freeze state mismatch (-want +got):\n%s", diff)
+			}
+
+			// The first segment after the thaw is the window probe, SEQ =
+			// SND.UNA-1 with no payload; every segment captured before it
+			// was sent before the thaw (lo keeps the order).
+			if err := f.Thaw(nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			_, probeAt, ok := c.waitFor(0, 10*time.Second, func(s segment) bool {
+				return s.src == client && s.seq == want.SndNxt-1 && s.ack == want.RcvNxt && len(s.payload) == 0
+			})
+			if !ok {
+				t.Fatalf("no window probe (seq %d) after thaw", want.SndNxt-1)
+			}
+			var lastC, lastS segment
+			for _, s := range c.since(0)[:probeAt] {
+				switch s.src {
+				case client:
+					lastC = s
+				case server:
+					lastS = s
+				}
+			}
+			if edge, want := rest.Window.RcvWup+rest.Window.RcvWnd, lastC.ack+uint32(lastC.window)<<rest.RcvWScale; edge != want {
+				t.Errorf("receive window right edge %d, last advertised %d (ack %d + %d<<%d)", edge, want, lastC.ack, lastC.window, rest.RcvWScale)
+			}
+			if lastC.ack != rest.RcvNxt || lastC.seq != rest.SndNxt {
+				t.Errorf("last segment before freeze: seq %d ack %d, want seq %d ack %d (all acknowledged)", lastC.seq, lastC.ack, rest.SndNxt, rest.RcvNxt)
+			}
+			if want := uint32(lastS.window) << rest.SndWScale; rest.Window.SndWnd != want {
+				t.Errorf("SndWnd %d, last window from the peer %d<<%d = %d", rest.Window.SndWnd, lastS.window, rest.SndWScale, want)
+			}
+			if rest.Window.MaxWindow < rest.Window.SndWnd {
+				t.Errorf("MaxWindow %d < SndWnd %d", rest.Window.MaxWindow, rest.Window.SndWnd)
+			}
+			// Same clock: the snapshot's TSval is within a few ms of the
+			// last one sent (it may trail it by a tick).
+			if d := int32(rest.TSVal - lastC.tsval); !lastC.hasTS || d < -5 || d > 60000 {
+				t.Errorf("TSVal %d, last TSval on the wire %d (has %v): not the same clock", rest.TSVal, lastC.tsval, lastC.hasTS)
+			}
+			t.Logf("TSVal - last TSval = %d ms", int32(rest.TSVal-lastC.tsval))
+			if rest.SndMSS == 0 || rest.SndMSS > rest.MSS {
+				t.Errorf("SndMSS %d, MSS %d", rest.SndMSS, rest.MSS)
+			}
+			exchange(t, p, pattern(10, 3), pattern(10, 4))
+			noRST(t, c, 0)
+		})
+	}
+}
+
+// TestIntegrationFreezeNotIdle checks that Freeze refuses a socket with
+// something queued, says what, and leaves the socket as it was.
+func TestIntegrationFreezeNotIdle(t *testing.T) {
+	tests := []struct {
+		name string
+		// fill makes the client not idle and returns a check of the
+		// counts and a function that drains the connection again.
+		fill func(t *testing.T, p pair) (check func(Queues) bool, drain func())
+		want error
+	}{
+		{
+			name: "unread",
+			fill: func(t *testing.T, p pair) (func(Queues) bool, func()) {
+				msg := []byte("unread!")
+				writeFull(t, p.server, msg)
+				waitReadable(t, p.client, len(msg))
+				return func(q Queues) bool { return q == Queues{Unread: len(msg)} },
+					func() { readFull(t, p.client, len(msg)) }
+			},
+			want: ErrNotIdle,
+		},
+		{
+			name: "unsent behind a closed window",
+			fill: func(t *testing.T, p pair) (func(Queues) bool, func()) {
+				// The server reads nothing: its receive buffer fills,
+				// its window closes, the client's send queue fills.
+				buf := pattern(1<<20, 5)
+				total := 0
+				p.client.SetWriteDeadline(time.Now().Add(2 * time.Second))
+				for i := 0; i < 64; i++ {
+					n, err := p.client.Write(buf)
+					total += n
+					if err != nil {
+						if !errors.Is(err, os.ErrDeadlineExceeded) {
+							t.Fatal(err)
+						}
+						break
+					}
+				}
+				p.client.SetWriteDeadline(time.Time{})
+				return func(q Queues) bool { return q.Unsent > 0 && q.Unread == 0 },
+					func() { readFull(t, p.server, total) }
+			},
+			want: ErrNotIdle,
+		},
+		{
+			name: "peer closed",
+			fill: func(t *testing.T, p pair) (func(Queues) bool, func()) {
+				p.server.CloseWrite()
+				p.client.SetReadDeadline(time.Now().Add(10 * time.Second))
+				if n, err := p.client.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+					t.Fatalf("read = %d, %v, want EOF", n, err)
+				}
+				return nil, nil
+			},
+			want: ErrNotEstablished,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLab(t)
+			c := l.capture()
+			p := l.connect("tcp4")
+			exchange(t, p, []byte("hi"), []byte("there"))
+			check, drain := tt.fill(t, p)
+
+			f, st, err := Freeze(p.client)
+			skipIfPerm(t, err, "TCP_REPAIR")
+			if !errors.Is(err, tt.want) || f != nil || st != (TCPState{}) {
+				t.Fatalf("Freeze = %v, %+v, %v; want %v", f, st, err, tt.want)
+			}
+			if check != nil {
+				var ni *NotIdleError
+				if !errors.As(err, &ni) || !check(ni.Queues) {
+					t.Errorf("Freeze error %v: wrong counts", err)
+				}
+				if ierr := Idle(p.client); !errors.As(ierr, &ni) || !check(ni.Queues) {
+					t.Errorf("Idle = %v: wrong counts", ierr)
+				}
+			}
+			if inRepair(t, p.client) {
+				t.Error("socket left in repair mode")
+			}
+			if ka := sockoptInt(t, p.client, unix.SOL_SOCKET, unix.SO_KEEPALIVE); ka != 1 {
+				t.Errorf("SO_KEEPALIVE = %d after a refused Freeze, want 1 (Go's default)", ka)
+			}
+			if drain == nil {
+				return
+			}
+			drain()
+			exchange(t, p, []byte("still"), []byte("usable"))
+			noRST(t, c, 0)
+		})
+	}
+}
+
+// TestIntegrationFrozenSilent checks that a frozen socket sends nothing,
+// not even the keep-alives it sent every second before, and that Thaw
+// brings them back.
+func TestIntegrationFrozenSilent(t *testing.T) {
+	l := newLab(t)
+	c := l.capture()
+	p := l.connect("tcp4")
+	client := addrPort(p.client.LocalAddr())
+	if err := p.client.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: time.Second, Interval: time.Second, Count: 9}); err != nil {
+		t.Fatal(err)
+	}
+	exchange(t, p, []byte("a"), []byte("b"))
+
+	// Control: the capture sees the keep-alives of the live socket.
+	m := c.mark()
+	isProbe := func(s segment) bool { return s.src == client && len(s.payload) == 0 }
+	if _, _, ok := c.waitFor(m, 10*time.Second, isProbe); !ok {
+		t.Fatal("no keep-alive within 10 s from a socket with a 1 s keep-alive")
+	}
+
+	f, st := mustFreeze(t, p.client)
+	m = c.mark()
+	// Three keep-alive intervals: a live socket sends two or three probes.
+	if s, _, ok := c.waitFor(m, 3500*time.Millisecond, func(s segment) bool { return s.src == client }); ok {
+		t.Fatalf("frozen socket sent seq %d ack %d len %d rst %v", s.seq, s.ack, len(s.payload), s.rst)
+	}
+	if ka := sockoptInt(t, p.client, unix.SOL_SOCKET, unix.SO_KEEPALIVE); ka != 0 {
+		t.Errorf("SO_KEEPALIVE = %d while frozen", ka)
+	}
+
+	if err := f.Thaw(nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ka := sockoptInt(t, p.client, unix.SOL_SOCKET, unix.SO_KEEPALIVE); ka != 1 {
+		t.Errorf("SO_KEEPALIVE = %d after thaw, want 1", ka)
+	}
+	// The window probe at once, then keep-alives again (SEQ = SND.NXT-1).
+	probe := func(s segment) bool { return isProbe(s) && s.seq == st.SndNxt-1 }
+	_, i, ok := c.waitFor(m, 10*time.Second, probe)
+	if !ok {
+		t.Fatal("no window probe after thaw")
+	}
+	if _, _, ok := c.waitFor(i+1, 10*time.Second, probe); !ok {
+		t.Fatal("no keep-alive after thaw")
+	}
+	exchange(t, p, []byte("c"), []byte("d"))
 	noRST(t, c, 0)
 }

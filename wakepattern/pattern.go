@@ -1,6 +1,10 @@
 package wakepattern
 
-import "net/netip"
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+)
 
 // Kind is the kind of a wake pattern. The zero value is invalid.
 type Kind uint8
@@ -93,4 +97,61 @@ type Result struct {
 	SeqOff, AckOff uint16 // offsets of the seq and ack fields in the frame
 	PayloadOff     uint16
 	PayloadLen     uint16
+}
+
+var kindNames = [...]string{
+	kindInvalid: "invalid",
+	KindTCPConn: "tcp-conn",
+	KindTCPSYN:  "tcp-syn",
+	KindBitmap:  "bitmap",
+	KindMagic:   "magic",
+}
+
+// String returns the kind's text form ("tcp-conn", "tcp-syn", "bitmap",
+// "magic").
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Valid reports whether k is one of the defined kinds.
+func (k Kind) Valid() bool { return k > kindInvalid && int(k) < len(kindNames) }
+
+// MarshalText implements encoding.TextMarshaler. An invalid kind is an
+// error.
+func (k Kind) MarshalText() ([]byte, error) {
+	if !k.Valid() {
+		return nil, fmt.Errorf("kind: invalid value %d", uint8(k))
+	}
+	return []byte(kindNames[k]), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (k *Kind) UnmarshalText(b []byte) error {
+	for i := KindTCPConn; int(i) < len(kindNames); i++ {
+		if string(b) == kindNames[i] {
+			*k = i
+			return nil
+		}
+	}
+	return fmt.Errorf("kind: %q is not one of tcp-conn, tcp-syn, bitmap, magic", b)
+}
+
+var classNames = [...]string{
+	classInvalid: "invalid",
+	ClassPureACK: "pure-ack",
+	ClassData:    "data",
+	ClassFIN:     "fin",
+	ClassRST:     "rst",
+	ClassSYN:     "syn",
+}
+
+// String returns the class's name ("pure-ack", "data", "fin", "rst", "syn").
+func (c Class) String() string {
+	if int(c) < len(classNames) {
+		return classNames[c]
+	}
+	return "class(" + strconv.Itoa(int(c)) + ")"
 }

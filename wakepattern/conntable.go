@@ -1,0 +1,134 @@
+package wakepattern
+
+import "encoding/binary"
+
+// connKey is a TCP connection as seen on a segment from the remote end to
+// the local end, packed into words: IPv4 uses a (remote<<32 | local) and
+// e; IPv6 uses a, b (remote) and c, d (local) and e. e packs
+// remote port<<48 | local port<<32 | VLAN<<16 | IP version.
+type connKey struct{ a, b, c, d, e uint64 }
+
+// frameConnKey returns the key of a decoded TCP frame (source = remote,
+// destination = local) and false when the frame's offsets do not fit Raw.
+func frameConnKey(f *Frame) (connKey, bool) {
+	raw := f.Raw
+	l3, l4 := int(f.L3Off), int(f.L4Off)
+	var vlan uint64
+	if f.NumVLAN > 0 {
+		vlan = uint64(f.VLAN[0])
+	}
+	if l4+4 > len(raw) {
+		return connKey{}, false
+	}
+	ports := uint64(binary.BigEndian.Uint32(raw[l4:]))
+	switch f.EtherType {
+	case EtherTypeIPv4:
+		if l3+IPv4MinLen > len(raw) {
+			return connKey{}, false
+		}
+		return connKey{
+			a: uint64(binary.BigEndian.Uint32(raw[l3+IPv4SrcOff:]))<<32 | uint64(binary.BigEndian.Uint32(raw[l3+IPv4DstOff:])),
+			e: ports<<32 | vlan<<16 | 4,
+		}, true
+	case EtherTypeIPv6:
+		if l3+IPv6Len > len(raw) {
+			return connKey{}, false
+		}
+		h := raw[l3 : l3+IPv6Len]
+		return connKey{
+			a: binary.BigEndian.Uint64(h[IPv6SrcOff:]),
+			b: binary.BigEndian.Uint64(h[IPv6SrcOff+8:]),
+			c: binary.BigEndian.Uint64(h[IPv6DstOff:]),
+			d: binary.BigEndian.Uint64(h[IPv6DstOff+8:]),
+			e: ports<<32 | vlan<<16 | 6,
+		}, true
+	}
+	return connKey{}, false
+}
+
+// patternConnKey returns the key of segments that match t.
+func patternConnKey(t *TCPConn) connKey {
+	e := uint64(t.Remote.Port())<<48 | uint64(t.Local.Port())<<32 | uint64(t.VLAN)<<16
+	if t.Local.Addr().Is4() {
+		r, l := t.Remote.Addr().As4(), t.Local.Addr().As4()
+		return connKey{
+			a: uint64(binary.BigEndian.Uint32(r[:]))<<32 | uint64(binary.BigEndian.Uint32(l[:])),
+			e: e | 4,
+		}
+	}
+	r, l := t.Remote.Addr().As16(), t.Local.Addr().As16()
+	return connKey{
+		a: binary.BigEndian.Uint64(r[:]), b: binary.BigEndian.Uint64(r[8:]),
+		c: binary.BigEndian.Uint64(l[:]), d: binary.BigEndian.Uint64(l[8:]),
+		e: e | 6,
+	}
+}
+
+// hash mixes the key with independent multiplies (they pipeline) and a
+// final avalanche. The seed is per Matcher.
+func (k *connKey) hash(seed uint64) uint64 {
+	h := k.a*0x9e3779b97f4a7c15 + k.b*0xc2b2ae3d27d4eb4f + k.c*0x165667b19e3779f9 +
+		k.d*0x27d4eb2f165667c5 + (k.e^seed)*0x94d049bb133111eb
+	h ^= h >> 29
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 32
+	return h
+}
+
+// connSlot is one slot of the open-addressing table: idx is the pattern
+// index + 1 (0: empty), tag the high half of the key's hash, checked
+// before the key.
+type connSlot struct {
+	tag uint32
+	idx uint32
+}
+
+// connTable maps connection keys to pattern indexes. Linear probing, load
+// factor ≤ 1/2, so a lookup ends at an empty slot. Keys are stored by
+// pattern index.
+type connTable struct {
+	seed  uint64
+	mask  uint64
+	slots []connSlot
+	keys  []connKey // by pattern index; zero for other kinds
+}
+
+func newConnTable(n, npatterns int, seed uint64) connTable {
+	size := 8
+	for size < 2*n {
+		size *= 2
+	}
+	return connTable{
+		seed:  seed,
+		mask:  uint64(size - 1),
+		slots: make([]connSlot, size),
+		keys:  make([]connKey, npatterns),
+	}
+}
+
+// insert adds key for pattern index i; keys are unique (Compile checked).
+func (t *connTable) insert(k connKey, i int) {
+	t.keys[i] = k
+	h := k.hash(t.seed)
+	for s := h & t.mask; ; s = (s + 1) & t.mask {
+		if t.slots[s].idx == 0 {
+			t.slots[s] = connSlot{tag: uint32(h >> 32), idx: uint32(i + 1)}
+			return
+		}
+	}
+}
+
+// lookup returns the pattern index of k, or -1.
+func (t *connTable) lookup(k *connKey) int {
+	h := k.hash(t.seed)
+	tag := uint32(h >> 32)
+	for s := h & t.mask; ; s = (s + 1) & t.mask {
+		sl := t.slots[s]
+		if sl.idx == 0 {
+			return -1
+		}
+		if sl.tag == tag && t.keys[sl.idx-1] == *k {
+			return int(sl.idx - 1)
+		}
+	}
+}

@@ -501,7 +501,7 @@ func (g *bpfGen) program() {
 	}
 	l := bpfL2Labels{ip4: g.newLabel(), ip6: g.newLabel(), tcp4: g.newLabel()}
 	g.l2(l)
-	if g.needTCP(0) {
+	if g.needTCP(0) && g.level != BPFAnyTCP {
 		g.bind(l.tcp4)
 		g.tcp(0)
 	}

@@ -787,3 +787,186 @@ func TestBPFSupersetOfOracle(t *testing.T) {
 		t.Fatalf("only %d of %d frames match the oracle: the test is not testing", accepted, total)
 	}
 }
+
+func TestBPFDegrades(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	withLocalPorts := func(ps []Pattern, ports int) []Pattern {
+		for i := range ps {
+			c := &ps[i].Conn
+			c.Local = netip.AddrPortFrom(c.Local.Addr(), uint16(1000+rng.IntN(ports)))
+		}
+		return ps
+	}
+	withLocalAddrs := func(ps []Pattern) []Pattern {
+		for i := range ps {
+			c := &ps[i].Conn
+			c.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(rng.IntN(256)), byte(rng.IntN(256)), byte(rng.IntN(256))}), c.Local.Port())
+		}
+		return ps
+	}
+	var bitmaps []Pattern
+	for i := range 64 {
+		b := make([]byte, 128)
+		for j := range b {
+			b[j] = byte(rng.IntN(256))
+		}
+		bitmaps = append(bitmaps, Pattern{ID: uint32(i + 1), Kind: KindBitmap,
+			Bitmap: Bitmap{Offset: 14 + i, Bytes: b, Mask: bytes.Repeat([]byte{0xff}, 16)}})
+	}
+	other4 := netip.MustParseAddr("203.0.113.9")
+	tests := []struct {
+		name     string
+		patterns []Pattern
+		max      int
+		want     BPFLevel
+		cmps     int
+		// a frame the level must still reject
+		reject func(ps []Pattern) []byte
+	}{
+		{name: "600 connections fit", patterns: bpfRandConnSet(rng, 600, 0), want: BPFExact,
+			reject: func(ps []Pattern) []byte {
+				c := ps[0].Conn
+				return bpfTCPFrame(t, bpfSpec{src: netip.AddrPortFrom(c.Remote.Addr(), c.Remote.Port()+1), dst: c.Local, tags: bpfTags(c.VLAN)})
+			}},
+		{name: "grouped by local port", patterns: withLocalPorts(bpfRandConnSet(rng, 2000, 0), 50), want: BPFLocalPort,
+			reject: func(ps []Pattern) []byte {
+				c := ps[0].Conn
+				return bpfTCPFrame(t, bpfSpec{src: c.Remote, dst: netip.AddrPortFrom(c.Local.Addr(), 999), tags: bpfTags(c.VLAN)})
+			}},
+		{name: "grouped by local address", patterns: bpfRandConnSet(rng, 4096, 0.3), want: BPFLocalAddr,
+			reject: func(ps []Pattern) []byte {
+				return bpfTCPFrame(t, bpfSpec{src: ps[0].Conn.Remote, dst: netip.AddrPortFrom(other4, 1)})
+			}},
+		{name: "any tcp", patterns: withLocalAddrs(bpfRandConnSet(rng, 3000, 0)), want: BPFAnyTCP,
+			reject: func(ps []Pattern) []byte {
+				c := ps[0].Conn
+				return bpfTCPFrame(t, bpfSpec{src: c.Remote, dst: c.Local, proto: ProtoUDP})
+			}},
+		{name: "accept all", patterns: bpfRandConnSet(rng, 10, 0), max: 40, want: BPFAcceptAll},
+		{name: "bitmaps cut to 16 compares", patterns: append(bpfRandConnSet(rng, 10, 0.5), bitmaps...), want: BPFExact, cmps: 16,
+			reject: func(ps []Pattern) []byte {
+				return bpfTCPFrame(t, bpfSpec{src: bpfRemote4, dst: netip.AddrPortFrom(other4, 1)})
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			max := tt.max
+			if max == 0 {
+				max = BPFMaxInstructions
+			}
+			p, err := BuildBPF(tt.patterns, BPFOptions{MaxInstructions: tt.max})
+			if err != nil {
+				t.Fatal(err)
+			}
+			type got struct {
+				Level BPFLevel
+				Cmps  int
+				Exact bool
+			}
+			want := got{tt.want, tt.cmps, tt.want == BPFExact && tt.cmps == 0}
+			if diff := cmp.Diff(want, got{p.Level, p.BitmapCompares, p.Exact}); diff != "" {
+				t.Errorf("level (-want +got):\n%s", diff)
+			}
+			if len(p.Instructions) > max {
+				t.Errorf("%d instructions, max %d", len(p.Instructions), max)
+			}
+			raw, err := p.Assemble()
+			if err != nil || len(raw) != len(p.Instructions) {
+				t.Fatalf("assemble: %d raw, %v", len(raw), err)
+			}
+			var frames [][]byte
+			for range 300 {
+				pt := &tt.patterns[rng.IntN(len(tt.patterns))]
+				switch pt.Kind {
+				case KindTCPConn:
+					frames = append(frames, bpfTCPFrame(t, bpfSpecFor(rng, pt)))
+				case KindBitmap:
+					fr := bpfTCPFrame(t, bpfSpec{src: bpfRemote4, dst: bpfLocal4, payload: 200})
+					copy(fr[pt.Bitmap.Offset:], pt.Bitmap.Bytes)
+					frames = append(frames, fr)
+				}
+			}
+			if acc := bpfCheckFrames(t, tt.patterns, p.Instructions, frames, false, false); acc < len(frames)/2 {
+				t.Errorf("only %d of %d frames match the oracle", acc, len(frames))
+			}
+			if tt.reject != nil {
+				fr := tt.reject(tt.patterns)
+				if bpfOracle(tt.patterns, fr) {
+					t.Fatal("reject frame matches the oracle")
+				}
+				if bpfAccepts(t, bpfVM(t, p.Instructions), fr) {
+					t.Errorf("level %v accepts a frame it should drop", p.Level)
+				}
+			}
+		})
+	}
+}
+
+func bpfTags(vlan uint16) []uint16 {
+	if vlan == 0 {
+		return nil
+	}
+	return []uint16{vlan}
+}
+
+func TestBPFOptionErrors(t *testing.T) {
+	tests := []struct {
+		name     string
+		patterns []Pattern
+		opt      BPFOptions
+	}{
+		{"max instructions over the kernel's", nil, BPFOptions{MaxInstructions: BPFMaxInstructions + 1}},
+		{"negative max instructions", nil, BPFOptions{MaxInstructions: -1}},
+		{"arp for ipv6", nil, BPFOptions{AcceptARPFor: []netip.Addr{bpfLocal6.Addr()}}},
+		{"ns for ipv4", nil, BPFOptions{AcceptNSFor: []netip.Addr{bpfLocal4.Addr()}}},
+		{"invalid kind", []Pattern{{ID: 1}}, BPFOptions{}},
+		{"conn across families", []Pattern{bpfConnPat(bpfLocal4.String(), bpfRemote6.String(), 0)}, BPFOptions{}},
+		{"conn without address", []Pattern{{ID: 1, Kind: KindTCPConn}}, BPFOptions{}},
+		{"negative bitmap offset", []Pattern{{ID: 1, Kind: KindBitmap, Bitmap: Bitmap{Offset: -1, Bytes: []byte{1}, Mask: []byte{1}}}}, BPFOptions{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := CompileBPF(tt.patterns, tt.opt); err == nil {
+				t.Fatal("no error")
+			}
+		})
+	}
+}
+
+// BenchmarkBPFVM runs the compiled program for n connection patterns in
+// the x/net/bpf VM on matching Ethernet/IPv4/TCP frames with timestamps
+// (66 bytes): the baseline of the Matcher benchmarks.
+func BenchmarkBPFVM(b *testing.B) {
+	for _, n := range []int{1, 64, 4096} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(7, 8))
+			ps := bpfRandConnSet(rng, n, 0)
+			for i := range ps {
+				ps[i].Conn.VLAN = 0
+			}
+			p, err := BuildBPF(ps, BPFOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			vm := bpfVM(b, p.Instructions)
+			frames := make([][]byte, min(n, 64))
+			for i := range frames {
+				c := ps[i*n/len(frames)].Conn
+				frames[i] = bpfTCPFrame(b, bpfSpec{src: c.Remote, dst: c.Local, ts: true})
+				if len(frames[i]) != 66 {
+					b.Fatalf("frame of %d bytes, want 66", len(frames[i]))
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				if n, err := vm.Run(frames[i%len(frames)]); err != nil || n == 0 {
+					b.Fatalf("vm: %d, %v", n, err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/frame")
+			b.ReportMetric(float64(len(p.Instructions)), "insns")
+			b.ReportMetric(float64(p.Level), "level")
+		})
+	}
+}

@@ -1,90 +1,7 @@
 package host
 
-// TCP_REPAIR snapshot and hand-back.
-//
-// Freeze takes an idle kernel TCP socket away from the kernel so that a NIC
-// hardware slot can guard the connection while the host sleeps; Thaw gives it
-// back, byte-exact with what the NIC put on and took off the wire meanwhile.
-//
-//	          Freeze                 Thaw(sent, absorbed)
-//	 kernel ─────────> frozen (repair) ─────────────────────> kernel
-//	   ^                   │  │                                  (one-shot)
-//	   │      Abort        │  │ Thaw fails: still frozen, Abort is the way out
-//	   └───────────────────┘<─┘
-//
-// # Kernel facts this relies on (Linux, net/ipv4/tcp.c, tcp_output.c, tcp_input.c)
-//
-//   - setsockopt(TCP_REPAIR) needs CAP_NET_ADMIN in the socket's network
-//     namespace (do_tcp_setsockopt, sockopt_ns_capable); without it EPERM,
-//     so errors.Is(err, os.ErrPermission) holds.
-//   - setsockopt(TCP_REPAIR_QUEUE) needs repair mode (EPERM otherwise);
-//     getsockopt(TCP_QUEUE_SEQ) then returns, for TCP_SEND_QUEUE,
-//     tp->write_seq (equal to SND.NXT once nothing is unsent) and, for
-//     TCP_RECV_QUEUE, tp->rcv_nxt; EINVAL for TCP_NO_QUEUE
-//     (do_tcp_getsockopt). Setting TCP_QUEUE_SEQ is refused on a connected
-//     socket, so sequence numbers can only be moved through the queues.
-//     getsockopt(TCP_REPAIR_WINDOW) is the one read that tells repair mode
-//     apart: EPERM outside it.
-//   - getsockopt(TCP_MAXSEG) in repair mode returns rx_opt.mss_clamp (the MSS
-//     the peer announced, bounded by TCP_MAXSEG set by the user), not the
-//     effective mss_cache; TCP_INFO's tcpi_snd_mss is the latter.
-//   - getsockopt(TCP_REPAIR_WINDOW) needs repair mode and an exact 20-byte
-//     struct tcp_repair_window {snd_wl1, snd_wnd, max_window, rcv_wnd,
-//     rcv_wup}.
-//   - getsockopt(TCP_TIMESTAMP) is the socket's TSval clock now:
-//     tcp_clock_ts() + tp->tsoffset, in ms (µs when TCPI_OPT_USEC_TS).
-//     TS.Recent (tp->rx_opt.ts_recent) is not readable through any socket
-//     option; see TCPState.TSRecent.
-//   - Writes in repair mode: tcp_sendmsg_locked returns EINVAL for
-//     TCP_NO_QUEUE; for TCP_RECV_QUEUE it calls tcp_send_rcvq, which builds
-//     an skb at rcv_nxt and queues it with tcp_queue_rcv, advancing RCV.NXT
-//     (no ACK is sent and sk_data_ready is not called); for TCP_SEND_QUEUE
-//     the data is queued and tcp_write_xmit, seeing tp->repair, skips the
-//     transmission ("goto repair"), calls tcp_event_new_data_sent and so
-//     advances SND.NXT, moves the skb to the retransmit queue and arms the
-//     retransmit timer. Reads in repair mode (tcp_recvmsg) return EPERM
-//     unless MSG_PEEK.
-//   - tcp_write_xmit is the only data transmit path with a tp->repair check;
-//     tcp_connect has one too. Timers do not check it: the keep-alive timer
-//     (tcp_keepalive_timer) keeps probing a socket in repair mode, which is
-//     why Freeze turns SO_KEEPALIVE off first (tcp_set_keepalive deletes the
-//     timer). An idle socket has no retransmit or zero-window-probe timer
-//     armed, and Freeze flushes a pending delayed ACK with TCP_QUICKACK
-//     (tcp_cleanup_rbuf) before entering repair mode, so no timer of the
-//     socket can send.
-//   - Incoming segments are not filtered by repair mode: tcp_v4_rcv /
-//     tcp_rcv_established process them as usual, and the replies they
-//     trigger go through tcp_send_ack / tcp_send_dupack, which have no
-//     repair check. So a frozen socket DOES answer traffic (it ACKs and
-//     queues incoming data, and a blocked reader woken by it gets EPERM).
-//     The model is safe only because a sleeping host receives nothing: the
-//     NIC in D3 forwards no frame to the host. TestIntegrationIncomingWhileFrozen
-//     pins down what this kernel does.
-//   - setsockopt(TCP_REPAIR, TCP_REPAIR_OFF) clears tp->repair and calls
-//     tcp_send_window_probe: one bare ACK with SEQ = SND.UNA-1 after setting
-//     snd_wl1 = rcv_nxt-1, so the peer's answer (a duplicate ACK carrying its
-//     RCV.NXT and window) both acknowledges the bytes the NIC sent and
-//     refreshes SND.WND. TCP_REPAIR_OFF_NO_WP (-1) skips the probe. Thaw
-//     uses TCP_REPAIR_OFF: without the probe, bytes applied to the send
-//     queue would stay unacknowledged until the retransmit timer resends
-//     them (the peer would drop the duplicate and ACK, but the resend is
-//     wasted traffic after every wake).
-//   - tcp_close on a socket in repair mode calls tcp_disconnect silently: no
-//     FIN, no RST. Closing a frozen connection leaves the peer half-open.
-//   - setsockopt(SO_RCVLOWAT) calls tcp_set_rcvlowat, which calls
-//     tcp_data_ready; Thaw uses that to wake a reader parked in the Go
-//     poller after it put absorbed bytes into the receive queue, since
-//     tcp_send_rcvq does not signal readers.
-//
-// # Windows
-//
-// Thaw does not restore TCP_REPAIR_WINDOW: nothing changes the windows of a
-// socket nobody sends to, the window probe makes the peer's next ACK update
-// SND.WND (snd_wl1 = rcv_nxt-1), and the receive window's right edge
-// (RcvWup + RcvWnd) is unchanged by tcp_send_rcvq. The NIC should therefore
-// advertise, in what it sends while guarding, a window whose right edge is
-// the snapshot's RcvWup + RcvWnd (window = RcvWup + RcvWnd - RCV.NXT, scaled
-// down by RcvWScale), so the peer never sees the window shrink at hand-back.
+// TCP_REPAIR snapshot and hand-back of the host's kernel TCP sockets. The
+// kernel facts this relies on are listed in the doc of Frozen.
 
 import (
 	"errors"
@@ -176,8 +93,9 @@ type TCPState struct {
 	Window Window
 
 	// TSVal is the socket's timestamp clock at the snapshot (TCP_TIMESTAMP,
-	// tsoffset included): a segment sent now carries this TSval. It ticks
-	// at 1 kHz (1 MHz with UsecTimestamps), so a segment sent d later
+	// tsoffset included): a segment sent now carries about this TSval (the
+	// last TSval the socket sent can be ahead of it by a tick: 1 ms seen on
+	// Linux 6.18, TestIntegrationFreezeMatchesWire allows 5). It ticks at 1 kHz (1 MHz with UsecTimestamps), so a segment sent d later
 	// carries TSVal + d in those units.
 	TSVal uint32
 	// TSRecent is the peer's last TSval, to be echoed in TSecr. The kernel
@@ -213,12 +131,100 @@ func Idle(conn *net.TCPConn) error {
 	return nil
 }
 
-// Frozen is a connection taken from the kernel by Freeze. The kernel sends
-// nothing on it (no data, keep-alive, ACK, retransmission or window probe)
-// as long as nothing arrives for it; see the package notes above.
-// While frozen the app must not read or write conn: reads fail with EPERM,
-// writes with EINVAL. Closing conn while frozen drops the connection
-// silently (no FIN, no RST). A Frozen is safe for concurrent use.
+// Frozen is a connection taken from the kernel by Freeze, in TCP_REPAIR
+// mode, so that a NIC hardware slot can guard it while the host sleeps;
+// Thaw gives it back, byte-exact with what the NIC put on and took off the
+// wire meanwhile. A Frozen is safe for concurrent use.
+//
+//	         Freeze                     Thaw(sent, absorbed)
+//	kernel ─────────> frozen (repair) ──────────────────────> kernel
+//	  ^                  │      │ Thaw refused by the kernel:
+//	  │      Abort       │      v still in repair, Thaw spent
+//	  └──────────────────┴──── held ─── Abort ──> kernel
+//
+// While frozen the kernel sends nothing on its own (no data, keep-alive,
+// delayed ACK, retransmission or window probe) as long as nothing arrives
+// for the socket; the app must not read (EPERM) or write (EINVAL) conn, and
+// closing conn drops the connection silently (no FIN, no RST). A receive
+// posted before Freeze stays parked and is woken by Thaw.
+//
+// # Kernel facts relied on (Linux; net/ipv4/tcp.c, tcp_output.c, tcp_input.c, tcp_timer.c)
+//
+//   - setsockopt(TCP_REPAIR) needs CAP_NET_ADMIN in the socket's network
+//     namespace (do_tcp_setsockopt, tcp_can_repair_sock); without it EPERM,
+//     so errors.Is(err, os.ErrPermission) holds. Entering repair mode
+//     resets the repair queue to TCP_NO_QUEUE; TCP_REPAIR_OFF works
+//     whether or not the socket is in repair mode.
+//   - setsockopt(TCP_REPAIR_QUEUE) needs repair mode (EPERM otherwise);
+//     getsockopt(TCP_QUEUE_SEQ) then returns, for TCP_SEND_QUEUE,
+//     tp->write_seq (equal to SND.NXT once nothing is unsent) and, for
+//     TCP_RECV_QUEUE, tp->rcv_nxt; EINVAL for TCP_NO_QUEUE
+//     (do_tcp_getsockopt). Setting TCP_QUEUE_SEQ is refused on a connected
+//     socket, so sequence numbers can only be moved through the queues.
+//   - getsockopt(TCP_REPAIR_WINDOW) needs repair mode (EPERM outside it, the
+//     one read that tells the modes apart) and an exact 20-byte struct
+//     tcp_repair_window {snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup}.
+//   - getsockopt(TCP_MAXSEG) in repair mode returns rx_opt.mss_clamp (the MSS
+//     the peer announced, bounded by a user TCP_MAXSEG), not the effective
+//     mss_cache, which TCP_INFO gives as tcpi_snd_mss.
+//   - getsockopt(TCP_TIMESTAMP) is the socket's TSval clock now:
+//     tcp_clock_ts() + tp->tsoffset, in ms (µs with TCPI_OPT_USEC_TS).
+//     TS.Recent (tp->rx_opt.ts_recent) is readable through no socket
+//     option; see TCPState.TSRecent.
+//   - Writes in repair mode (tcp_sendmsg_locked): EINVAL for TCP_NO_QUEUE;
+//     for TCP_RECV_QUEUE, tcp_send_rcvq builds an skb at rcv_nxt and queues
+//     it with tcp_queue_rcv, advancing RCV.NXT, sending no ACK and waking no
+//     reader; for TCP_SEND_QUEUE the data is queued and tcp_write_xmit,
+//     seeing tp->repair, skips the transmission ("goto repair") but calls
+//     tcp_event_new_data_sent: SND.NXT advances, the skb moves to the
+//     retransmit queue and the retransmit timer is armed. Reads in repair
+//     mode (tcp_recvmsg) fail with EPERM unless MSG_PEEK.
+//   - Only the transmit of queued data (tcp_write_xmit) and tcp_connect
+//     check tp->repair. The timers do not: tcp_keepalive_timer goes on
+//     probing a socket in repair mode (TestIntegrationKeepAliveIgnoresRepair),
+//     so Freeze turns SO_KEEPALIVE off first (tcp_set_keepalive deletes the
+//     timer); tcp_delack_timer_handler would still send a pending delayed
+//     ACK, so Freeze flushes it with TCP_QUICKACK (__tcp_sock_set_quickack,
+//     tcp_cleanup_rbuf) before entering repair mode; an idle socket has no
+//     retransmit or zero-window-probe timer armed. So a frozen socket that
+//     receives nothing sends nothing (TestIntegrationFrozenSilent).
+//   - Input is not filtered by repair mode: tcp_v4_rcv / tcp_rcv_established
+//     process a segment for a frozen socket as usual, queueing its data
+//     (RCV.NXT advances) and answering through tcp_send_ack /
+//     tcp_send_dupack, which do not check tp->repair
+//     (TestIntegrationIncomingWhileFrozen: the data is ACKed at once and
+//     read after the thaw, nothing lost). The snapshot is then stale. The
+//     model is sound only because a sleeping host receives nothing: the NIC
+//     in D3 delivers no frame of a guarded connection to the host until the
+//     wake, and Thaw runs before the buffered frames are delivered.
+//   - setsockopt(TCP_REPAIR, TCP_REPAIR_OFF) clears tp->repair and calls
+//     tcp_send_window_probe: snd_wl1 = rcv_nxt-1, then one bare ACK with
+//     SEQ = SND.UNA-1 (tcp_xmit_probe_skb). The peer answers it with a
+//     duplicate ACK carrying its RCV.NXT and window, which acknowledges the
+//     bytes the NIC sent and refreshes SND.WND. TCP_REPAIR_OFF_NO_WP (-1)
+//     skips the probe. Thaw and Abort use TCP_REPAIR_OFF: without the probe
+//     the bytes applied to the send queue would stay unacknowledged until
+//     the retransmit timer resent them (the peer would drop them as
+//     duplicates and ACK, but after every wake). Freeze backing out of a
+//     refused freeze uses TCP_REPAIR_OFF_NO_WP: nothing changed.
+//   - tcp_close on a socket in repair mode calls tcp_disconnect silently: no
+//     FIN, no RST (the CRIU use: the restored copy carries on).
+//   - setsockopt(SO_RCVLOWAT) calls tcp_set_rcvlowat, which calls
+//     tcp_data_ready. Thaw sets it to its own value after filling the
+//     receive queue, since tcp_send_rcvq wakes no reader and a reader parked
+//     in the Go poller (epoll, edge-triggered) would otherwise sleep until
+//     the next segment with data (TestIntegrationThawTwoFrozenEnds).
+//
+// # Windows
+//
+// Thaw does not write TCP_REPAIR_WINDOW back: nothing changes the windows
+// of a socket nobody sends to, the window probe makes the peer's next ACK
+// update SND.WND (snd_wl1 = rcv_nxt-1), and tcp_send_rcvq leaves the
+// receive window's right edge (RcvWup + RcvWnd) where it was. The NIC
+// should therefore advertise, in what it sends while guarding, a window
+// whose right edge is the snapshot's RcvWup + RcvWnd (window field =
+// (RcvWup + RcvWnd - its RCV.NXT) >> RcvWScale), so that the peer never
+// sees the window shrink at the hand-back.
 type Frozen struct {
 	conn      *net.TCPConn
 	raw       syscall.RawConn

@@ -167,10 +167,11 @@ func freeze(raw syscall.RawConn) (TCPState, bool, error) {
 			return sysErr("setsockopt TCP_REPAIR", err)
 		}
 		st, err = readState(fd)
-		if err == nil && !st.Queues.Idle() {
-			// Something arrived or was written between the check and
-			// TCP_REPAIR: give the socket back untouched.
-			err = &NotIdleError{Queues: st.Queues}
+		if err == nil {
+			// Something may have arrived (data, a FIN) or been written
+			// between the check and TCP_REPAIR: then give the socket
+			// back untouched.
+			_, err = checkIdle(fd)
 		}
 		if err != nil {
 			// Nothing changed while in repair mode: no window probe.

@@ -1105,3 +1105,49 @@ func BenchmarkIntegrationFreezeThaw(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/cycle")
 }
+
+// TestIntegrationKeepAliveIgnoresRepair pins the kernel fact that makes
+// Freeze turn SO_KEEPALIVE off: tcp_keepalive_timer does not look at
+// tp->repair, so a socket put in repair mode with keep-alive on goes on
+// probing (SEQ = SND.NXT-1, no payload).
+func TestIntegrationKeepAliveIgnoresRepair(t *testing.T) {
+	l := newLab(t)
+	c := l.capture()
+	p := l.connect("tcp4")
+	client := addrPort(p.client.LocalAddr())
+	if err := p.client.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: time.Second, Interval: time.Second, Count: 9}); err != nil {
+		t.Fatal(err)
+	}
+	exchange(t, p, []byte("a"), []byte("b"))
+	raw, err := p.client.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var snd int
+	raw.Control(func(fd uintptr) {
+		if err = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_ON); err != nil {
+			return
+		}
+		if err = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, tcpSendQueue); err != nil {
+			return
+		}
+		snd, err = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_QUEUE_SEQ)
+	})
+	skipIfPerm(t, err, "TCP_REPAIR")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		raw.Control(func(fd uintptr) {
+			unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_OFF_NO_WP)
+		})
+	})
+	m := c.mark()
+	s, _, ok := c.waitFor(m, 10*time.Second, func(s segment) bool { return s.src == client })
+	if !ok {
+		t.Fatal("no keep-alive from a socket in repair mode with SO_KEEPALIVE on: the kernel changed, revisit Freeze")
+	}
+	if s.seq != uint32(snd)-1 || len(s.payload) != 0 {
+		t.Errorf("segment seq %d len %d, want a keep-alive seq %d", s.seq, len(s.payload), uint32(snd)-1)
+	}
+}

@@ -32,8 +32,9 @@ type Lab struct {
 	// Addr holds the addresses configured in srv and host.
 	Addr Addresses
 
-	router bool
-	mtu    int
+	router       bool
+	mtu          int
+	keepOffloads bool
 
 	ns [Router + 1]netns.NsHandle // by Namespace; 0 when absent
 
@@ -64,7 +65,7 @@ func newLab(ctx context.Context, opts *Options, hook func(l *Lab, step string) e
 	if err != nil {
 		return nil, fmt.Errorf("netlab: %w", err)
 	}
-	l := &Lab{ID: id, Addr: addressesFor(opts.Router), router: opts.Router, mtu: mtu}
+	l := &Lab{ID: id, Addr: addressesFor(opts.Router), router: opts.Router, mtu: mtu, keepOffloads: opts.KeepOffloads}
 	defer func() {
 		if err != nil {
 			err = errors.Join(fmt.Errorf("netlab: %w", err), l.Close())
@@ -288,6 +289,29 @@ func (l *Lab) addVeth(ns Namespace, name string, peerNS Namespace, peerName stri
 	}
 	if err := h.LinkAdd(v); err != nil {
 		return err
+	}
+	return nil
+}
+
+// AddVeth adds a veth pair to the lab: name in ns, peerName in peerNS
+// (which may be ns itself), with the lab's MTU and offload setting, both
+// ends up. It has no addresses; it goes away with the namespaces.
+func (l *Lab) AddVeth(ns Namespace, name string, peerNS Namespace, peerName string) error {
+	if err := l.addVeth(ns, name, peerNS, peerName); err != nil {
+		return fmt.Errorf("netlab: veth %s/%s-%s/%s: %w", ns, name, peerNS, peerName, err)
+	}
+	for _, e := range []struct {
+		ns   Namespace
+		name string
+	}{{ns, name}, {peerNS, peerName}} {
+		if !l.keepOffloads {
+			if err := l.disableOffloads(e.ns, e.name); err != nil {
+				return fmt.Errorf("netlab: %w", err)
+			}
+		}
+		if err := l.SetLinkUp(e.ns, e.name); err != nil {
+			return err
+		}
 	}
 	return nil
 }

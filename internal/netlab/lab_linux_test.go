@@ -416,3 +416,31 @@ func TestIntegrationPrivileged(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestIntegrationAddVeth(t *testing.T) {
+	l := NewForTest(t, &Options{MTU: 2000})
+	if err := l.AddVeth(NIC, "xa0", NIC, "xb0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AddVeth(Host, "xa1", Srv, "xb1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []struct {
+		ns   Namespace
+		name string
+	}{{NIC, "xa0"}, {NIC, "xb0"}, {Host, "xa1"}, {Srv, "xb1"}} {
+		ifi, err := l.Interface(e.ns, e.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ifi.MTU != 2000 || ifi.Flags&net.FlagUp == 0 {
+			t.Errorf("%s/%s: mtu %d flags %v", e.ns, e.name, ifi.MTU, ifi.Flags)
+		}
+		if on := offloadsOn(t, l, e.ns, e.name); len(on) != 0 {
+			t.Errorf("%s/%s: offloads on: %v", e.ns, e.name, on)
+		}
+	}
+	if err := l.AddVeth(NIC, "xa0", NIC, "xc0"); err == nil {
+		t.Error("AddVeth with a name already in use succeeded")
+	}
+}

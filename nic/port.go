@@ -1,0 +1,182 @@
+package nic
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/net/bpf"
+)
+
+// Packet is one received frame in a caller-owned buffer. ReadBatch fills
+// Buf[:N]; it never grows or replaces Buf. A Packet is reused from call to
+// call: ReadBatch resets every field it does not fill.
+type Packet struct {
+	// Buf is the caller's buffer; its length (not capacity) is the most
+	// ReadBatch will write. A frame is at most MTU+18 bytes (Ethernet
+	// header plus one VLAN tag), so len(Buf) = MTU+18 never truncates.
+	Buf []byte
+	// N is the number of frame bytes written to Buf.
+	N int
+	// Len is the frame's full length on the wire, including an 802.1Q /
+	// 802.1ad tag re-inserted by the port. Len > N when truncated.
+	Len int
+	// Truncated is Len > N: the buffer (or the port's snap length, or the
+	// filter's return value) was shorter than the frame.
+	Truncated bool
+	// Time is when the frame was received (the kernel's timestamp on
+	// AF_PACKET, wall clock). It is for reporting and latency measurement,
+	// not for protocol decisions, which use the device's injected clock.
+	Time time.Time
+}
+
+// Frame returns the received bytes, Buf[:N].
+func (p *Packet) Frame() []byte { return p.Buf[:p.N] }
+
+// PortStats are a port's counters since it was opened. Kernel counters are
+// folded in when Stats is called.
+type PortStats struct {
+	RxFrames uint64 // frames returned by ReadBatch
+	RxBytes  uint64 // their wire lengths (Len), VLAN tags included
+	TxFrames uint64 // frames WriteBatch handed to the link
+	TxBytes  uint64
+	// RxDropped counts frames that passed the filter but were dropped
+	// because the receive queue (the kernel ring, the pipe's queue) was
+	// full. On AF_PACKET this is PACKET_STATISTICS tp_drops.
+	RxDropped uint64
+	// RxFiltered counts frames the filter rejected, when the port can know
+	// (the pipe does; the kernel does not report it, so AF_PACKET leaves
+	// it 0).
+	RxFiltered uint64
+	// RxTruncated counts frames returned with Truncated set.
+	RxTruncated uint64
+}
+
+// Port is one side of the NIC: a link it reads frames from and writes
+// frames to. Implementations: the AF_PACKET port on Linux (OpenPacketPort)
+// and the in-memory pipe in nic/porttest.
+//
+// Contracts, checked by porttest.TestPort on every implementation:
+//
+//   - ReadBatch fills pkts[0:n] with n ≥ 1 frames, in arrival order, and
+//     returns n. It blocks until at least one frame is available, the read
+//     deadline passes, or the port is closed; it never returns (0, nil)
+//     unless len(pkts) == 0. Frames are copied into the callers' buffers: a
+//     frame longer than len(Buf) is cut and marked Truncated. A VLAN tag the
+//     link carried out of band is re-inserted inline (TPID, TCI) after the
+//     source MAC, so the frame reads as it was on the wire. Frames the port
+//     itself sent are never returned.
+//   - After the deadline set by SetReadDeadline, ReadBatch returns an error
+//     with errors.Is(err, os.ErrDeadlineExceeded) (and a net.Error whose
+//     Timeout() is true). A zero time means no deadline. Changing the
+//     deadline affects a ReadBatch already blocked.
+//   - WriteBatch sends frames[0:n] in order, each as one Ethernet frame,
+//     and returns n. If n < len(frames) the error says why frames[n] was
+//     not sent. A frame shorter than 14 bytes or longer than MTU+14 (MTU+18
+//     when it carries a VLAN tag) fails with errors.Is(err, ErrFrameSize).
+//     The caller may reuse the frames' memory as soon as it returns. A
+//     frame to a link whose peer is down is lost silently, as on a wire.
+//   - SetFilter attaches a classic-BPF program run on every received frame
+//     before it is queued: a return of 0 drops it, k > 0 keeps at most k
+//     bytes. The program sees the frame as the Linux kernel presents it to
+//     packet sockets: the outermost VLAN tag removed (read it with the
+//     SKF_AD_VLAN_TAG extensions on Linux). nil or empty detaches. Frames
+//     already queued when SetFilter returns were accepted under the
+//     previous filter.
+//   - Close releases the port. It is idempotent (later calls return nil)
+//     and unblocks a blocked ReadBatch or WriteBatch, which return an error
+//     with errors.Is(err, net.ErrClosed); so does every later call.
+//   - Errors are *net.OpError values (Op "read", "write", "set filter"),
+//     wrapping an *os.SyscallError where a system call failed, so
+//     errors.Is(err, os.ErrPermission) works.
+//   - All methods are safe for concurrent use. Concurrent ReadBatch calls
+//     are serialised (frames are never duplicated or lost between them), as
+//     are concurrent WriteBatch calls. On the steady-state path neither
+//     allocates.
+//   - A port starts no goroutine.
+type Port interface {
+	ReadBatch(pkts []Packet) (int, error)
+	WriteBatch(frames [][]byte) (int, error)
+	SetReadDeadline(t time.Time) error
+	SetFilter(prog []bpf.RawInstruction) error
+	Stats() PortStats
+	// Name is the link's name (e.g. "wire0"), for logs and counters.
+	Name() string
+	Close() error
+}
+
+// ErrFrameSize reports a frame WriteBatch cannot send: shorter than an
+// Ethernet header or longer than the link's MTU allows.
+var ErrFrameSize = errors.New("frame size out of range")
+
+// Frame sizes.
+const (
+	EthernetHeaderLen = 14
+	VLANTagLen        = 4
+)
+
+// FrameLimit returns the largest frame WriteBatch accepts on a link with
+// the given MTU: MTU+14, or MTU+18 if frame carries an 802.1Q/802.1ad tag.
+func FrameLimit(mtu int, frame []byte) int {
+	if isVLANTagged(frame) {
+		return mtu + EthernetHeaderLen + VLANTagLen
+	}
+	return mtu + EthernetHeaderLen
+}
+
+func isVLANTagged(frame []byte) bool {
+	if len(frame) < EthernetHeaderLen {
+		return false
+	}
+	et := uint16(frame[12])<<8 | uint16(frame[13])
+	return et == 0x8100 || et == 0x88a8
+}
+
+// checkFrameSize returns ErrFrameSize (wrapped with the sizes) for a frame
+// outside [14, FrameLimit(mtu, frame)].
+func checkFrameSize(mtu int, frame []byte) error {
+	if len(frame) < EthernetHeaderLen {
+		return &frameSizeError{n: len(frame), min: EthernetHeaderLen}
+	}
+	if limit := FrameLimit(mtu, frame); len(frame) > limit {
+		return &frameSizeError{n: len(frame), max: limit}
+	}
+	return nil
+}
+
+// CheckFrameSize is checkFrameSize for other Port implementations
+// (nic/porttest).
+func CheckFrameSize(mtu int, frame []byte) error { return checkFrameSize(mtu, frame) }
+
+type frameSizeError struct{ n, min, max int }
+
+func (e *frameSizeError) Error() string {
+	if e.max > 0 {
+		return fmt.Sprintf("frame of %d bytes exceeds %d: %v", e.n, e.max, ErrFrameSize)
+	}
+	return fmt.Sprintf("frame of %d bytes is shorter than %d: %v", e.n, e.min, ErrFrameSize)
+}
+
+func (e *frameSizeError) Is(target error) bool { return target == ErrFrameSize }
+
+// PortConfig configures OpenPacketPort. A nil *PortConfig means defaults.
+type PortConfig struct {
+	// BlockSize is the size of one receive-ring block in bytes: a multiple
+	// of the page size that holds the largest frame plus 96 bytes of
+	// headers. 0 means DefaultBlockSize.
+	BlockSize int
+	// Blocks is the number of ring blocks, 2–4096; 0 means DefaultBlocks.
+	// The kernel retires a partly filled block after 1 ms, so Blocks also
+	// bounds how many milliseconds a stalled reader survives without drops
+	// at low rates.
+	Blocks int
+	// NoPromisc leaves the link out of promiscuous mode. The NIC is a bump
+	// in the wire and needs every frame, so the default is promiscuous.
+	NoPromisc bool
+}
+
+// Ring defaults.
+const (
+	DefaultBlockSize = 128 << 10
+	DefaultBlocks    = 64
+)

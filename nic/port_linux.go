@@ -1,0 +1,532 @@
+//go:build linux
+
+package nic
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// The AF_PACKET port. Layout of the TPACKET_V3 receive ring
+// (Documentation/networking/packet_mmap.rst):
+//
+//	block 0                         block 1
+//	+-----------------------------+ +----------- …
+//	| tpacket_block_desc          | |
+//	|   version, offset_to_priv   | |
+//	|   hdr.bh1: block_status,    | |
+//	|   num_pkts, offset_to_first | |
+//	+-----------------------------+
+//	| tpacket3_hdr | sockaddr_ll | pad | frame (tp_mac, tp_snaplen) |
+//	| tpacket3_hdr … (tp_next_offset from the previous header)      |
+//
+// A block belongs to the kernel while block_status has TP_STATUS_KERNEL
+// (0) and to us once it has TP_STATUS_USER; we hand it back by storing
+// TP_STATUS_KERNEL after reading all its packets. The kernel closes a block
+// when it is full or when the 1 ms retire timer fires.
+
+// Offsets into a block and a packet header.
+const (
+	blockStatusOff     = 8  // tpacket_block_desc.hdr.bh1.block_status
+	blockNumPktsOff    = 12 // .num_pkts
+	blockFirstPktOff   = 16 // .offset_to_first_pkt
+	sockaddrLLOff      = 48 // TPACKET_ALIGN(sizeof(tpacket3_hdr))
+	sllPkttypeOff      = 10 // sockaddr_ll.sll_pkttype
+	ringFrameSize      = 2048
+	retireBlockTimeout = 1 // ms, the smallest the kernel takes
+	maxWriteBatch      = 64
+	maxFilterLen       = 4096 // BPF_MAXINSNS
+)
+
+// linkAddr is the net.Addr of a packet port: the link's name.
+type linkAddr string
+
+func (a linkAddr) Network() string { return "packet" }
+func (a linkAddr) String() string  { return string(a) }
+
+// packetPort implements Port with an AF_PACKET socket.
+//
+// Lock order: rmu, then wmu, then smu (only Close takes more than one).
+type packetPort struct {
+	name    string
+	addr    linkAddr
+	ifindex int
+	mtu     int
+
+	fd      int // the packet socket; -1 after Close
+	closeFD int // eventfd, readable forever once Close has begun
+	kickFD  int // eventfd, written by SetReadDeadline to re-arm a blocked read
+
+	closed   atomic.Bool
+	deadline atomic.Int64 // read deadline, Unix ns; 0 = none
+
+	rmu       sync.Mutex // ReadBatch: the ring cursor below
+	ring      []byte
+	blockSize int
+	blocks    int
+	blk       int    // current block
+	blkPkt    uint32 // packets of blk already consumed
+	blkOff    uint32 // offset in blk of the next packet header
+	rpoll     [3]unix.PollFd
+
+	wmu   sync.Mutex // WriteBatch: the scratch below
+	msgs  [maxWriteBatch]mmsghdr
+	iovs  [maxWriteBatch]unix.Iovec
+	wpoll [2]unix.PollFd
+
+	smu   sync.Mutex // kernel statistics
+	drops uint64
+
+	rxFrames, rxBytes, rxTrunc, txFrames, txBytes atomic.Uint64
+}
+
+// mmsghdr is struct mmsghdr.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+	_   [4]byte
+}
+
+var _ Port = (*packetPort)(nil)
+
+// OpenPacketPort opens an AF_PACKET port on the link ifname in the calling
+// thread's network namespace (run it inside netlab's Lab.Do, or on a thread
+// switched with netns, to open a port in another namespace: the socket stays
+// there). The port receives through a TPACKET_V3 memory-mapped ring with a
+// 1 ms block timeout, transmits with sendmmsg, ignores the frames it (or
+// anything else on the host) sends on the link (PACKET_IGNORE_OUTGOING, and
+// PACKET_OUTGOING packet types are skipped where the kernel lacks it), and
+// puts the link in promiscuous mode unless cfg.NoPromisc.
+func OpenPacketPort(ifname string, cfg *PortConfig) (Port, error) {
+	p, err := openPacketPort(ifname, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func openPacketPort(ifname string, cfg *PortConfig) (_ *packetPort, err error) {
+	if cfg == nil {
+		cfg = &PortConfig{}
+	}
+	blockSize, blocks := cfg.BlockSize, cfg.Blocks
+	if blockSize == 0 {
+		blockSize = DefaultBlockSize
+	}
+	if blocks == 0 {
+		blocks = DefaultBlocks
+	}
+	page := os.Getpagesize()
+	if blockSize < page || blockSize%page != 0 || blockSize > 1<<30 {
+		return nil, fmt.Errorf("open packet port %s: block size %d is not a multiple of the page size %d (max 1 GiB)", ifname, blockSize, page)
+	}
+	if blocks < 2 || blocks > 4096 {
+		return nil, fmt.Errorf("open packet port %s: %d blocks out of range 2–4096", ifname, blocks)
+	}
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return nil, &net.OpError{Op: "open", Net: "packet", Addr: linkAddr(ifname), Err: err}
+	}
+	p := &packetPort{
+		name: ifname, addr: linkAddr(ifname), ifindex: ifi.Index, mtu: ifi.MTU,
+		fd: -1, closeFD: -1, kickFD: -1,
+		blockSize: blockSize, blocks: blocks,
+	}
+	defer func() {
+		if err != nil {
+			p.release()
+			err = &net.OpError{Op: "open", Net: "packet", Addr: p.addr, Err: err}
+		}
+	}()
+	// Protocol 0: nothing is queued until bind, after the ring exists.
+	p.fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("socket", err)
+	}
+	if err := unix.SetsockoptInt(p.fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
+		return nil, os.NewSyscallError("setsockopt PACKET_VERSION", err)
+	}
+	// Older kernels (< 4.20) lack it; ReadBatch also skips PACKET_OUTGOING.
+	if err := unix.SetsockoptInt(p.fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil && err != unix.ENOPROTOOPT {
+		return nil, os.NewSyscallError("setsockopt PACKET_IGNORE_OUTGOING", err)
+	}
+	req := unix.TpacketReq3{
+		Block_size:     uint32(blockSize),
+		Block_nr:       uint32(blocks),
+		Frame_size:     ringFrameSize,
+		Frame_nr:       uint32(blockSize / ringFrameSize * blocks),
+		Retire_blk_tov: retireBlockTimeout,
+	}
+	if err := unix.SetsockoptTpacketReq3(p.fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
+		return nil, os.NewSyscallError("setsockopt PACKET_RX_RING", err)
+	}
+	p.ring, err = unix.Mmap(p.fd, 0, blockSize*blocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		return nil, os.NewSyscallError("mmap", err)
+	}
+	if !cfg.NoPromisc {
+		mreq := unix.PacketMreq{Ifindex: int32(p.ifindex), Type: unix.PACKET_MR_PROMISC}
+		if err := unix.SetsockoptPacketMreq(p.fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, &mreq); err != nil {
+			return nil, os.NewSyscallError("setsockopt PACKET_ADD_MEMBERSHIP", err)
+		}
+	}
+	if p.closeFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	if p.kickFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	sll := unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: p.ifindex}
+	if err := unix.Bind(p.fd, &sll); err != nil {
+		return nil, os.NewSyscallError("bind", err)
+	}
+	p.rpoll = [3]unix.PollFd{
+		{Fd: int32(p.fd), Events: unix.POLLIN},
+		{Fd: int32(p.closeFD), Events: unix.POLLIN},
+		{Fd: int32(p.kickFD), Events: unix.POLLIN},
+	}
+	p.wpoll = [2]unix.PollFd{
+		{Fd: int32(p.fd), Events: unix.POLLOUT},
+		{Fd: int32(p.closeFD), Events: unix.POLLIN},
+	}
+	return p, nil
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// release frees whatever openPacketPort or Close acquired.
+func (p *packetPort) release() {
+	if p.ring != nil {
+		unix.Munmap(p.ring)
+		p.ring = nil
+	}
+	for _, fd := range []*int{&p.fd, &p.closeFD, &p.kickFD} {
+		if *fd >= 0 {
+			unix.Close(*fd)
+			*fd = -1
+		}
+	}
+}
+
+// Name implements Port.Name.
+func (p *packetPort) Name() string { return p.name }
+
+func (p *packetPort) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: "packet", Addr: p.addr, Err: err}
+}
+
+// SetReadDeadline implements Port.SetReadDeadline.
+func (p *packetPort) SetReadDeadline(t time.Time) error {
+	if p.closed.Load() {
+		return p.opError("set deadline", net.ErrClosed)
+	}
+	var ns int64
+	if !t.IsZero() {
+		ns = t.UnixNano()
+		if ns == 0 {
+			ns = 1
+		}
+	}
+	p.deadline.Store(ns)
+	// Wake a blocked reader so it recomputes its timeout. The kick fd lives
+	// until Close, which cannot have released it while closed is false
+	// unless it raced us; a write to a reused fd number would be harmless
+	// only by luck, so hold smu, which Close takes before releasing fds.
+	p.smu.Lock()
+	defer p.smu.Unlock()
+	if p.kickFD >= 0 {
+		var one = [8]byte{1}
+		unix.Write(p.kickFD, one[:])
+	}
+	return nil
+}
+
+// ReadBatch implements Port.ReadBatch.
+func (p *packetPort) ReadBatch(pkts []Packet) (int, error) {
+	if len(pkts) == 0 {
+		return 0, nil
+	}
+	p.rmu.Lock()
+	defer p.rmu.Unlock()
+	for {
+		if p.closed.Load() {
+			return 0, p.opError("read", net.ErrClosed)
+		}
+		if n := p.readRing(pkts); n > 0 {
+			return n, nil
+		}
+		var ts *unix.Timespec
+		var tsv unix.Timespec
+		if dl := p.deadline.Load(); dl != 0 {
+			d := dl - time.Now().UnixNano()
+			if d <= 0 {
+				return 0, p.opError("read", os.ErrDeadlineExceeded)
+			}
+			tsv = unix.NsecToTimespec(d)
+			ts = &tsv
+		}
+		for i := range p.rpoll {
+			p.rpoll[i].Revents = 0
+		}
+		_, err := unix.Ppoll(p.rpoll[:], ts, nil)
+		if err != nil && err != unix.EINTR {
+			return 0, p.opError("read", os.NewSyscallError("ppoll", err))
+		}
+		if p.rpoll[1].Revents != 0 || p.closed.Load() {
+			return 0, p.opError("read", net.ErrClosed)
+		}
+		if p.rpoll[2].Revents != 0 {
+			var b [8]byte
+			unix.Read(p.kickFD, b[:])
+		}
+		if p.rpoll[0].Revents&unix.POLLERR != 0 {
+			// e.g. ENETDOWN when the link goes down; reading SO_ERROR
+			// clears it so the next poll does not spin.
+			if serr, err := unix.GetsockoptInt(p.fd, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && serr != 0 {
+				return 0, p.opError("read", os.NewSyscallError("recv", unix.Errno(serr)))
+			}
+		}
+	}
+}
+
+// readRing copies frames from user-owned ring blocks into pkts and returns
+// how many it copied. It hands each block back once it is fully read.
+func (p *packetPort) readRing(pkts []Packet) int {
+	n := 0
+	for n < len(pkts) {
+		base := p.blk * p.blockSize
+		block := p.ring[base : base+p.blockSize : base+p.blockSize]
+		status := (*uint32)(unsafe.Pointer(&block[blockStatusOff]))
+		if atomic.LoadUint32(status)&unix.TP_STATUS_USER == 0 {
+			break
+		}
+		num := binary.NativeEndian.Uint32(block[blockNumPktsOff:])
+		if p.blkPkt == 0 {
+			p.blkOff = binary.NativeEndian.Uint32(block[blockFirstPktOff:])
+		}
+		for p.blkPkt < num && n < len(pkts) {
+			off := p.blkOff
+			if int(off)+sockaddrLLOff+12 > len(block) {
+				p.blkPkt = num // corrupt offset: abandon the block
+				break
+			}
+			h := (*unix.Tpacket3Hdr)(unsafe.Pointer(&block[off]))
+			p.blkPkt++
+			p.blkOff = off + h.Next_offset
+			if block[int(off)+sockaddrLLOff+sllPkttypeOff] == unix.PACKET_OUTGOING {
+				continue
+			}
+			start := int(off) + int(h.Mac)
+			end := start + int(h.Snaplen)
+			if end > len(block) || start > end {
+				continue
+			}
+			p.fill(&pkts[n], h, block[start:end])
+			n++
+		}
+		if p.blkPkt >= num {
+			atomic.StoreUint32(status, unix.TP_STATUS_KERNEL)
+			p.blk++
+			if p.blk == p.blocks {
+				p.blk = 0
+			}
+			p.blkPkt, p.blkOff = 0, 0
+		}
+	}
+	return n
+}
+
+// fill copies one frame into pkt, re-inserting the VLAN tag the kernel
+// moved out of the data.
+func (p *packetPort) fill(pkt *Packet, h *unix.Tpacket3Hdr, data []byte) {
+	buf := pkt.Buf
+	wire := int(h.Len)
+	var n int
+	if h.Status&unix.TP_STATUS_VLAN_VALID != 0 && len(data) >= 12 {
+		tpid := uint16(0x8100)
+		if h.Status&unix.TP_STATUS_VLAN_TPID_VALID != 0 && h.Hv1.Vlan_tpid != 0 {
+			tpid = h.Hv1.Vlan_tpid
+		}
+		tci := uint16(h.Hv1.Vlan_tci)
+		tag := [4]byte{byte(tpid >> 8), byte(tpid), byte(tci >> 8), byte(tci)}
+		n = copy(buf, data[:12])
+		if n == 12 {
+			n += copy(buf[12:], tag[:])
+			if n == 16 {
+				n += copy(buf[16:], data[12:])
+			}
+		}
+		wire += VLANTagLen
+	} else {
+		n = copy(buf, data)
+	}
+	pkt.N = n
+	pkt.Len = wire
+	pkt.Truncated = n < wire
+	pkt.Time = time.Unix(int64(h.Sec), int64(h.Nsec))
+	p.rxFrames.Add(1)
+	p.rxBytes.Add(uint64(wire))
+	if pkt.Truncated {
+		p.rxTrunc.Add(1)
+	}
+}
+
+// WriteBatch implements Port.WriteBatch.
+func (p *packetPort) WriteBatch(frames [][]byte) (int, error) {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	sent := 0
+	for sent < len(frames) {
+		if p.closed.Load() {
+			return sent, p.opError("write", net.ErrClosed)
+		}
+		// Stage up to maxWriteBatch valid frames.
+		k := 0
+		var bad error
+		for k < maxWriteBatch && sent+k < len(frames) {
+			f := frames[sent+k]
+			if err := checkFrameSize(p.mtu, f); err != nil {
+				bad = err
+				break
+			}
+			p.iovs[k].Base = &f[0]
+			p.iovs[k].SetLen(len(f))
+			p.msgs[k].hdr.Iov = &p.iovs[k]
+			p.msgs[k].hdr.SetIovlen(1)
+			k++
+		}
+		if k == 0 {
+			return sent, p.opError("write", bad)
+		}
+		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(p.fd), uintptr(unsafe.Pointer(&p.msgs[0])), uintptr(k), unix.MSG_DONTWAIT, 0, 0)
+		for i := 0; i < k; i++ {
+			p.iovs[i].Base = nil // do not pin the caller's frames
+		}
+		if errno != 0 {
+			switch errno {
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN, unix.ENOBUFS:
+				if err := p.waitWritable(); err != nil {
+					return sent, err
+				}
+				continue
+			case unix.EMSGSIZE:
+				f := frames[sent]
+				return sent, p.opError("write", &frameSizeError{n: len(f), max: FrameLimit(p.mtu, f)})
+			}
+			return sent, p.opError("write", os.NewSyscallError("sendmmsg", errno))
+		}
+		for i := 0; i < int(r); i++ {
+			p.txFrames.Add(1)
+			p.txBytes.Add(uint64(len(frames[sent+i])))
+		}
+		sent += int(r)
+		if int(r) == k && bad != nil {
+			return sent, p.opError("write", bad)
+		}
+	}
+	return sent, nil
+}
+
+// waitWritable blocks until the socket can take more or the port closes.
+func (p *packetPort) waitWritable() error {
+	for {
+		for i := range p.wpoll {
+			p.wpoll[i].Revents = 0
+		}
+		_, err := unix.Ppoll(p.wpoll[:], nil, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return p.opError("write", os.NewSyscallError("ppoll", err))
+		}
+		if p.wpoll[1].Revents != 0 || p.closed.Load() {
+			return p.opError("write", net.ErrClosed)
+		}
+		return nil
+	}
+}
+
+// SetFilter implements Port.SetFilter.
+func (p *packetPort) SetFilter(prog []bpf.RawInstruction) error {
+	p.smu.Lock()
+	defer p.smu.Unlock()
+	if p.closed.Load() {
+		return p.opError("set filter", net.ErrClosed)
+	}
+	if len(prog) == 0 {
+		err := unix.SetsockoptInt(p.fd, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0)
+		if err != nil && err != unix.ENOENT {
+			return p.opError("set filter", os.NewSyscallError("setsockopt SO_DETACH_FILTER", err))
+		}
+		return nil
+	}
+	if len(prog) > maxFilterLen {
+		return p.opError("set filter", fmt.Errorf("program of %d instructions exceeds %d", len(prog), maxFilterLen))
+	}
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: (*unix.SockFilter)(unsafe.Pointer(&prog[0]))}
+	if err := unix.SetsockoptSockFprog(p.fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fprog); err != nil {
+		return p.opError("set filter", os.NewSyscallError("setsockopt SO_ATTACH_FILTER", err))
+	}
+	return nil
+}
+
+// Stats implements Port.Stats.
+func (p *packetPort) Stats() PortStats {
+	p.smu.Lock()
+	p.foldKernelStats()
+	drops := p.drops
+	p.smu.Unlock()
+	return PortStats{
+		RxFrames:    p.rxFrames.Load(),
+		RxBytes:     p.rxBytes.Load(),
+		RxTruncated: p.rxTrunc.Load(),
+		TxFrames:    p.txFrames.Load(),
+		TxBytes:     p.txBytes.Load(),
+		RxDropped:   drops,
+	}
+}
+
+// foldKernelStats adds the kernel's counters (which reading resets) to
+// ours. Called with smu held.
+func (p *packetPort) foldKernelStats() {
+	if p.fd < 0 {
+		return
+	}
+	var st unix.TpacketStatsV3
+	l := uint32(unsafe.Sizeof(st))
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(p.fd), unix.SOL_PACKET, unix.PACKET_STATISTICS, uintptr(unsafe.Pointer(&st)), uintptr(unsafe.Pointer(&l)), 0)
+	if errno == 0 {
+		p.drops += uint64(st.Drops)
+	}
+}
+
+// Close implements Port.Close.
+func (p *packetPort) Close() error {
+	if !p.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	// Wake blocked readers and writers, then wait for them to leave.
+	var one = [8]byte{1}
+	unix.Write(p.closeFD, one[:])
+	p.rmu.Lock()
+	defer p.rmu.Unlock()
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	p.smu.Lock()
+	defer p.smu.Unlock()
+	p.foldKernelStats()
+	p.release()
+	return nil
+}

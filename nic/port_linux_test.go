@@ -1,0 +1,218 @@
+//go:build linux
+
+package nic_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/standbynic/standbynic/internal/netlab"
+	"github.com/standbynic/standbynic/nic"
+	"github.com/standbynic/standbynic/nic/porttest"
+	"golang.org/x/sys/unix"
+)
+
+// vethPorts builds a lab, adds a silent veth pair inside its nic namespace
+// (no addresses, IPv6 off: nothing but the test sends on it) and opens a
+// packet port on each end.
+func vethPorts(t testing.TB, cfg *nic.PortConfig) (l *netlab.Lab, a, b nic.Port) {
+	t.Helper()
+	l = netlab.NewForTest(t, nil)
+	if err := l.AddVeth(netlab.NIC, "tpa0", netlab.NIC, "tpb0"); err != nil {
+		t.Fatal(err)
+	}
+	err := l.Do(netlab.NIC, func() error {
+		var err error
+		if a, err = nic.OpenPacketPort("tpa0", cfg); err != nil {
+			return err
+		}
+		b, err = nic.OpenPacketPort("tpb0", cfg)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		a.Close()
+		b.Close()
+	})
+	return l, a, b
+}
+
+func TestIntegrationPacketPortContract(t *testing.T) {
+	netlab.RequirePrivileges(t)
+	porttest.TestPort(t, func(t *testing.T) (nic.Port, nic.Port) {
+		_, a, b := vethPorts(t, nil)
+		return a, b
+	})
+}
+
+// TestIntegrationPacketPortContractSmallRing runs the suite on the
+// smallest ring, so blocks turn over many times.
+func TestIntegrationPacketPortContractSmallRing(t *testing.T) {
+	netlab.RequirePrivileges(t)
+	porttest.TestPort(t, func(t *testing.T) (nic.Port, nic.Port) {
+		_, a, b := vethPorts(t, &nic.PortConfig{BlockSize: 1 << 14, Blocks: 4})
+		return a, b
+	})
+}
+
+func testFrame(n int, seq uint32) []byte {
+	f := make([]byte, n)
+	copy(f, []byte{0x02, 0, 0x5e, 0, 0, 0x0b, 0x02, 0, 0x5e, 0, 0, 0x0a, 0x88, 0xb5})
+	binary.BigEndian.PutUint32(f[14:], seq)
+	return f
+}
+
+// TestIntegrationPacketPortKernelDrops fills a tiny ring without reading:
+// every frame is either read later or counted as a kernel drop.
+func TestIntegrationPacketPortKernelDrops(t *testing.T) {
+	_, a, b := vethPorts(t, &nic.PortConfig{BlockSize: os.Getpagesize(), Blocks: 2})
+	const sent = 300
+	frames := make([][]byte, sent)
+	for i := range frames {
+		frames[i] = testFrame(1000, uint32(i))
+	}
+	for i := 0; i < sent; i += 50 {
+		if n, err := a.WriteBatch(frames[i : i+50]); n != 50 || err != nil {
+			t.Fatalf("WriteBatch = %d, %v", n, err)
+		}
+	}
+	pkts := make([]nic.Packet, 16)
+	for i := range pkts {
+		pkts[i].Buf = make([]byte, 2048)
+	}
+	read := 0
+	for {
+		// Partly filled blocks retire after 1 ms; 200 ms of silence means
+		// the ring is empty.
+		b.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		n, err := b.ReadBatch(pkts)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		read += n
+	}
+	s := b.Stats()
+	if s.RxDropped == 0 {
+		t.Errorf("no kernel drops counted with %d frames into a %d-byte ring", sent, 2*os.Getpagesize())
+	}
+	if uint64(read) != s.RxFrames || s.RxFrames+s.RxDropped != sent {
+		t.Errorf("read %d, RxFrames %d, RxDropped %d; want read = RxFrames and RxFrames+RxDropped = %d", read, s.RxFrames, s.RxDropped, sent)
+	}
+}
+
+func TestIntegrationPacketPortAllocs(t *testing.T) {
+	_, a, b := vethPorts(t, nil)
+	frames := [][]byte{testFrame(100, 1), testFrame(200, 2)}
+	pkts := make([]nic.Packet, 8)
+	for i := range pkts {
+		pkts[i].Buf = make([]byte, 2048)
+	}
+	b.SetReadDeadline(time.Now().Add(time.Minute))
+	got := 0
+	run := func() {
+		if n, err := a.WriteBatch(frames); n != 2 || err != nil {
+			t.Fatalf("WriteBatch = %d, %v", n, err)
+		}
+		for want := got + 2; got < want; {
+			n, err := b.ReadBatch(pkts)
+			if err != nil {
+				t.Fatalf("ReadBatch: %v", err)
+			}
+			got += n
+		}
+	}
+	run()
+	if allocs := testing.AllocsPerRun(50, run); allocs != 0 {
+		t.Errorf("write+read on a veth allocates %.1f times per run, want 0", allocs)
+	}
+}
+
+func TestIntegrationOpenPacketPortErrors(t *testing.T) {
+	l := netlab.NewForTest(t, nil)
+	tests := []struct {
+		name   string
+		ifname string
+		cfg    *nic.PortConfig
+	}{
+		{"no such link", "nope0", nil},
+		{"block not page multiple", netlab.WireLink, &nic.PortConfig{BlockSize: 1000}},
+		{"one block", netlab.WireLink, &nic.PortConfig{Blocks: 1}},
+		{"too many blocks", netlab.WireLink, &nic.PortConfig{Blocks: 5000}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := l.Do(netlab.NIC, func() error {
+				p, err := nic.OpenPacketPort(tt.ifname, tt.cfg)
+				if err == nil {
+					p.Close()
+				}
+				return err
+			})
+			if err == nil {
+				t.Fatal("OpenPacketPort succeeded")
+			}
+			if !contains(err.Error(), tt.ifname) {
+				t.Errorf("error %q does not name the link %q", err, tt.ifname)
+			}
+		})
+	}
+	// A port in the nic namespace sees that namespace's links only.
+	if err := l.Do(netlab.NIC, func() error {
+		p, err := nic.OpenPacketPort(netlab.SrvLink, nil)
+		if err == nil {
+			p.Close()
+			return fmt.Errorf("opened %s from the nic namespace", netlab.SrvLink)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+}
+
+func contains(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}
+
+// TestIntegrationPacketPortLinkDown: a port whose own link goes down
+// reports it once from ReadBatch and keeps working after the link is up.
+func TestIntegrationPacketPortLinkDown(t *testing.T) {
+	l, a, b := vethPorts(t, nil)
+	if err := l.SetLinkDown(netlab.NIC, "tpb0"); err != nil {
+		t.Fatal(err)
+	}
+	b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	pkts := make([]nic.Packet, 1)
+	pkts[0].Buf = make([]byte, 2048)
+	_, err := b.ReadBatch(pkts)
+	if !errors.Is(err, unix.ENETDOWN) {
+		t.Fatalf("ReadBatch on a downed link = %v, want ENETDOWN", err)
+	}
+	var op *net.OpError
+	if !errors.As(err, &op) {
+		t.Errorf("error %T is not a *net.OpError", err)
+	}
+	if err := l.SetLinkUp(netlab.NIC, "tpb0"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := a.WriteBatch([][]byte{testFrame(60, 7)}); n != 1 || err != nil {
+		t.Fatalf("WriteBatch = %d, %v", n, err)
+	}
+	if n, err := b.ReadBatch(pkts); n != 1 || err != nil || binary.BigEndian.Uint32(pkts[0].Buf[14:]) != 7 {
+		t.Fatalf("ReadBatch after link up = %d, %v", n, err)
+	}
+}

@@ -29,7 +29,8 @@ import (
 //     passes), never a miss.
 //  3. Ethernet with 0, 1 or 2 inline VLAN tags (0x8100 or 0x88a8); a third
 //     tag is rejected, as the decoder does (TooManyTags). The VLAN ID of
-//     the innermost tag is kept for connection patterns.
+//     the outermost tag is kept for connection patterns, as the Matcher
+//     compares it (VID 0, priority tagged, counts as untagged).
 //  4. ARP requests whose target protocol address is in AcceptARPFor.
 //  5. IPv4 with options (the ldx 4*([k]&0xf) form), the same header checks
 //     as the decoder (version, IHL, total length within the frame), and
@@ -78,8 +79,10 @@ const (
 	BPFMagicScanLen = 1536
 	// bpfMagicStride: any 93 consecutive offsets hold a multiple of 92.
 	bpfMagicStride = 92
-	bpfNSLen       = 24  // ICMPv6 neighbour solicitation up to its target
-	bpfICMPv6NS    = 135 // ICMPv6 type of a neighbour solicitation
+	bpfNSLen       = 24 // ICMPv6 neighbour solicitation up to its target
+	// bpfBitmapMinFrame: the Matcher matches no bitmap on a shorter frame.
+	bpfBitmapMinFrame = 8
+	bpfICMPv6NS       = 135 // ICMPv6 type of a neighbour solicitation
 )
 
 // BPFLevel is how precisely a compiled program filters TCP connection
@@ -166,7 +169,9 @@ func (p *BPFProgram) Assemble() ([]bpf.RawInstruction, error) {
 
 // CompileBPF compiles patterns into a classic-BPF program that accepts at
 // least every frame the Matcher for the same patterns accepts (see
-// BuildBPF for the precision it reached).
+// BuildBPF for the precision it reached). Each pattern must pass
+// DefaultCapabilities().Check; the set's size is limited only by what
+// degrades (see above).
 func CompileBPF(patterns []Pattern, opt BPFOptions) ([]bpf.Instruction, error) {
 	p, err := BuildBPF(patterns, opt)
 	if err != nil {
@@ -300,8 +305,12 @@ func bpfFamily(a netip.Addr) int {
 
 func newBPFSet(patterns []Pattern, opt BPFOptions) (*bpfSet, error) {
 	s := &bpfSet{}
+	hard := DefaultCapabilities()
 	for i := range patterns {
 		p := &patterns[i]
+		if err := hard.Check(p); err != nil {
+			return nil, fmt.Errorf("bpf: %w", err)
+		}
 		switch p.Kind {
 		case KindTCPConn:
 			c := p.Conn
@@ -321,20 +330,16 @@ func newBPFSet(patterns []Pattern, opt BPFOptions) (*bpfSet, error) {
 				sport: c.Remote.Port(), dport: c.Local.Port(), vlan: c.VLAN,
 			})
 		case KindTCPSYN:
+			// The family is IPv6's; Check made it agree with a valid
+			// address.
 			a := p.SYN.Local.Addr()
 			fam := 0
 			if p.SYN.IPv6 {
 				fam = 1
 			}
-			y := bpfSYN{port: p.SYN.Local.Port()}
-			if a.IsValid() {
-				fam = bpfFamily(a)
-				y.anyAddr = a.IsUnspecified()
-				if !y.anyAddr {
-					y.dst = bpfWords(a)
-				}
-			} else {
-				y.anyAddr = true
+			y := bpfSYN{port: p.SYN.Local.Port(), anyAddr: !a.IsValid() || a.IsUnspecified()}
+			if !y.anyAddr {
+				y.dst = bpfWords(a)
 			}
 			s.syn[fam] = append(s.syn[fam], y)
 		case KindBitmap:
@@ -515,7 +520,7 @@ func (g *bpfGen) bitmap(checks []bpfCheck) {
 	if g.cmps > 0 && len(checks) > g.cmps {
 		checks = checks[:g.cmps]
 	}
-	var need uint32
+	need := uint32(bpfBitmapMinFrame)
 	for _, c := range checks {
 		need = max(need, c.off+uint32(c.size))
 	}
@@ -585,11 +590,6 @@ func (g *bpfGen) l2(l bpfL2Labels) {
 	g.dispatch(18, l)
 
 	g.bind(tag2)
-	if g.usesVLAN() {
-		g.emit(bpf.LoadAbsolute{Off: 18, Size: 2},
-			bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0x0fff},
-			bpf.StoreScratch{Src: bpf.RegA, N: bpfMemVLAN})
-	}
 	g.emit(bpf.LoadAbsolute{Off: 20, Size: 2})
 	g.jeq(uint32(EtherTypeVLAN), bpfReject)
 	g.jeq(uint32(EtherTypeQinQ), bpfReject)

@@ -298,11 +298,6 @@ func (c *capture) since(from int) []segment {
 
 func addrPort(a net.Addr) netip.AddrPort { return unmap(a) }
 
-func from(a net.Addr) func(segment) bool {
-	ap := addrPort(a)
-	return func(s segment) bool { return s.src == ap }
-}
-
 // waitReadable blocks until conn has unread bytes (at least n), without
 // reading them, using the poller.
 func waitReadable(t testing.TB, conn *net.TCPConn, n int) {
@@ -459,7 +454,10 @@ func TestIntegrationIncomingWhileFrozen(t *testing.T) {
 	m := c.mark()
 	msg := []byte("while frozen")
 	writeFull(t, p.server, msg)
-	ack, _, ok := c.waitFor(m, 10*time.Second, from(p.client.LocalAddr()))
+	client := addrPort(p.client.LocalAddr())
+	ack, _, ok := c.waitFor(m, 10*time.Second, func(s segment) bool {
+		return s.src == client && s.ack == st.RcvNxt+uint32(len(msg))
+	})
 	if !ok {
 		t.Fatal("the frozen socket did not answer the data segment")
 	}
@@ -725,24 +723,41 @@ func TestIntegrationFrozenSilent(t *testing.T) {
 	l := newLab(t)
 	c := l.capture()
 	p := l.connect("tcp4")
-	client := addrPort(p.client.LocalAddr())
+	client, server := addrPort(p.client.LocalAddr()), addrPort(p.server.LocalAddr())
 	if err := p.client.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: time.Second, Interval: time.Second, Count: 9}); err != nil {
 		t.Fatal(err)
 	}
-	exchange(t, p, []byte("a"), []byte("b"))
+	req, resp := pattern(10, 1), pattern(20, 2)
+	exchange(t, p, req, resp)
+	syn, _, ok1 := c.waitFor(0, 10*time.Second, func(s segment) bool { return s.src == client && s.syn })
+	synAck, _, ok2 := c.waitFor(0, 10*time.Second, func(s segment) bool { return s.src == server && s.syn })
+	if !ok1 || !ok2 {
+		t.Fatal("handshake not captured")
+	}
+	snd, rcv := syn.seq+1+uint32(len(req)), synAck.seq+1+uint32(len(resp))
+	// A keep-alive (or the window probe, which looks the same): SEQ =
+	// SND.NXT-1, ACK = RCV.NXT, no payload. Nothing else the client sent
+	// matches, whatever the capture's lag.
+	keepAlive := func(s segment) bool {
+		return s.src == client && !s.syn && len(s.payload) == 0 && s.seq == snd-1 && s.ack == rcv
+	}
 
 	// Control: the capture sees the keep-alives of the live socket.
-	m := c.mark()
-	isProbe := func(s segment) bool { return s.src == client && len(s.payload) == 0 }
-	if _, _, ok := c.waitFor(m, 10*time.Second, isProbe); !ok {
+	if _, _, ok := c.waitFor(0, 10*time.Second, keepAlive); !ok {
 		t.Fatal("no keep-alive within 10 s from a socket with a 1 s keep-alive")
 	}
 
 	f, st := mustFreeze(t, p.client)
-	m = c.mark()
-	// Three keep-alive intervals: a live socket sends two or three probes.
-	if s, _, ok := c.waitFor(m, 3500*time.Millisecond, func(s segment) bool { return s.src == client }); ok {
-		t.Fatalf("frozen socket sent seq %d ack %d len %d rst %v", s.seq, s.ack, len(s.payload), s.rst)
+	if st.SndNxt != snd || st.RcvNxt != rcv {
+		t.Fatalf("snapshot snd %d rcv %d, wire %d %d", st.SndNxt, st.RcvNxt, snd, rcv)
+	}
+	// Sent after the freeze = a TSval past the snapshot's clock (the
+	// last segment before it may be one tick ahead, a keep-alive comes
+	// ~1000 ticks later). Watch three keep-alive intervals: a live
+	// socket sends two or three probes in them.
+	afterFreeze := func(s segment) bool { return s.src == client && s.hasTS && int32(s.tsval-st.TSVal) > 5 }
+	if s, _, ok := c.waitFor(0, 3500*time.Millisecond, afterFreeze); ok {
+		t.Fatalf("frozen socket sent seq %d ack %d len %d rst %v tsval %d (frozen at %d)", s.seq, s.ack, len(s.payload), s.rst, s.tsval, st.TSVal)
 	}
 	if ka := sockoptInt(t, p.client, unix.SOL_SOCKET, unix.SO_KEEPALIVE); ka != 0 {
 		t.Errorf("SO_KEEPALIVE = %d while frozen", ka)
@@ -754,9 +769,9 @@ func TestIntegrationFrozenSilent(t *testing.T) {
 	if ka := sockoptInt(t, p.client, unix.SOL_SOCKET, unix.SO_KEEPALIVE); ka != 1 {
 		t.Errorf("SO_KEEPALIVE = %d after thaw, want 1", ka)
 	}
-	// The window probe at once, then keep-alives again (SEQ = SND.NXT-1).
-	probe := func(s segment) bool { return isProbe(s) && s.seq == st.SndNxt-1 }
-	_, i, ok := c.waitFor(m, 10*time.Second, probe)
+	// The window probe at once, then keep-alives again.
+	probe := func(s segment) bool { return keepAlive(s) && afterFreeze(s) }
+	_, i, ok := c.waitFor(0, 10*time.Second, probe)
 	if !ok {
 		t.Fatal("no window probe after thaw")
 	}
@@ -1123,7 +1138,7 @@ func TestIntegrationKeepAliveIgnoresRepair(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var snd int
+	var snd, ts int
 	raw.Control(func(fd uintptr) {
 		if err = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_ON); err != nil {
 			return
@@ -1131,7 +1146,10 @@ func TestIntegrationKeepAliveIgnoresRepair(t *testing.T) {
 		if err = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, tcpSendQueue); err != nil {
 			return
 		}
-		snd, err = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_QUEUE_SEQ)
+		if snd, err = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_QUEUE_SEQ); err != nil {
+			return
+		}
+		ts, err = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_TIMESTAMP)
 	})
 	skipIfPerm(t, err, "TCP_REPAIR")
 	if err != nil {
@@ -1142,8 +1160,11 @@ func TestIntegrationKeepAliveIgnoresRepair(t *testing.T) {
 			unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_OFF_NO_WP)
 		})
 	})
-	m := c.mark()
-	s, _, ok := c.waitFor(m, 10*time.Second, func(s segment) bool { return s.src == client })
+	// Sent in repair mode = a TSval past the clock read there (segments
+	// sent before may be one tick ahead of it).
+	s, _, ok := c.waitFor(0, 10*time.Second, func(s segment) bool {
+		return s.src == client && s.hasTS && int32(s.tsval-uint32(ts)) > 5
+	})
 	if !ok {
 		t.Fatal("no keep-alive from a socket in repair mode with SO_KEEPALIVE on: the kernel changed, revisit Freeze")
 	}

@@ -66,10 +66,11 @@ type PortStats struct {
 //     link carried out of band is re-inserted inline (TPID, TCI) after the
 //     source MAC, so the frame reads as it was on the wire. Frames the port
 //     itself sent are never returned.
-//   - After the deadline set by SetReadDeadline, ReadBatch returns an error
-//     with errors.Is(err, os.ErrDeadlineExceeded) (and a net.Error whose
-//     Timeout() is true). A zero time means no deadline. Changing the
-//     deadline affects a ReadBatch already blocked.
+//   - Once the deadline set by SetReadDeadline has passed, a ReadBatch that
+//     would block returns an error with errors.Is(err,
+//     os.ErrDeadlineExceeded) (a net.Error whose Timeout() is true); frames
+//     already queued are still returned. A zero time means no deadline.
+//     Changing the deadline affects a ReadBatch already blocked.
 //   - WriteBatch sends frames[0:n] in order, each as one Ethernet frame,
 //     and returns n. If n < len(frames) the error says why frames[n] was
 //     not sent. A frame shorter than 14 bytes or longer than MTU+14 (MTU+18

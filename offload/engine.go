@@ -210,9 +210,8 @@ func (e *Engine) Arm(id SlotID, snap Snapshot, spec Spec) error {
 		s.flags |= flagTS
 		s.tsVal, s.tsAt, s.tsRate, s.tsRecent = ts.Val, ts.At, ts.Rate, ts.Recent
 	}
-	var idb [2]byte
-	e.rand.Read(idb[:])
-	s.ipID = binary.BigEndian.Uint16(idb[:])
+	e.rand.Read(e.key[:2])
+	s.ipID = binary.BigEndian.Uint16(e.key[:2])
 	s.buildTemplate(&snap)
 	if spec.Kind != KindTCPProbe {
 		x := &slotExt{

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -1000,5 +1001,105 @@ func BenchmarkBPFVM(b *testing.B) {
 			b.ReportMetric(float64(len(p.Instructions)), "insns")
 			b.ReportMetric(float64(p.Level), "level")
 		})
+	}
+}
+
+// bpfFuzzPatterns is the fixed set of FuzzBPFSuperset: every kind, both
+// families, a VLAN.
+func bpfFuzzPatterns() []Pattern {
+	ps := []Pattern{
+		bpfConnPat(bpfLocal4.String(), bpfRemote4.String(), 0),
+		bpfConnPat(bpfLocal4.String(), "198.18.0.1:8883", 7),
+		bpfConnPat(bpfLocal6.String(), bpfRemote6.String(), 0),
+		{Kind: KindTCPSYN, SYN: TCPSYN{Local: netip.AddrPortFrom(netip.Addr{}, 22)}},
+		{Kind: KindTCPSYN, SYN: TCPSYN{Local: netip.AddrPortFrom(bpfLocal6.Addr(), 0), IPv6: true}},
+		{Kind: KindBitmap, Bitmap: Bitmap{Offset: 12, Bytes: []byte{0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1}, Mask: []byte{0xff, 0x03}}},
+		{Kind: KindMagic, Magic: Magic{MAC: [6]byte{2, 0, 0, 0, 0, 2}}},
+	}
+	for i := range ps {
+		ps[i].ID = uint32(i + 1)
+	}
+	return ps
+}
+
+// bpfFuzzSeeds returns frames around bpfFuzzPatterns.
+func bpfFuzzSeeds(t testing.TB) [][]byte {
+	return [][]byte{
+		bpfTCPFrame(t, bpfSpec{src: bpfRemote4, dst: bpfLocal4, ts: true}),
+		bpfTCPFrame(t, bpfSpec{src: bpfRemote4, dst: bpfLocal4, ipOpts: true, payload: 5, pad: 4}),
+		bpfTCPFrame(t, bpfSpec{src: netip.MustParseAddrPort("198.18.0.1:8883"), dst: bpfLocal4, tags: []uint16{7, 9}, qinq: true}),
+		bpfTCPFrame(t, bpfSpec{src: bpfRemote6, dst: bpfLocal6, ext: []uint8{0, 60}}),
+		bpfTCPFrame(t, bpfSpec{src: bpfRemote6, dst: netip.AddrPortFrom(bpfLocal6.Addr(), 9), flags: TCPFlagSYN}),
+		bpfTCPFrame(t, bpfSpec{src: bpfRemote4, dst: netip.MustParseAddrPort("198.18.3.3:22"), flags: TCPFlagSYN, tags: []uint16{3}}),
+		bpfTCPFrame(t, bpfSpec{src: bpfRemote4, dst: bpfLocal4, frag: 0x2000}),
+		bpfARPFrame(t, 1, bpfLocal4.Addr()),
+		bpfMagicFrame(t, [6]byte{2, 0, 0, 0, 0, 2}, 42, 160),
+	}
+}
+
+func FuzzBPFSuperset(f *testing.F) {
+	ps := bpfFuzzPatterns()
+	for _, s := range bpfFuzzSeeds(f) {
+		f.Add(s)
+	}
+	m, err := Compile(ps, DefaultCapabilities())
+	if err != nil {
+		f.Fatal(err)
+	}
+	var vms []*bpf.VM
+	for _, opt := range []BPFOptions{{}, {KernelStripsVLAN: true}, {AcceptARPFor: []netip.Addr{bpfLocal4.Addr()}, AcceptNSFor: []netip.Addr{bpfLocal6.Addr()}}} {
+		p, err := BuildBPF(ps, opt)
+		if err != nil {
+			f.Fatal(err)
+		}
+		if !p.Exact {
+			f.Fatalf("level %v", p.Level)
+		}
+		vms = append(vms, bpfVM(f, p.Instructions))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		var fr Frame
+		var r Result
+		want := m.MatchFrame(frame, &fr, &r)
+		for i, vm := range vms {
+			n, err := vm.Run(frame)
+			if err != nil {
+				t.Fatalf("program %d: %v", i, err)
+			}
+			if want && n == 0 {
+				t.Fatalf("program %d drops a frame the Matcher accepts (pattern %d, status %v): %x", i, r.Pattern.ID, fr.Status, frame)
+			}
+		}
+	})
+}
+
+// TestBPFFuzzSeeds keeps the seed corpus of FuzzBPFSuperset in step with
+// bpfFuzzSeeds.
+func TestBPFFuzzSeeds(t *testing.T) {
+	m, err := Compile(bpfFuzzPatterns(), DefaultCapabilities())
+	if err != nil {
+		t.Fatal(err)
+	}
+	matched := 0
+	for i, s := range bpfFuzzSeeds(t) {
+		name := fmt.Sprintf("testdata/fuzz/FuzzBPFSuperset/seed-%02d", i)
+		want := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", s)
+		got, err := os.ReadFile(name)
+		if err != nil || string(got) != want {
+			t.Errorf("%s is missing or stale (err %v); regenerate it from bpfFuzzSeeds", name, err)
+			if os.Getenv("BPF_WRITE_SEEDS") != "" {
+				if err := os.WriteFile(name, []byte(want), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		var f Frame
+		var r Result
+		if m.MatchFrame(s, &f, &r) {
+			matched++
+		}
+	}
+	if matched < 5 {
+		t.Errorf("only %d seeds match: the corpus does not exercise the accept paths", matched)
 	}
 }

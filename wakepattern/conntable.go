@@ -76,12 +76,15 @@ func (k *connKey) hash(seed uint64) uint64 {
 }
 
 // connSlot is one slot of the open-addressing table: idx is the pattern
-// index + 1 (0: empty), tag the high half of the key's hash, checked
-// before the key.
+// index + 1 (0: empty); tag holds 24 bits of the key's hash (checked
+// before the key) above the pattern's priority (low 8 bits), so a lookup
+// reads no pattern.
 type connSlot struct {
 	tag uint32
 	idx uint32
 }
+
+const connTagMask = 0xffffff00
 
 // connTable maps connection keys to pattern indexes. Linear probing, load
 // factor ≤ 1/2, so a lookup ends at an empty slot. Keys are stored by
@@ -106,29 +109,33 @@ func newConnTable(n, npatterns int, seed uint64) connTable {
 	}
 }
 
-// insert adds key for pattern index i; keys are unique (Compile checked).
-func (t *connTable) insert(k connKey, i int) {
+// insert adds key for pattern index i with priority prio; keys are
+// unique (Compile checked).
+func (t *connTable) insert(k connKey, i int, prio uint8) {
 	t.keys[i] = k
 	h := k.hash(t.seed)
 	for s := h & t.mask; ; s = (s + 1) & t.mask {
 		if t.slots[s].idx == 0 {
-			t.slots[s] = connSlot{tag: uint32(h >> 32), idx: uint32(i + 1)}
+			t.slots[s] = connSlot{tag: uint32(h>>32)&connTagMask | uint32(prio), idx: uint32(i + 1)}
 			return
 		}
 	}
 }
 
-// lookup returns the pattern index of k, or -1.
-func (t *connTable) lookup(k *connKey) int {
+// lookup returns the pattern index of k and its priority, or -1.
+func (t *connTable) lookup(k *connKey) (int, uint8) {
 	h := k.hash(t.seed)
-	tag := uint32(h >> 32)
+	tag := uint32(h>>32) & connTagMask
 	for s := h & t.mask; ; s = (s + 1) & t.mask {
 		sl := t.slots[s]
 		if sl.idx == 0 {
-			return -1
+			return -1, 0
 		}
-		if sl.tag == tag && t.keys[sl.idx-1] == *k {
-			return int(sl.idx - 1)
+		if sl.tag&connTagMask == tag {
+			c := &t.keys[sl.idx-1]
+			if c.a == k.a && c.e == k.e && c.b == k.b && c.c == k.c && c.d == k.d {
+				return int(sl.idx - 1), uint8(sl.tag)
+			}
 		}
 	}
 }

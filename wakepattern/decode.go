@@ -237,7 +237,13 @@ func (f *Frame) decodeTCP(b []byte, opt DecodeOptions) Status {
 	f.Window = t.Window()
 	f.PayloadOff = uint16(off + hl)
 	f.PayloadLen = uint16(end - off - hl)
-	if hl > TCPMinLen {
+	if hl == TCPMinLen+12 && binary.BigEndian.Uint32(t[TCPMinLen:]) == 0x0101080a {
+		// The usual layout of an established segment: NOP, NOP, timestamps.
+		f.HasTS = true
+		f.TSval = binary.BigEndian.Uint32(t[TCPMinLen+4:])
+		f.TSecr = binary.BigEndian.Uint32(t[TCPMinLen+8:])
+		f.TSOff = uint16(off + TCPMinLen + 4)
+	} else if hl > TCPMinLen {
 		if st := f.decodeTCPOptions(t[TCPMinLen:hl], off+TCPMinLen); st != OK {
 			return st
 		}

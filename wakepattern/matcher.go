@@ -12,7 +12,9 @@ import (
 // lower index).
 const noRank = ^uint64(0)
 
-func rankOf(p *Pattern, i int) uint64 { return uint64(255-p.Priority)<<32 | uint64(uint32(i)) }
+func rankOf(p *Pattern, i int) uint64 { return rank(p.Priority, i) }
+
+func rank(prio uint8, i int) uint64 { return uint64(255-prio)<<32 | uint64(uint32(i)) }
 
 // Matcher is a compiled, immutable pattern set. It is safe for concurrent
 // use; swap sets with atomic.Pointer[Matcher].
@@ -76,7 +78,7 @@ func Compile(patterns []Pattern, caps Capabilities) (*Matcher, error) {
 		r := rankOf(p, i)
 		switch p.Kind {
 		case KindTCPConn:
-			m.conn.insert(patternConnKey(&p.Conn), i)
+			m.conn.insert(patternConnKey(&p.Conn), i, p.Priority)
 		case KindTCPSYN:
 			a := p.SYN.Local.Addr()
 			e := synEntry{rank: r, v6: p.SYN.IPv6, port: p.SYN.Local.Port()}
@@ -151,8 +153,8 @@ func (m *Matcher) Match(f *Frame, r *Result) bool {
 	tcp := f.IsTCP()
 	if tcp && m.nConn > 0 {
 		if k, ok := frameConnKey(f); ok {
-			if i := m.conn.lookup(&k); i >= 0 {
-				best = rankOf(&m.patterns[i], i)
+			if i, prio := m.conn.lookup(&k); i >= 0 {
+				best = rank(prio, i)
 			}
 		}
 	}

@@ -152,6 +152,7 @@ type segment struct {
 	wscale       int // -1 when absent
 	tsval, tsecr uint32
 	hasTS        bool
+	ttl, tos     uint8 // IPv4 TTL and TOS, or IPv6 hop limit and traffic class
 }
 
 // capture records the TCP segments crossing lo in the lab, each once (the
@@ -221,13 +222,16 @@ func parseSegment(frame []byte) (segment, bool) {
 		return segment{}, false
 	}
 	var src, dst netip.Addr
+	var ttl, tos uint8
 	switch ip := p.NetworkLayer().(type) {
 	case *layers.IPv4:
 		src, _ = netip.AddrFromSlice(ip.SrcIP.To4())
 		dst, _ = netip.AddrFromSlice(ip.DstIP.To4())
+		ttl, tos = ip.TTL, ip.TOS
 	case *layers.IPv6:
 		src, _ = netip.AddrFromSlice(ip.SrcIP)
 		dst, _ = netip.AddrFromSlice(ip.DstIP)
+		ttl, tos = ip.HopLimit, ip.TrafficClass
 	default:
 		return segment{}, false
 	}
@@ -235,6 +239,7 @@ func parseSegment(frame []byte) (segment, bool) {
 		src: netip.AddrPortFrom(src, uint16(tl.SrcPort)), dst: netip.AddrPortFrom(dst, uint16(tl.DstPort)),
 		seq: tl.Seq, ack: tl.Ack, syn: tl.SYN, fin: tl.FIN, rst: tl.RST, ackFlag: tl.ACK,
 		window: tl.Window, payload: append([]byte(nil), tl.Payload...), wscale: -1,
+		ttl: ttl, tos: tos,
 	}
 	for _, o := range tl.Options {
 		switch o.OptionType {
@@ -611,6 +616,9 @@ func TestIntegrationFreezeMatchesWire(t *testing.T) {
 				t.Errorf("TSVal %d, last TSval on the wire %d (has %v): not the same clock", rest.TSVal, lastC.tsval, lastC.hasTS)
 			}
 			t.Logf("TSVal - last TSval = %d ms", int32(rest.TSVal-lastC.tsval))
+			if lastC.ttl != rest.TTL || lastC.tos != rest.TOS {
+				t.Errorf("TTL %d TOS %#x, on the wire %d %#x", rest.TTL, rest.TOS, lastC.ttl, lastC.tos)
+			}
 			if rest.SndMSS == 0 || rest.SndMSS > rest.MSS {
 				t.Errorf("SndMSS %d, MSS %d", rest.SndMSS, rest.MSS)
 			}
@@ -899,6 +907,26 @@ func TestIntegrationThawTwoFrozenEnds(t *testing.T) {
 			if b := readFull(t, p.client, len(q)); !bytes.Equal(b, q) {
 				t.Error("client: stream after the wake differs")
 			}
+			// The kernels' own counters agree with the streams: freeze
+			// again and read TCP_QUEUE_SEQ on both ends.
+			fc, stc2 := freezeWhenAcked(t, p.client)
+			fs, sts2 := freezeWhenAcked(t, p.server)
+			if got, want := stc2.SndNxt-stc.SndNxt, uint32(len(x)+len(y)); got != want {
+				t.Errorf("client SND.NXT moved %d, want %d", got, want)
+			}
+			if got, want := stc2.RcvNxt-stc.RcvNxt, uint32(len(pp)+len(q)); got != want {
+				t.Errorf("client RCV.NXT moved %d, want %d", got, want)
+			}
+			if stc2.SndNxt != sts2.RcvNxt || stc2.RcvNxt != sts2.SndNxt {
+				t.Errorf("ends disagree: client snd %d rcv %d, server snd %d rcv %d", stc2.SndNxt, stc2.RcvNxt, sts2.SndNxt, sts2.RcvNxt)
+			}
+			if err := fs.Thaw(nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := fc.Thaw(nil, nil); err != nil {
+				t.Fatal(err)
+			}
+
 			// Nothing more on either side: no duplicate, no RST.
 			p.client.CloseWrite()
 			p.server.CloseWrite()
@@ -1170,5 +1198,51 @@ func TestIntegrationKeepAliveIgnoresRepair(t *testing.T) {
 	}
 	if s.seq != uint32(snd)-1 || len(s.payload) != 0 {
 		t.Errorf("segment seq %d len %d, want a keep-alive seq %d", s.seq, len(s.payload), uint32(snd)-1)
+	}
+}
+
+// TestIntegrationFreezeV4MappedServer freezes the server end of a
+// dual-stack listener that accepted IPv4: an AF_INET6 socket whose wire is
+// IPv4. The snapshot has plain IPv4 addresses and the TTL and TOS that
+// IPv4 segments carry (set and read at SOL_IP).
+func TestIntegrationFreezeV4MappedServer(t *testing.T) {
+	l := newLab(t)
+	c := l.capture()
+	var ln *net.TCPListener
+	var client *net.TCPConn
+	l.do(func() error {
+		var err error
+		if ln, err = net.ListenTCP("tcp", &net.TCPAddr{}); err != nil {
+			return err
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		client, err = net.DialTCP("tcp4", nil, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+		return err
+	})
+	defer ln.Close()
+	server, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	if sockoptInt(t, server, unix.SOL_SOCKET, unix.SO_DOMAIN) != unix.AF_INET6 {
+		t.Skip("listener is not dual-stack (IPv6 disabled?)")
+	}
+	setIPOpts(t, server, false, 33, 0x10)
+	p := pair{client: client, server: server}
+	exchange(t, p, []byte("q"), []byte("r"))
+
+	f, st := freezeWhenAcked(t, server)
+	defer f.Thaw(nil, nil)
+	wantLocal := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(ln.Addr().(*net.TCPAddr).Port))
+	if st.Local != wantLocal || st.Remote != addrPort(client.LocalAddr()) || !st.Local.Addr().Is4() {
+		t.Errorf("addresses %v -> %v, want %v -> %v", st.Local, st.Remote, wantLocal, client.LocalAddr())
+	}
+	if st.TTL != 33 || st.TOS != 0x10 {
+		t.Errorf("TTL %d TOS %#x, want 33 0x10", st.TTL, st.TOS)
+	}
+	seg, _, ok := c.waitFor(0, 10*time.Second, func(s segment) bool { return s.src == wantLocal && len(s.payload) > 0 })
+	if !ok || seg.ttl != 33 || seg.tos != 0x10 {
+		t.Errorf("server data segment on the wire: ttl %d tos %#x (found %v)", seg.ttl, seg.tos, ok)
 	}
 }

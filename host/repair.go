@@ -121,11 +121,11 @@ type TCPState struct {
 // a *NotIdleError (errors.Is ErrNotIdle) with the counts when it has, and
 // an error wrapping ErrNotEstablished when it is not established.
 func Idle(conn *net.TCPConn) error {
-	raw, err := rawConn(conn)
+	raw, err := repairRawConn(conn)
 	if err != nil {
 		return fmt.Errorf("idle: %w", err)
 	}
-	if err := idle(raw); err != nil {
+	if err := repairIdle(raw); err != nil {
 		return fmt.Errorf("idle: %w", err)
 	}
 	return nil
@@ -241,16 +241,16 @@ type Frozen struct {
 // restored, out of repair mode). All system calls go through
 // conn.SyscallConn, so the Go poller keeps owning the descriptor.
 func Freeze(conn *net.TCPConn) (*Frozen, TCPState, error) {
-	raw, err := rawConn(conn)
+	raw, err := repairRawConn(conn)
 	if err != nil {
 		return nil, TCPState{}, fmt.Errorf("freeze: %w", err)
 	}
-	st, keepAlive, err := freeze(raw)
+	st, keepAlive, err := repairFreeze(raw)
 	if err != nil {
 		return nil, TCPState{}, fmt.Errorf("freeze: %w", err)
 	}
-	st.Local = unmap(conn.LocalAddr())
-	st.Remote = unmap(conn.RemoteAddr())
+	st.Local = repairUnmap(conn.LocalAddr())
+	st.Remote = repairUnmap(conn.RemoteAddr())
 	return &Frozen{conn: conn, raw: raw, keepAlive: keepAlive, held: true}, st, nil
 }
 
@@ -273,7 +273,7 @@ func (f *Frozen) Thaw(sent, absorbed []byte) error {
 		return fmt.Errorf("thaw: %w", ErrThawed)
 	}
 	f.done = true
-	if err := thaw(f.raw, f.keepAlive, sent, absorbed); err != nil {
+	if err := repairThaw(f.raw, f.keepAlive, sent, absorbed); err != nil {
 		return fmt.Errorf("thaw: %w", err)
 	}
 	f.held = false
@@ -299,7 +299,7 @@ func (f *Frozen) Abort() error {
 		return nil
 	}
 	f.done = true
-	if err := abort(f.raw, f.keepAlive); err != nil {
+	if err := repairAbort(f.raw, f.keepAlive); err != nil {
 		return fmt.Errorf("abort: %w", err)
 	}
 	f.held = false
@@ -309,14 +309,14 @@ func (f *Frozen) Abort() error {
 // Conn returns the connection this Frozen holds.
 func (f *Frozen) Conn() *net.TCPConn { return f.conn }
 
-func rawConn(conn *net.TCPConn) (syscall.RawConn, error) {
+func repairRawConn(conn *net.TCPConn) (syscall.RawConn, error) {
 	if conn == nil {
 		return nil, errors.New("nil connection")
 	}
 	return conn.SyscallConn()
 }
 
-func unmap(a net.Addr) netip.AddrPort {
+func repairUnmap(a net.Addr) netip.AddrPort {
 	ta, ok := a.(*net.TCPAddr)
 	if !ok || ta == nil {
 		return netip.AddrPort{}

@@ -14,34 +14,34 @@ import (
 
 // tcpi_options bits (include/uapi/linux/tcp.h).
 const (
-	tcpiOptTimestamps = 1
-	tcpiOptSACK       = 2
-	tcpiOptWScale     = 4
-	tcpiOptUsecTS     = 64
+	repairOptTimestamps = 1
+	repairOptSACK       = 2
+	repairOptWScale     = 4
+	repairOptUsecTS     = 64
 )
 
 // Repair queues for TCP_REPAIR_QUEUE (enum in include/uapi/linux/tcp.h).
 const (
-	tcpNoQueue   = 0
-	tcpRecvQueue = 1
-	tcpSendQueue = 2
+	repairNoQueue   = 0
+	repairRecvQueue = 1
+	repairSendQueue = 2
 )
 
-// tcpEstablished is TCP_ESTABLISHED, the tcpi_state of an open connection.
-const tcpEstablished = 1
+// repairTCPEstablished is TCP_ESTABLISHED, the tcpi_state of an open connection.
+const repairTCPEstablished = 1
 
 // sizeofRepairWindow is sizeof(struct tcp_repair_window); the kernel
 // refuses any other length.
 const sizeofRepairWindow = 20
 
-// tcpiWScaleOffset is the byte of struct tcp_info holding the bitfields
+// repairWScaleOffset is the byte of struct tcp_info holding the bitfields
 // tcpi_snd_wscale:4 and tcpi_rcv_wscale:4; unix.TCPInfo leaves it as padding.
-const tcpiWScaleOffset = 6
+const repairWScaleOffset = 6
 
-var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+var repairLittleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
-// control runs fn on the socket's descriptor while the poller holds it.
-func control(raw syscall.RawConn, fn func(fd int) error) error {
+// repairControl runs fn on the socket's descriptor while the poller holds it.
+func repairControl(raw syscall.RawConn, fn func(fd int) error) error {
 	var ferr error
 	if err := raw.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
 		return err
@@ -49,14 +49,14 @@ func control(raw syscall.RawConn, fn func(fd int) error) error {
 	return ferr
 }
 
-func sysErr(step string, err error) error {
+func repairSysErr(step string, err error) error {
 	if err == nil {
 		return nil
 	}
 	return os.NewSyscallError(step, err)
 }
 
-func getsockopt(fd, level, opt int, p unsafe.Pointer, size uint32) (uint32, error) {
+func repairGetsockopt(fd, level, opt int, p unsafe.Pointer, size uint32) (uint32, error) {
 	n := size
 	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt),
 		uintptr(p), uintptr(unsafe.Pointer(&n)), 0)
@@ -66,43 +66,43 @@ func getsockopt(fd, level, opt int, p unsafe.Pointer, size uint32) (uint32, erro
 	return n, nil
 }
 
-type tcpInfo struct {
+type repairTCPInfo struct {
 	info   unix.TCPInfo
 	wscale uint8
 }
 
-func readTCPInfo(fd int) (tcpInfo, error) {
-	var ti tcpInfo
+func repairReadTCPInfo(fd int) (repairTCPInfo, error) {
+	var ti repairTCPInfo
 	size := uint32(unsafe.Sizeof(ti.info))
-	if _, err := getsockopt(fd, unix.IPPROTO_TCP, unix.TCP_INFO, unsafe.Pointer(&ti.info), size); err != nil {
-		return ti, sysErr("getsockopt TCP_INFO", err)
+	if _, err := repairGetsockopt(fd, unix.IPPROTO_TCP, unix.TCP_INFO, unsafe.Pointer(&ti.info), size); err != nil {
+		return ti, repairSysErr("getsockopt TCP_INFO", err)
 	}
 	b := unsafe.Slice((*byte)(unsafe.Pointer(&ti.info)), size)
-	ti.wscale = b[tcpiWScaleOffset]
+	ti.wscale = b[repairWScaleOffset]
 	return ti, nil
 }
 
 // sndRcvWScale splits the wscale byte: the first bitfield declared
 // (tcpi_snd_wscale) takes the low bits on little-endian ABIs.
-func (ti tcpInfo) sndRcvWScale() (snd, rcv uint8) {
-	if littleEndian {
+func (ti repairTCPInfo) sndRcvWScale() (snd, rcv uint8) {
+	if repairLittleEndian {
 		return ti.wscale & 0xf, ti.wscale >> 4
 	}
 	return ti.wscale >> 4, ti.wscale & 0xf
 }
 
-func readQueues(fd int, ti tcpInfo) (Queues, error) {
+func repairReadQueues(fd int, ti repairTCPInfo) (Queues, error) {
 	inq, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
 	if err != nil {
-		return Queues{}, sysErr("ioctl SIOCINQ", err)
+		return Queues{}, repairSysErr("ioctl SIOCINQ", err)
 	}
 	outq, err := unix.IoctlGetInt(fd, unix.SIOCOUTQ)
 	if err != nil {
-		return Queues{}, sysErr("ioctl SIOCOUTQ", err)
+		return Queues{}, repairSysErr("ioctl SIOCOUTQ", err)
 	}
 	nsd, err := unix.IoctlGetInt(fd, unix.SIOCOUTQNSD)
 	if err != nil {
-		return Queues{}, sysErr("ioctl SIOCOUTQNSD", err)
+		return Queues{}, repairSysErr("ioctl SIOCOUTQNSD", err)
 	}
 	return Queues{
 		Unsent:          nsd,
@@ -112,16 +112,16 @@ func readQueues(fd int, ti tcpInfo) (Queues, error) {
 	}, nil
 }
 
-// checkIdle returns ErrNotEstablished or a *NotIdleError, or the queues.
-func checkIdle(fd int) (Queues, error) {
-	ti, err := readTCPInfo(fd)
+// repairCheckIdle returns ErrNotEstablished or a *NotIdleError, or the queues.
+func repairCheckIdle(fd int) (Queues, error) {
+	ti, err := repairReadTCPInfo(fd)
 	if err != nil {
 		return Queues{}, err
 	}
-	if ti.info.State != tcpEstablished {
+	if ti.info.State != repairTCPEstablished {
 		return Queues{}, fmt.Errorf("%w: tcp state %d", ErrNotEstablished, ti.info.State)
 	}
-	q, err := readQueues(fd, ti)
+	q, err := repairReadQueues(fd, ti)
 	if err != nil {
 		return q, err
 	}
@@ -131,52 +131,52 @@ func checkIdle(fd int) (Queues, error) {
 	return q, nil
 }
 
-func idle(raw syscall.RawConn) error {
-	return control(raw, func(fd int) error {
-		_, err := checkIdle(fd)
+func repairIdle(raw syscall.RawConn) error {
+	return repairControl(raw, func(fd int) error {
+		_, err := repairCheckIdle(fd)
 		return err
 	})
 }
 
-func freeze(raw syscall.RawConn) (TCPState, bool, error) {
+func repairFreeze(raw syscall.RawConn) (TCPState, bool, error) {
 	var (
 		st        TCPState
 		keepAlive bool
 	)
-	err := control(raw, func(fd int) error {
-		if _, err := checkIdle(fd); err != nil {
+	err := repairControl(raw, func(fd int) error {
+		if _, err := repairCheckIdle(fd); err != nil {
 			return err
 		}
 		ka, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
 		if err != nil {
-			return sysErr("getsockopt SO_KEEPALIVE", err)
+			return repairSysErr("getsockopt SO_KEEPALIVE", err)
 		}
 		keepAlive = ka != 0
 		// Send a pending delayed ACK now: once in repair mode the delayed
 		// ACK timer would still fire (it does not check tp->repair).
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK, 1); err != nil {
-			return sysErr("setsockopt TCP_QUICKACK", err)
+			return repairSysErr("setsockopt TCP_QUICKACK", err)
 		}
 		if keepAlive {
 			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 0); err != nil {
-				return sysErr("setsockopt SO_KEEPALIVE", err)
+				return repairSysErr("setsockopt SO_KEEPALIVE", err)
 			}
 		}
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_ON); err != nil {
-			restoreKeepAlive(fd, keepAlive)
-			return sysErr("setsockopt TCP_REPAIR", err)
+			repairRestoreKeepAlive(fd, keepAlive)
+			return repairSysErr("setsockopt TCP_REPAIR", err)
 		}
-		st, err = readState(fd)
+		st, err = repairReadState(fd)
 		if err == nil {
 			// Something may have arrived (data, a FIN) or been written
 			// between the check and TCP_REPAIR: then give the socket
 			// back untouched.
-			_, err = checkIdle(fd)
+			_, err = repairCheckIdle(fd)
 		}
 		if err != nil {
 			// Nothing changed while in repair mode: no window probe.
 			unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_OFF_NO_WP)
-			restoreKeepAlive(fd, keepAlive)
+			repairRestoreKeepAlive(fd, keepAlive)
 			return err
 		}
 		return nil
@@ -184,85 +184,85 @@ func freeze(raw syscall.RawConn) (TCPState, bool, error) {
 	return st, keepAlive, err
 }
 
-func restoreKeepAlive(fd int, on bool) error {
+func repairRestoreKeepAlive(fd int, on bool) error {
 	if !on {
 		return nil
 	}
-	return sysErr("setsockopt SO_KEEPALIVE", unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1))
+	return repairSysErr("setsockopt SO_KEEPALIVE", unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1))
 }
 
-// queueSeq selects a repair queue and reads its sequence number.
-func queueSeq(fd, queue int) (uint32, error) {
+// repairQueueSeq selects a repair queue and reads its sequence number.
+func repairQueueSeq(fd, queue int) (uint32, error) {
 	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, queue); err != nil {
-		return 0, sysErr("setsockopt TCP_REPAIR_QUEUE", err)
+		return 0, repairSysErr("setsockopt TCP_REPAIR_QUEUE", err)
 	}
 	seq, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_QUEUE_SEQ)
 	if err != nil {
-		return 0, sysErr("getsockopt TCP_QUEUE_SEQ", err)
+		return 0, repairSysErr("getsockopt TCP_QUEUE_SEQ", err)
 	}
 	return uint32(seq), nil
 }
 
-// readState reads the snapshot of a socket in repair mode.
-func readState(fd int) (TCPState, error) {
+// repairReadState reads the snapshot of a socket in repair mode.
+func repairReadState(fd int) (TCPState, error) {
 	var st TCPState
-	ti, err := readTCPInfo(fd)
+	ti, err := repairReadTCPInfo(fd)
 	if err != nil {
 		return st, err
 	}
-	if st.Queues, err = readQueues(fd, ti); err != nil {
+	if st.Queues, err = repairReadQueues(fd, ti); err != nil {
 		return st, err
 	}
-	if st.SndNxt, err = queueSeq(fd, tcpSendQueue); err != nil {
+	if st.SndNxt, err = repairQueueSeq(fd, repairSendQueue); err != nil {
 		return st, err
 	}
-	if st.RcvNxt, err = queueSeq(fd, tcpRecvQueue); err != nil {
+	if st.RcvNxt, err = repairQueueSeq(fd, repairRecvQueue); err != nil {
 		return st, err
 	}
-	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, tcpNoQueue); err != nil {
-		return st, sysErr("setsockopt TCP_REPAIR_QUEUE", err)
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, repairNoQueue); err != nil {
+		return st, repairSysErr("setsockopt TCP_REPAIR_QUEUE", err)
 	}
 	mss, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_MAXSEG)
 	if err != nil {
-		return st, sysErr("getsockopt TCP_MAXSEG", err)
+		return st, repairSysErr("getsockopt TCP_MAXSEG", err)
 	}
 	st.MSS = uint32(mss)
 	st.SndMSS = ti.info.Snd_mss
 
 	opts := ti.info.Options
-	st.Timestamps = opts&tcpiOptTimestamps != 0
-	st.SACK = opts&tcpiOptSACK != 0
-	st.WindowScaling = opts&tcpiOptWScale != 0
-	st.UsecTimestamps = opts&tcpiOptUsecTS != 0
+	st.Timestamps = opts&repairOptTimestamps != 0
+	st.SACK = opts&repairOptSACK != 0
+	st.WindowScaling = opts&repairOptWScale != 0
+	st.UsecTimestamps = opts&repairOptUsecTS != 0
 	if st.WindowScaling {
 		st.SndWScale, st.RcvWScale = ti.sndRcvWScale()
 	}
 
 	var w [sizeofRepairWindow / 4]uint32
-	if _, err := getsockopt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR_WINDOW, unsafe.Pointer(&w[0]), sizeofRepairWindow); err != nil {
-		return st, sysErr("getsockopt TCP_REPAIR_WINDOW", err)
+	if _, err := repairGetsockopt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR_WINDOW, unsafe.Pointer(&w[0]), sizeofRepairWindow); err != nil {
+		return st, repairSysErr("getsockopt TCP_REPAIR_WINDOW", err)
 	}
 	st.Window = Window{SndWL1: w[0], SndWnd: w[1], MaxWindow: w[2], RcvWnd: w[3], RcvWup: w[4]}
 
 	ts, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_TIMESTAMP)
 	if err != nil {
-		return st, sysErr("getsockopt TCP_TIMESTAMP", err)
+		return st, repairSysErr("getsockopt TCP_TIMESTAMP", err)
 	}
 	st.TSVal = uint32(ts)
 
-	if st.TTL, st.TOS, err = readTTLTOS(fd); err != nil {
+	if st.TTL, st.TOS, err = repairReadTTLTOS(fd); err != nil {
 		return st, err
 	}
 	return st, nil
 }
 
-// readTTLTOS reads what the socket puts in the IP header. An AF_INET6 socket
+// repairReadTTLTOS reads what the socket puts in the IP header. An AF_INET6 socket
 // talking to an IPv4-mapped peer sends IPv4, whose TTL and TOS live at
 // SOL_IP even there (ipv6_getsockopt passes SOL_IP to ip_getsockopt).
-func readTTLTOS(fd int) (ttl, tos uint8, err error) {
+func repairReadTTLTOS(fd int) (ttl, tos uint8, err error) {
 	sa, err := unix.Getpeername(fd)
 	if err != nil {
-		return 0, 0, sysErr("getpeername", err)
+		return 0, 0, repairSysErr("getpeername", err)
 	}
 	v4 := true
 	if sa6, ok := sa.(*unix.SockaddrInet6); ok {
@@ -277,44 +277,44 @@ func readTTLTOS(fd int) (ttl, tos uint8, err error) {
 	}
 	t, err := unix.GetsockoptInt(fd, ttlLevel, ttlOpt)
 	if err != nil {
-		return 0, 0, sysErr(ttlName, err)
+		return 0, 0, repairSysErr(ttlName, err)
 	}
 	c, err := unix.GetsockoptInt(fd, tosLevel, tosOpt)
 	if err != nil {
-		return 0, 0, sysErr(tosName, err)
+		return 0, 0, repairSysErr(tosName, err)
 	}
 	return uint8(t), uint8(c), nil
 }
 
-// writeAll writes p to a socket in repair mode; the descriptor is
+// repairWriteAll writes p to a socket in repair mode; the descriptor is
 // non-blocking, so a full buffer is an error (EAGAIN), not a wait.
-func writeAll(fd int, p []byte, step string) error {
+func repairWriteAll(fd int, p []byte, step string) error {
 	for len(p) > 0 {
 		n, err := unix.SendmsgN(fd, p, nil, nil, unix.MSG_NOSIGNAL)
 		if err != nil {
-			return sysErr(step, err)
+			return repairSysErr(step, err)
 		}
 		if n == 0 {
-			return sysErr(step, unix.EIO)
+			return repairSysErr(step, unix.EIO)
 		}
 		p = p[n:]
 	}
 	return nil
 }
 
-// applyQueue writes p through one repair queue and checks that the queue's
+// repairApplyQueue writes p through one repair queue and checks that the queue's
 // sequence number moved by exactly len(p).
-func applyQueue(fd, queue int, p []byte, what string) error {
-	before, err := queueSeq(fd, queue)
+func repairApplyQueue(fd, queue int, p []byte, what string) error {
+	before, err := repairQueueSeq(fd, queue)
 	if err != nil {
 		return err
 	}
-	if err := writeAll(fd, p, "write "+what); err != nil {
+	if err := repairWriteAll(fd, p, "write "+what); err != nil {
 		return err
 	}
 	after, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_QUEUE_SEQ)
 	if err != nil {
-		return sysErr("getsockopt TCP_QUEUE_SEQ", err)
+		return repairSysErr("getsockopt TCP_QUEUE_SEQ", err)
 	}
 	if got, want := uint32(after)-before, uint32(len(p)); got != want {
 		return fmt.Errorf("write %s: sequence moved by %d, want %d", what, got, want)
@@ -322,34 +322,34 @@ func applyQueue(fd, queue int, p []byte, what string) error {
 	return nil
 }
 
-func thaw(raw syscall.RawConn, keepAlive bool, sent, absorbed []byte) error {
-	return control(raw, func(fd int) error {
+func repairThaw(raw syscall.RawConn, keepAlive bool, sent, absorbed []byte) error {
+	return repairControl(raw, func(fd int) error {
 		if len(absorbed) > 0 {
-			if err := applyQueue(fd, tcpRecvQueue, absorbed, "absorbed to receive queue"); err != nil {
+			if err := repairApplyQueue(fd, repairRecvQueue, absorbed, "absorbed to receive queue"); err != nil {
 				return err
 			}
 		}
 		if len(sent) > 0 {
-			if err := applyQueue(fd, tcpSendQueue, sent, "sent to send queue"); err != nil {
+			if err := repairApplyQueue(fd, repairSendQueue, sent, "sent to send queue"); err != nil {
 				return err
 			}
 			// TCP_QUEUE_SEQ is write_seq; SND.NXT moved only if
 			// tcp_write_xmit took the repair path for every byte.
 			nsd, err := unix.IoctlGetInt(fd, unix.SIOCOUTQNSD)
 			if err != nil {
-				return sysErr("ioctl SIOCOUTQNSD", err)
+				return repairSysErr("ioctl SIOCOUTQNSD", err)
 			}
 			if nsd != 0 {
 				return fmt.Errorf("write sent to send queue: %d bytes left unsent", nsd)
 			}
 		}
-		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, tcpNoQueue); err != nil {
-			return sysErr("setsockopt TCP_REPAIR_QUEUE", err)
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, repairNoQueue); err != nil {
+			return repairSysErr("setsockopt TCP_REPAIR_QUEUE", err)
 		}
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_OFF); err != nil {
-			return sysErr("setsockopt TCP_REPAIR", err)
+			return repairSysErr("setsockopt TCP_REPAIR", err)
 		}
-		if err := restoreKeepAlive(fd, keepAlive); err != nil {
+		if err := repairRestoreKeepAlive(fd, keepAlive); err != nil {
 			return err
 		}
 		if len(absorbed) > 0 {
@@ -358,24 +358,24 @@ func thaw(raw syscall.RawConn, keepAlive bool, sent, absorbed []byte) error {
 			// parked in the poller.
 			lowat, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT)
 			if err != nil {
-				return sysErr("getsockopt SO_RCVLOWAT", err)
+				return repairSysErr("getsockopt SO_RCVLOWAT", err)
 			}
 			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT, lowat); err != nil {
-				return sysErr("setsockopt SO_RCVLOWAT", err)
+				return repairSysErr("setsockopt SO_RCVLOWAT", err)
 			}
 		}
 		return nil
 	})
 }
 
-func abort(raw syscall.RawConn, keepAlive bool) error {
-	return control(raw, func(fd int) error {
+func repairAbort(raw syscall.RawConn, keepAlive bool) error {
+	return repairControl(raw, func(fd int) error {
 		// Leaving repair mode works whether or not the socket is still in
 		// it (a Thaw may have failed after TCP_REPAIR_OFF); entering it
 		// again resets the repair queue, so that needs no reset here.
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_OFF); err != nil {
-			return sysErr("setsockopt TCP_REPAIR", err)
+			return repairSysErr("setsockopt TCP_REPAIR", err)
 		}
-		return restoreKeepAlive(fd, keepAlive)
+		return repairRestoreKeepAlive(fd, keepAlive)
 	})
 }

@@ -25,27 +25,27 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// lab is a private network namespace with lo up, for one test.
-type lab struct {
+// repairLab is a private network namespace with lo up, for one test.
+type repairLab struct {
 	t  testing.TB
 	ns netns.NsHandle
 }
 
-// skipIfPerm skips the test when err is a permission error: the only
+// repairSkipIfPerm skips the test when err is a permission error: the only
 // reason a privileged test may skip.
-func skipIfPerm(t testing.TB, err error, what string) {
+func repairSkipIfPerm(t testing.TB, err error, what string) {
 	t.Helper()
 	if errors.Is(err, os.ErrPermission) {
 		t.Skipf("%s: %v (needs CAP_NET_ADMIN and CAP_SYS_ADMIN; run as root)", what, err)
 	}
 }
 
-// newLab creates the namespace on a locked OS thread and returns that
+// newRepairLab creates the namespace on a locked OS thread and returns that
 // thread to the original namespace; the namespace goes away in t.Cleanup
 // once its sockets are closed.
-func newLab(t testing.TB) *lab {
+func newRepairLab(t testing.TB) *repairLab {
 	t.Helper()
-	l := &lab{t: t}
+	l := &repairLab{t: t}
 	runtime.LockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
@@ -56,7 +56,7 @@ func newLab(t testing.TB) *lab {
 	ns, err := netns.New()
 	if err != nil {
 		runtime.UnlockOSThread()
-		skipIfPerm(t, err, "create network namespace")
+		repairSkipIfPerm(t, err, "create network namespace")
 		t.Fatalf("create netns: %v", err)
 	}
 	l.ns = ns
@@ -83,7 +83,7 @@ func newLab(t testing.TB) *lab {
 
 // do runs fn with the calling goroutine's thread in the lab namespace:
 // sockets created by fn live there.
-func (l *lab) do(fn func() error) {
+func (l *repairLab) do(fn func() error) {
 	l.t.Helper()
 	runtime.LockOSThread()
 	orig, err := netns.Get()
@@ -106,12 +106,12 @@ func (l *lab) do(fn func() error) {
 	}
 }
 
-// pair is one connection inside the lab: client dialled, server accepted.
-type pair struct {
+// repairPair is one connection inside the lab: client dialled, server accepted.
+type repairPair struct {
 	client, server *net.TCPConn
 }
 
-func (l *lab) connect(network string) pair {
+func (l *repairLab) connect(network string) repairPair {
 	l.t.Helper()
 	host := "127.0.0.1"
 	if network == "tcp6" {
@@ -137,11 +137,11 @@ func (l *lab) connect(network string) pair {
 		client.Close()
 		server.Close()
 	})
-	return pair{client: client, server: server}
+	return repairPair{client: client, server: server}
 }
 
-// segment is one TCP segment seen on lo.
-type segment struct {
+// wireSegment is one TCP segment seen on lo.
+type wireSegment struct {
 	src, dst     netip.AddrPort
 	seq, ack     uint32
 	syn, fin     bool
@@ -155,25 +155,25 @@ type segment struct {
 	ttl, tos     uint8 // IPv4 TTL and TOS, or IPv6 hop limit and traffic class
 }
 
-// capture records the TCP segments crossing lo in the lab, each once (the
+// wireCapture records the TCP segments crossing lo in the lab, each once (the
 // outgoing copy is ignored).
-type capture struct {
+type wireCapture struct {
 	t      testing.TB
 	f      *os.File
 	done   chan struct{}
 	mu     sync.Mutex
-	segs   []segment
+	segs   []wireSegment
 	notify chan struct{} // closed and replaced on every new segment
 }
 
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
+func repairHtons(v uint16) uint16 { return v<<8 | v>>8 }
 
-func (l *lab) capture() *capture {
+func (l *repairLab) capture() *wireCapture {
 	l.t.Helper()
 	var fd int
 	l.do(func() error {
 		var err error
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, int(repairHtons(unix.ETH_P_ALL)))
 		if err != nil {
 			return err
 		}
@@ -184,9 +184,9 @@ func (l *lab) capture() *capture {
 		if err != nil {
 			return err
 		}
-		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: lo.Index})
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: repairHtons(unix.ETH_P_ALL), Ifindex: lo.Index})
 	})
-	c := &capture{t: l.t, f: os.NewFile(uintptr(fd), "packet"), done: make(chan struct{}), notify: make(chan struct{})}
+	c := &wireCapture{t: l.t, f: os.NewFile(uintptr(fd), "packet"), done: make(chan struct{}), notify: make(chan struct{})}
 	go c.run()
 	l.t.Cleanup(func() {
 		c.f.Close()
@@ -195,7 +195,7 @@ func (l *lab) capture() *capture {
 	return c
 }
 
-func (c *capture) run() {
+func (c *wireCapture) run() {
 	defer close(c.done)
 	buf := make([]byte, 1<<17)
 	for {
@@ -203,7 +203,7 @@ func (c *capture) run() {
 		if err != nil {
 			return
 		}
-		s, ok := parseSegment(buf[:n])
+		s, ok := repairParseSegment(buf[:n])
 		if !ok {
 			continue
 		}
@@ -215,11 +215,11 @@ func (c *capture) run() {
 	}
 }
 
-func parseSegment(frame []byte) (segment, bool) {
+func repairParseSegment(frame []byte) (wireSegment, bool) {
 	p := gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.Default)
 	tl, ok := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
 	if !ok {
-		return segment{}, false
+		return wireSegment{}, false
 	}
 	var src, dst netip.Addr
 	var ttl, tos uint8
@@ -233,9 +233,9 @@ func parseSegment(frame []byte) (segment, bool) {
 		dst, _ = netip.AddrFromSlice(ip.DstIP)
 		ttl, tos = ip.HopLimit, ip.TrafficClass
 	default:
-		return segment{}, false
+		return wireSegment{}, false
 	}
-	s := segment{
+	s := wireSegment{
 		src: netip.AddrPortFrom(src, uint16(tl.SrcPort)), dst: netip.AddrPortFrom(dst, uint16(tl.DstPort)),
 		seq: tl.Seq, ack: tl.Ack, syn: tl.SYN, fin: tl.FIN, rst: tl.RST, ackFlag: tl.ACK,
 		window: tl.Window, payload: append([]byte(nil), tl.Payload...), wscale: -1,
@@ -264,7 +264,7 @@ func parseSegment(frame []byte) (segment, bool) {
 }
 
 // mark returns the index of the next segment to be captured.
-func (c *capture) mark() int {
+func (c *wireCapture) mark() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.segs)
@@ -272,7 +272,7 @@ func (c *capture) mark() int {
 
 // waitFor returns the first segment at index >= from that matches, waiting
 // until the deadline; ok is false when none came.
-func (c *capture) waitFor(from int, d time.Duration, match func(segment) bool) (segment, int, bool) {
+func (c *wireCapture) waitFor(from int, d time.Duration, match func(wireSegment) bool) (wireSegment, int, bool) {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	for i := from; ; {
@@ -289,23 +289,23 @@ func (c *capture) waitFor(from int, d time.Duration, match func(segment) bool) (
 		select {
 		case <-ch:
 		case <-timer.C:
-			return segment{}, i, false
+			return wireSegment{}, i, false
 		}
 	}
 }
 
 // since returns a copy of the segments captured at index >= from.
-func (c *capture) since(from int) []segment {
+func (c *wireCapture) since(from int) []wireSegment {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]segment(nil), c.segs[from:]...)
+	return append([]wireSegment(nil), c.segs[from:]...)
 }
 
-func addrPort(a net.Addr) netip.AddrPort { return unmap(a) }
+func repairAddrPort(a net.Addr) netip.AddrPort { return repairUnmap(a) }
 
-// waitReadable blocks until conn has unread bytes (at least n), without
+// repairWaitReadable blocks until conn has unread bytes (at least n), without
 // reading them, using the poller.
-func waitReadable(t testing.TB, conn *net.TCPConn, n int) {
+func repairWaitReadable(t testing.TB, conn *net.TCPConn, n int) {
 	t.Helper()
 	raw, err := conn.SyscallConn()
 	if err != nil {
@@ -324,9 +324,9 @@ func waitReadable(t testing.TB, conn *net.TCPConn, n int) {
 	}
 }
 
-// inRepair reports whether the socket is in repair mode: TCP_REPAIR_WINDOW
+// repairInRepair reports whether the socket is in repair mode: TCP_REPAIR_WINDOW
 // is readable only there (EPERM elsewhere).
-func inRepair(t testing.TB, conn *net.TCPConn) bool {
+func repairInRepair(t testing.TB, conn *net.TCPConn) bool {
 	t.Helper()
 	raw, err := conn.SyscallConn()
 	if err != nil {
@@ -335,7 +335,7 @@ func inRepair(t testing.TB, conn *net.TCPConn) bool {
 	var gerr error
 	raw.Control(func(fd uintptr) {
 		var w [sizeofRepairWindow / 4]uint32
-		_, gerr = getsockopt(int(fd), unix.IPPROTO_TCP, unix.TCP_REPAIR_WINDOW, unsafe.Pointer(&w[0]), sizeofRepairWindow)
+		_, gerr = repairGetsockopt(int(fd), unix.IPPROTO_TCP, unix.TCP_REPAIR_WINDOW, unsafe.Pointer(&w[0]), sizeofRepairWindow)
 	})
 	switch {
 	case errors.Is(gerr, unix.EPERM):
@@ -347,7 +347,7 @@ func inRepair(t testing.TB, conn *net.TCPConn) bool {
 	return false
 }
 
-func sockoptInt(t testing.TB, conn *net.TCPConn, level, opt int) int {
+func repairSockoptInt(t testing.TB, conn *net.TCPConn, level, opt int) int {
 	t.Helper()
 	raw, err := conn.SyscallConn()
 	if err != nil {
@@ -362,14 +362,14 @@ func sockoptInt(t testing.TB, conn *net.TCPConn, level, opt int) int {
 	return v
 }
 
-func writeFull(t testing.TB, c *net.TCPConn, p []byte) {
+func repairWrite(t testing.TB, c *net.TCPConn, p []byte) {
 	t.Helper()
 	if _, err := c.Write(p); err != nil {
 		t.Fatalf("write: %v", err)
 	}
 }
 
-func readFull(t testing.TB, c *net.TCPConn, n int) []byte {
+func repairRead(t testing.TB, c *net.TCPConn, n int) []byte {
 	t.Helper()
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	defer c.SetReadDeadline(time.Time{})
@@ -380,27 +380,27 @@ func readFull(t testing.TB, c *net.TCPConn, n int) []byte {
 	return b
 }
 
-func mustFreeze(t testing.TB, c *net.TCPConn) (*Frozen, TCPState) {
+func repairMustFreeze(t testing.TB, c *net.TCPConn) (*Frozen, TCPState) {
 	t.Helper()
 	f, st, err := Freeze(c)
-	skipIfPerm(t, err, "TCP_REPAIR")
+	repairSkipIfPerm(t, err, "TCP_REPAIR")
 	if err != nil {
 		t.Fatalf("Freeze: %v", err)
 	}
 	return f, st
 }
 
-// freezeWhenAcked freezes c, retrying while the only reason it is not idle
+// repairFreezeWhenAcked freezes c, retrying while the only reason it is not idle
 // is a pure ACK still in flight on lo (the peer's delayed ACK that the
 // peer's own Freeze has just flushed).
-func freezeWhenAcked(t testing.TB, c *net.TCPConn) (*Frozen, TCPState) {
+func repairFreezeWhenAcked(t testing.TB, c *net.TCPConn) (*Frozen, TCPState) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
 	for {
 		f, st, err := Freeze(c)
-		skipIfPerm(t, err, "TCP_REPAIR")
+		repairSkipIfPerm(t, err, "TCP_REPAIR")
 		var ni *NotIdleError
 		if err == nil {
 			return f, st
@@ -412,21 +412,21 @@ func freezeWhenAcked(t testing.TB, c *net.TCPConn) (*Frozen, TCPState) {
 	}
 }
 
-// exchange sends req from client to server and resp back, so that both
+// repairExchange sends req from client to server and resp back, so that both
 // ends end up idle except for the client's ACK of resp.
-func exchange(t testing.TB, p pair, req, resp []byte) {
+func repairExchange(t testing.TB, p repairPair, req, resp []byte) {
 	t.Helper()
-	writeFull(t, p.client, req)
-	if got := readFull(t, p.server, len(req)); !bytes.Equal(got, req) {
+	repairWrite(t, p.client, req)
+	if got := repairRead(t, p.server, len(req)); !bytes.Equal(got, req) {
 		t.Fatalf("server read %q, want %q", got, req)
 	}
-	writeFull(t, p.server, resp)
-	if got := readFull(t, p.client, len(resp)); !bytes.Equal(got, resp) {
+	repairWrite(t, p.server, resp)
+	if got := repairRead(t, p.client, len(resp)); !bytes.Equal(got, resp) {
 		t.Fatalf("client read %q, want %q", got, resp)
 	}
 }
 
-func pattern(n int, seed byte) []byte {
+func repairPattern(n int, seed byte) []byte {
 	b := make([]byte, n)
 	for i := range b {
 		b[i] = seed + byte(i*7)
@@ -434,7 +434,7 @@ func pattern(n int, seed byte) []byte {
 	return b
 }
 
-func noRST(t testing.TB, c *capture, from int) {
+func repairNoRST(t testing.TB, c *wireCapture, from int) {
 	t.Helper()
 	for _, s := range c.since(from) {
 		if s.rst {
@@ -450,17 +450,17 @@ func noRST(t testing.TB, c *capture, from int) {
 // is lost. The model relies on the NIC keeping every frame from a frozen
 // socket.
 func TestIntegrationIncomingWhileFrozen(t *testing.T) {
-	l := newLab(t)
+	l := newRepairLab(t)
 	c := l.capture()
 	p := l.connect("tcp4")
-	exchange(t, p, []byte("ping"), []byte("pong"))
-	f, st := mustFreeze(t, p.client)
+	repairExchange(t, p, []byte("ping"), []byte("pong"))
+	f, st := repairMustFreeze(t, p.client)
 
 	m := c.mark()
 	msg := []byte("while frozen")
-	writeFull(t, p.server, msg)
-	client := addrPort(p.client.LocalAddr())
-	ack, _, ok := c.waitFor(m, 10*time.Second, func(s segment) bool {
+	repairWrite(t, p.server, msg)
+	client := repairAddrPort(p.client.LocalAddr())
+	ack, _, ok := c.waitFor(m, 10*time.Second, func(s wireSegment) bool {
 		return s.src == client && s.ack == st.RcvNxt+uint32(len(msg))
 	})
 	if !ok {
@@ -485,17 +485,17 @@ func TestIntegrationIncomingWhileFrozen(t *testing.T) {
 	if err := f.Thaw(nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := readFull(t, p.client, len(msg)); !bytes.Equal(got, msg) {
+	if got := repairRead(t, p.client, len(msg)); !bytes.Equal(got, msg) {
 		t.Errorf("read after thaw %q, want %q", got, msg)
 	}
-	exchange(t, p, []byte("after"), []byte("thaw"))
-	noRST(t, c, 0)
+	repairExchange(t, p, []byte("after"), []byte("thaw"))
+	repairNoRST(t, c, 0)
 }
 
-// cmpAddrPort compares netip.AddrPort values, whose fields are unexported.
-var cmpAddrPort = cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })
+// repairCmpAddrPort compares netip.AddrPort values, whose fields are unexported.
+var repairCmpAddrPort = cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })
 
-func setIPOpts(t testing.TB, c *net.TCPConn, v6 bool, ttl, tos int) {
+func repairSetIPOpts(t testing.TB, c *net.TCPConn, v6 bool, ttl, tos int) {
 	t.Helper()
 	raw, err := c.SyscallConn()
 	if err != nil {
@@ -538,24 +538,24 @@ func TestIntegrationFreezeMatchesWire(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := newLab(t)
+			l := newRepairLab(t)
 			c := l.capture()
 			p := l.connect(tt.network)
-			client, server := addrPort(p.client.LocalAddr()), addrPort(p.server.LocalAddr())
-			syn, _, ok := c.waitFor(0, 10*time.Second, func(s segment) bool { return s.src == client && s.syn })
+			client, server := repairAddrPort(p.client.LocalAddr()), repairAddrPort(p.server.LocalAddr())
+			syn, _, ok := c.waitFor(0, 10*time.Second, func(s wireSegment) bool { return s.src == client && s.syn })
 			if !ok {
 				t.Fatal("no SYN captured")
 			}
-			synAck, _, ok := c.waitFor(0, 10*time.Second, func(s segment) bool { return s.src == server && s.syn })
+			synAck, _, ok := c.waitFor(0, 10*time.Second, func(s wireSegment) bool { return s.src == server && s.syn })
 			if !ok {
 				t.Fatal("no SYN-ACK captured")
 			}
 			if tt.ttl != 0 {
-				setIPOpts(t, p.client, tt.network == "tcp6", tt.ttl, tt.tos)
+				repairSetIPOpts(t, p.client, tt.network == "tcp6", tt.ttl, tt.tos)
 			}
-			exchange(t, p, pattern(tt.req, 1), pattern(tt.resp, 2))
+			repairExchange(t, p, repairPattern(tt.req, 1), repairPattern(tt.resp, 2))
 
-			f, got := mustFreeze(t, p.client)
+			f, got := repairMustFreeze(t, p.client)
 			want := TCPState{
 				Local:         client,
 				Remote:        server,
@@ -573,7 +573,7 @@ func TestIntegrationFreezeMatchesWire(t *testing.T) {
 			// Checked below against the last segments each way.
 			rest := got
 			got.SndMSS, got.Window, got.TSVal = 0, Window{}, 0
-			if diff := cmp.Diff(want, got, cmpAddrPort); diff != "" {
+			if diff := cmp.Diff(want, got, repairCmpAddrPort); diff != "" {
 				t.Errorf("Freeze state mismatch (-want +got):\n%s", diff)
 			}
 
@@ -583,13 +583,13 @@ func TestIntegrationFreezeMatchesWire(t *testing.T) {
 			if err := f.Thaw(nil, nil); err != nil {
 				t.Fatal(err)
 			}
-			_, probeAt, ok := c.waitFor(0, 10*time.Second, func(s segment) bool {
+			_, probeAt, ok := c.waitFor(0, 10*time.Second, func(s wireSegment) bool {
 				return s.src == client && s.seq == want.SndNxt-1 && s.ack == want.RcvNxt && len(s.payload) == 0
 			})
 			if !ok {
 				t.Fatalf("no window probe (seq %d) after thaw", want.SndNxt-1)
 			}
-			var lastC, lastS segment
+			var lastC, lastS wireSegment
 			for _, s := range c.since(0)[:probeAt] {
 				switch s.src {
 				case client:
@@ -622,8 +622,8 @@ func TestIntegrationFreezeMatchesWire(t *testing.T) {
 			if rest.SndMSS == 0 || rest.SndMSS > rest.MSS {
 				t.Errorf("SndMSS %d, MSS %d", rest.SndMSS, rest.MSS)
 			}
-			exchange(t, p, pattern(10, 3), pattern(10, 4))
-			noRST(t, c, 0)
+			repairExchange(t, p, repairPattern(10, 3), repairPattern(10, 4))
+			repairNoRST(t, c, 0)
 		})
 	}
 }
@@ -635,26 +635,26 @@ func TestIntegrationFreezeNotIdle(t *testing.T) {
 		name string
 		// fill makes the client not idle and returns a check of the
 		// counts and a function that drains the connection again.
-		fill func(t *testing.T, p pair) (check func(Queues) bool, drain func())
+		fill func(t *testing.T, p repairPair) (check func(Queues) bool, drain func())
 		want error
 	}{
 		{
 			name: "unread",
-			fill: func(t *testing.T, p pair) (func(Queues) bool, func()) {
+			fill: func(t *testing.T, p repairPair) (func(Queues) bool, func()) {
 				msg := []byte("unread!")
-				writeFull(t, p.server, msg)
-				waitReadable(t, p.client, len(msg))
+				repairWrite(t, p.server, msg)
+				repairWaitReadable(t, p.client, len(msg))
 				return func(q Queues) bool { return q == Queues{Unread: len(msg)} },
-					func() { readFull(t, p.client, len(msg)) }
+					func() { repairRead(t, p.client, len(msg)) }
 			},
 			want: ErrNotIdle,
 		},
 		{
 			name: "unsent behind a closed window",
-			fill: func(t *testing.T, p pair) (func(Queues) bool, func()) {
+			fill: func(t *testing.T, p repairPair) (func(Queues) bool, func()) {
 				// The server reads nothing: its receive buffer fills,
 				// its window closes, the client's send queue fills.
-				buf := pattern(1<<20, 5)
+				buf := repairPattern(1<<20, 5)
 				total := 0
 				p.client.SetWriteDeadline(time.Now().Add(2 * time.Second))
 				for i := 0; i < 64; i++ {
@@ -669,13 +669,13 @@ func TestIntegrationFreezeNotIdle(t *testing.T) {
 				}
 				p.client.SetWriteDeadline(time.Time{})
 				return func(q Queues) bool { return q.Unsent > 0 && q.Unread == 0 },
-					func() { readFull(t, p.server, total) }
+					func() { repairRead(t, p.server, total) }
 			},
 			want: ErrNotIdle,
 		},
 		{
 			name: "peer closed",
-			fill: func(t *testing.T, p pair) (func(Queues) bool, func()) {
+			fill: func(t *testing.T, p repairPair) (func(Queues) bool, func()) {
 				p.server.CloseWrite()
 				p.client.SetReadDeadline(time.Now().Add(10 * time.Second))
 				if n, err := p.client.Read(make([]byte, 1)); n != 0 || err != io.EOF {
@@ -688,14 +688,14 @@ func TestIntegrationFreezeNotIdle(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := newLab(t)
+			l := newRepairLab(t)
 			c := l.capture()
 			p := l.connect("tcp4")
-			exchange(t, p, []byte("hi"), []byte("there"))
+			repairExchange(t, p, []byte("hi"), []byte("there"))
 			check, drain := tt.fill(t, p)
 
 			f, st, err := Freeze(p.client)
-			skipIfPerm(t, err, "TCP_REPAIR")
+			repairSkipIfPerm(t, err, "TCP_REPAIR")
 			if !errors.Is(err, tt.want) || f != nil || st != (TCPState{}) {
 				t.Fatalf("Freeze = %v, %+v, %v; want %v", f, st, err, tt.want)
 			}
@@ -708,18 +708,18 @@ func TestIntegrationFreezeNotIdle(t *testing.T) {
 					t.Errorf("Idle = %v: wrong counts", ierr)
 				}
 			}
-			if inRepair(t, p.client) {
+			if repairInRepair(t, p.client) {
 				t.Error("socket left in repair mode")
 			}
-			if ka := sockoptInt(t, p.client, unix.SOL_SOCKET, unix.SO_KEEPALIVE); ka != 1 {
+			if ka := repairSockoptInt(t, p.client, unix.SOL_SOCKET, unix.SO_KEEPALIVE); ka != 1 {
 				t.Errorf("SO_KEEPALIVE = %d after a refused Freeze, want 1 (Go's default)", ka)
 			}
 			if drain == nil {
 				return
 			}
 			drain()
-			exchange(t, p, []byte("still"), []byte("usable"))
-			noRST(t, c, 0)
+			repairExchange(t, p, []byte("still"), []byte("usable"))
+			repairNoRST(t, c, 0)
 		})
 	}
 }
@@ -728,17 +728,17 @@ func TestIntegrationFreezeNotIdle(t *testing.T) {
 // not even the keep-alives it sent every second before, and that Thaw
 // brings them back.
 func TestIntegrationFrozenSilent(t *testing.T) {
-	l := newLab(t)
+	l := newRepairLab(t)
 	c := l.capture()
 	p := l.connect("tcp4")
-	client, server := addrPort(p.client.LocalAddr()), addrPort(p.server.LocalAddr())
+	client, server := repairAddrPort(p.client.LocalAddr()), repairAddrPort(p.server.LocalAddr())
 	if err := p.client.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: time.Second, Interval: time.Second, Count: 9}); err != nil {
 		t.Fatal(err)
 	}
-	req, resp := pattern(10, 1), pattern(20, 2)
-	exchange(t, p, req, resp)
-	syn, _, ok1 := c.waitFor(0, 10*time.Second, func(s segment) bool { return s.src == client && s.syn })
-	synAck, _, ok2 := c.waitFor(0, 10*time.Second, func(s segment) bool { return s.src == server && s.syn })
+	req, resp := repairPattern(10, 1), repairPattern(20, 2)
+	repairExchange(t, p, req, resp)
+	syn, _, ok1 := c.waitFor(0, 10*time.Second, func(s wireSegment) bool { return s.src == client && s.syn })
+	synAck, _, ok2 := c.waitFor(0, 10*time.Second, func(s wireSegment) bool { return s.src == server && s.syn })
 	if !ok1 || !ok2 {
 		t.Fatal("handshake not captured")
 	}
@@ -746,7 +746,7 @@ func TestIntegrationFrozenSilent(t *testing.T) {
 	// A keep-alive (or the window probe, which looks the same): SEQ =
 	// SND.NXT-1, ACK = RCV.NXT, no payload. Nothing else the client sent
 	// matches, whatever the capture's lag.
-	keepAlive := func(s segment) bool {
+	keepAlive := func(s wireSegment) bool {
 		return s.src == client && !s.syn && len(s.payload) == 0 && s.seq == snd-1 && s.ack == rcv
 	}
 
@@ -755,7 +755,7 @@ func TestIntegrationFrozenSilent(t *testing.T) {
 		t.Fatal("no keep-alive within 10 s from a socket with a 1 s keep-alive")
 	}
 
-	f, st := mustFreeze(t, p.client)
+	f, st := repairMustFreeze(t, p.client)
 	if st.SndNxt != snd || st.RcvNxt != rcv {
 		t.Fatalf("snapshot snd %d rcv %d, wire %d %d", st.SndNxt, st.RcvNxt, snd, rcv)
 	}
@@ -763,22 +763,22 @@ func TestIntegrationFrozenSilent(t *testing.T) {
 	// last segment before it may be one tick ahead, a keep-alive comes
 	// ~1000 ticks later). Watch three keep-alive intervals: a live
 	// socket sends two or three probes in them.
-	afterFreeze := func(s segment) bool { return s.src == client && s.hasTS && int32(s.tsval-st.TSVal) > 5 }
+	afterFreeze := func(s wireSegment) bool { return s.src == client && s.hasTS && int32(s.tsval-st.TSVal) > 5 }
 	if s, _, ok := c.waitFor(0, 3500*time.Millisecond, afterFreeze); ok {
 		t.Fatalf("frozen socket sent seq %d ack %d len %d rst %v tsval %d (frozen at %d)", s.seq, s.ack, len(s.payload), s.rst, s.tsval, st.TSVal)
 	}
-	if ka := sockoptInt(t, p.client, unix.SOL_SOCKET, unix.SO_KEEPALIVE); ka != 0 {
+	if ka := repairSockoptInt(t, p.client, unix.SOL_SOCKET, unix.SO_KEEPALIVE); ka != 0 {
 		t.Errorf("SO_KEEPALIVE = %d while frozen", ka)
 	}
 
 	if err := f.Thaw(nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if ka := sockoptInt(t, p.client, unix.SOL_SOCKET, unix.SO_KEEPALIVE); ka != 1 {
+	if ka := repairSockoptInt(t, p.client, unix.SOL_SOCKET, unix.SO_KEEPALIVE); ka != 1 {
 		t.Errorf("SO_KEEPALIVE = %d after thaw, want 1", ka)
 	}
 	// The window probe at once, then keep-alives again.
-	probe := func(s segment) bool { return keepAlive(s) && afterFreeze(s) }
+	probe := func(s wireSegment) bool { return keepAlive(s) && afterFreeze(s) }
 	_, i, ok := c.waitFor(0, 10*time.Second, probe)
 	if !ok {
 		t.Fatal("no window probe after thaw")
@@ -786,20 +786,20 @@ func TestIntegrationFrozenSilent(t *testing.T) {
 	if _, _, ok := c.waitFor(i+1, 10*time.Second, probe); !ok {
 		t.Fatal("no keep-alive after thaw")
 	}
-	exchange(t, p, []byte("c"), []byte("d"))
-	noRST(t, c, 0)
+	repairExchange(t, p, []byte("c"), []byte("d"))
+	repairNoRST(t, c, 0)
 }
 
-type readResult struct {
+type repairReadResult struct {
 	b   []byte
 	err error
 }
 
-// postRead posts a receive on c the way conn.Read does (read, and on
+// repairPostRead posts a receive on c the way conn.Read does (read, and on
 // EAGAIN park in the poller) and closes posted once the first read found
 // nothing, i.e. once the receive is parked. The goroutine touches no
 // testing.T and ends at the latest when c is closed.
-func postRead(t testing.TB, c *net.TCPConn, n int) (posted <-chan struct{}, result <-chan readResult) {
+func repairPostRead(t testing.TB, c *net.TCPConn, n int) (posted <-chan struct{}, result <-chan repairReadResult) {
 	t.Helper()
 	raw, err := c.SyscallConn()
 	if err != nil {
@@ -807,7 +807,7 @@ func postRead(t testing.TB, c *net.TCPConn, n int) (posted <-chan struct{}, resu
 	}
 	c.SetReadDeadline(time.Now().Add(20 * time.Second))
 	p := make(chan struct{})
-	r := make(chan readResult, 1)
+	r := make(chan repairReadResult, 1)
 	go func() {
 		buf := make([]byte, n)
 		got := 0
@@ -837,7 +837,7 @@ func postRead(t testing.TB, c *net.TCPConn, n int) (posted <-chan struct{}, resu
 		if err == nil {
 			err = rerr
 		}
-		r <- readResult{buf[:got], err}
+		r <- repairReadResult{buf[:got], err}
 	}()
 	return p, r
 }
@@ -851,28 +851,28 @@ func postRead(t testing.TB, c *net.TCPConn, n int) (posted <-chan struct{}, resu
 func TestIntegrationThawTwoFrozenEnds(t *testing.T) {
 	for _, network := range []string{"tcp4", "tcp6"} {
 		t.Run(network, func(t *testing.T) {
-			l := newLab(t)
+			l := newRepairLab(t)
 			c := l.capture()
 			p := l.connect(network)
-			client := addrPort(p.client.LocalAddr())
-			exchange(t, p, pattern(300, 1), pattern(700, 2))
+			client := repairAddrPort(p.client.LocalAddr())
+			repairExchange(t, p, repairPattern(300, 1), repairPattern(700, 2))
 
 			x := []byte{0x8a, 0x00}                           // client -> server while asleep: a WebSocket Pong its NIC sent
 			pp := []byte{0x89, 0x05, 'h', 'e', 'l', 'l', 'o'} // server -> client: a Ping the client's NIC absorbed
-			y := pattern(5000, 3)                             // client writes after the wake
-			q := pattern(40000, 4)                            // server writes after the wake
+			y := repairPattern(5000, 3)                       // client writes after the wake
+			q := repairPattern(40000, 4)                      // server writes after the wake
 
 			// The app's receive is posted before the freeze and stays
 			// parked: nothing wakes it while frozen.
-			posted, got := postRead(t, p.client, len(pp))
+			posted, got := repairPostRead(t, p.client, len(pp))
 			<-posted
 
-			fc, stc := mustFreeze(t, p.client)
-			fs, sts := freezeWhenAcked(t, p.server)
+			fc, stc := repairMustFreeze(t, p.client)
+			fs, sts := repairFreezeWhenAcked(t, p.server)
 			if stc.SndNxt != sts.RcvNxt || stc.RcvNxt != sts.SndNxt {
 				t.Fatalf("snapshots disagree: client snd %d rcv %d, server snd %d rcv %d", stc.SndNxt, stc.RcvNxt, sts.SndNxt, sts.RcvNxt)
 			}
-			if !inRepair(t, p.client) || !inRepair(t, p.server) {
+			if !repairInRepair(t, p.client) || !repairInRepair(t, p.server) {
 				t.Fatal("frozen sockets not in repair mode")
 			}
 			m := c.mark()
@@ -883,7 +883,7 @@ func TestIntegrationThawTwoFrozenEnds(t *testing.T) {
 			if err := fc.Thaw(x, pp); err != nil {
 				t.Fatalf("client Thaw: %v", err)
 			}
-			if inRepair(t, p.client) || inRepair(t, p.server) {
+			if repairInRepair(t, p.client) || repairInRepair(t, p.server) {
 				t.Fatal("thawed sockets still in repair mode")
 			}
 
@@ -895,22 +895,22 @@ func TestIntegrationThawTwoFrozenEnds(t *testing.T) {
 			case <-time.After(20 * time.Second):
 				t.Fatal("posted read not woken by Thaw")
 			}
-			if b := readFull(t, p.server, len(x)); !bytes.Equal(b, x) {
+			if b := repairRead(t, p.server, len(x)); !bytes.Equal(b, x) {
 				t.Errorf("server read %q, want the absorbed %q", b, x)
 			}
 
-			writeFull(t, p.client, y)
-			writeFull(t, p.server, q)
-			if b := readFull(t, p.server, len(y)); !bytes.Equal(b, y) {
+			repairWrite(t, p.client, y)
+			repairWrite(t, p.server, q)
+			if b := repairRead(t, p.server, len(y)); !bytes.Equal(b, y) {
 				t.Error("server: stream after the wake differs")
 			}
-			if b := readFull(t, p.client, len(q)); !bytes.Equal(b, q) {
+			if b := repairRead(t, p.client, len(q)); !bytes.Equal(b, q) {
 				t.Error("client: stream after the wake differs")
 			}
 			// The kernels' own counters agree with the streams: freeze
 			// again and read TCP_QUEUE_SEQ on both ends.
-			fc, stc2 := freezeWhenAcked(t, p.client)
-			fs, sts2 := freezeWhenAcked(t, p.server)
+			fc, stc2 := repairFreezeWhenAcked(t, p.client)
+			fs, sts2 := repairFreezeWhenAcked(t, p.server)
 			if got, want := stc2.SndNxt-stc.SndNxt, uint32(len(x)+len(y)); got != want {
 				t.Errorf("client SND.NXT moved %d, want %d", got, want)
 			}
@@ -948,15 +948,15 @@ func TestIntegrationThawTwoFrozenEnds(t *testing.T) {
 					t.Errorf("client transmitted the NIC's bytes: seq %d len %d", s.seq, len(s.payload))
 				}
 			}
-			noRST(t, c, 0)
+			repairNoRST(t, c, 0)
 		})
 	}
 }
 
-// withoutNetAdmin runs fn on a locked OS thread whose effective capability
+// repairWithoutNetAdmin runs fn on a locked OS thread whose effective capability
 // set lacks CAP_NET_ADMIN (capabilities are per thread on Linux), then
 // restores it. If fn exits the goroutine, the thread dies with it.
-func withoutNetAdmin(t testing.TB, fn func()) {
+func repairWithoutNetAdmin(t testing.TB, fn func()) {
 	t.Helper()
 	runtime.LockOSThread()
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
@@ -983,28 +983,28 @@ func withoutNetAdmin(t testing.TB, fn func()) {
 // in (the socket is left as it was) and on the way out (the socket stays
 // frozen, Thaw is spent, Abort gets it back).
 func TestIntegrationPermission(t *testing.T) {
-	l := newLab(t)
+	l := newRepairLab(t)
 	c := l.capture()
 	p := l.connect("tcp4")
-	exchange(t, p, []byte("a"), []byte("b"))
+	repairExchange(t, p, []byte("a"), []byte("b"))
 
 	var err error
-	withoutNetAdmin(t, func() { _, _, err = Freeze(p.client) })
+	repairWithoutNetAdmin(t, func() { _, _, err = Freeze(p.client) })
 	var se *os.SyscallError
 	if !errors.Is(err, os.ErrPermission) || !errors.As(err, &se) || se.Syscall != "setsockopt TCP_REPAIR" {
 		t.Fatalf("Freeze without CAP_NET_ADMIN = %v, want EPERM from setsockopt TCP_REPAIR", err)
 	}
-	if inRepair(t, p.client) || sockoptInt(t, p.client, unix.SOL_SOCKET, unix.SO_KEEPALIVE) != 1 {
+	if repairInRepair(t, p.client) || repairSockoptInt(t, p.client, unix.SOL_SOCKET, unix.SO_KEEPALIVE) != 1 {
 		t.Fatal("refused Freeze changed the socket")
 	}
-	exchange(t, p, []byte("c"), []byte("d"))
+	repairExchange(t, p, []byte("c"), []byte("d"))
 
-	f, _ := mustFreeze(t, p.client)
-	withoutNetAdmin(t, func() { err = f.Thaw(nil, []byte("absorbed")) })
+	f, _ := repairMustFreeze(t, p.client)
+	repairWithoutNetAdmin(t, func() { err = f.Thaw(nil, []byte("absorbed")) })
 	if !errors.Is(err, os.ErrPermission) || !errors.As(err, &se) || se.Syscall != "setsockopt TCP_REPAIR" {
 		t.Fatalf("Thaw without CAP_NET_ADMIN = %v, want EPERM from setsockopt TCP_REPAIR", err)
 	}
-	if !inRepair(t, p.client) {
+	if !repairInRepair(t, p.client) {
 		t.Fatal("failed Thaw left repair mode")
 	}
 	if err := f.Thaw(nil, nil); !errors.Is(err, ErrThawed) {
@@ -1013,26 +1013,26 @@ func TestIntegrationPermission(t *testing.T) {
 	if err := f.Abort(); err != nil {
 		t.Fatalf("Abort after a failed Thaw: %v", err)
 	}
-	if inRepair(t, p.client) || sockoptInt(t, p.client, unix.SOL_SOCKET, unix.SO_KEEPALIVE) != 1 {
+	if repairInRepair(t, p.client) || repairSockoptInt(t, p.client, unix.SOL_SOCKET, unix.SO_KEEPALIVE) != 1 {
 		t.Fatal("Abort did not give the socket back")
 	}
 	// The failed Thaw had already queued "absorbed" (RCV.NXT moved past
 	// what the server sent): exactly the hazard Abort documents. The
 	// app reads those bytes; the server's next bytes are then trimmed.
-	if b := readFull(t, p.client, len("absorbed")); string(b) != "absorbed" {
+	if b := repairRead(t, p.client, len("absorbed")); string(b) != "absorbed" {
 		t.Errorf("read %q", b)
 	}
-	noRST(t, c, 0)
+	repairNoRST(t, c, 0)
 }
 
 // TestIntegrationLifecycle checks the one-shot rules of Thaw and Abort.
 func TestIntegrationLifecycle(t *testing.T) {
-	l := newLab(t)
+	l := newRepairLab(t)
 	p := l.connect("tcp4")
-	exchange(t, p, []byte("a"), []byte("b"))
+	repairExchange(t, p, []byte("a"), []byte("b"))
 
-	f, _ := mustFreeze(t, p.client)
-	if !inRepair(t, p.client) {
+	f, _ := repairMustFreeze(t, p.client)
+	if !repairInRepair(t, p.client) {
 		t.Fatal("frozen socket not in repair mode")
 	}
 	if err := f.Thaw(nil, nil); err != nil {
@@ -1044,12 +1044,12 @@ func TestIntegrationLifecycle(t *testing.T) {
 	if err := f.Abort(); err != nil {
 		t.Errorf("Abort after Thaw = %v, want nil (no-op)", err)
 	}
-	if inRepair(t, p.client) {
+	if repairInRepair(t, p.client) {
 		t.Error("in repair mode after Thaw")
 	}
-	exchange(t, p, []byte("c"), []byte("d"))
+	repairExchange(t, p, []byte("c"), []byte("d"))
 
-	f, _ = mustFreeze(t, p.client)
+	f, _ = repairMustFreeze(t, p.client)
 	if f.Conn() != p.client {
 		t.Error("Conn() is not the frozen connection")
 	}
@@ -1062,20 +1062,20 @@ func TestIntegrationLifecycle(t *testing.T) {
 	if err := f.Thaw(nil, nil); !errors.Is(err, ErrThawed) {
 		t.Errorf("Thaw after Abort = %v, want ErrThawed", err)
 	}
-	if inRepair(t, p.client) || sockoptInt(t, p.client, unix.SOL_SOCKET, unix.SO_KEEPALIVE) != 1 {
+	if repairInRepair(t, p.client) || repairSockoptInt(t, p.client, unix.SOL_SOCKET, unix.SO_KEEPALIVE) != 1 {
 		t.Error("Abort did not give the socket back")
 	}
-	exchange(t, p, []byte("e"), []byte("f"))
+	repairExchange(t, p, []byte("e"), []byte("f"))
 
 	// Keep-alive off before the freeze stays off after the thaw.
 	if err := p.client.SetKeepAlive(false); err != nil {
 		t.Fatal(err)
 	}
-	f, _ = mustFreeze(t, p.client)
+	f, _ = repairMustFreeze(t, p.client)
 	if err := f.Thaw(nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if ka := sockoptInt(t, p.client, unix.SOL_SOCKET, unix.SO_KEEPALIVE); ka != 0 {
+	if ka := repairSockoptInt(t, p.client, unix.SOL_SOCKET, unix.SO_KEEPALIVE); ka != 0 {
 		t.Errorf("SO_KEEPALIVE = %d after thaw, want 0 as before", ka)
 	}
 
@@ -1129,12 +1129,12 @@ func TestQueuesIdleAndNotIdleError(t *testing.T) {
 // of an idle loopback connection (seven to a dozen system calls each way,
 // plus the window probe and the peer's answer on lo).
 func BenchmarkIntegrationFreezeThaw(b *testing.B) {
-	l := newLab(b)
+	l := newRepairLab(b)
 	p := l.connect("tcp4")
-	writeFull(l.t, p.client, []byte("x"))
-	readFull(l.t, p.server, 1)
-	writeFull(l.t, p.server, []byte("y"))
-	readFull(l.t, p.client, 1)
+	repairWrite(l.t, p.client, []byte("x"))
+	repairRead(l.t, p.server, 1)
+	repairWrite(l.t, p.server, []byte("y"))
+	repairRead(l.t, p.client, 1)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -1154,14 +1154,14 @@ func BenchmarkIntegrationFreezeThaw(b *testing.B) {
 // tp->repair, so a socket put in repair mode with keep-alive on goes on
 // probing (SEQ = SND.NXT-1, no payload).
 func TestIntegrationKeepAliveIgnoresRepair(t *testing.T) {
-	l := newLab(t)
+	l := newRepairLab(t)
 	c := l.capture()
 	p := l.connect("tcp4")
-	client := addrPort(p.client.LocalAddr())
+	client := repairAddrPort(p.client.LocalAddr())
 	if err := p.client.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: time.Second, Interval: time.Second, Count: 9}); err != nil {
 		t.Fatal(err)
 	}
-	exchange(t, p, []byte("a"), []byte("b"))
+	repairExchange(t, p, []byte("a"), []byte("b"))
 	raw, err := p.client.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
@@ -1171,7 +1171,7 @@ func TestIntegrationKeepAliveIgnoresRepair(t *testing.T) {
 		if err = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_ON); err != nil {
 			return
 		}
-		if err = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, tcpSendQueue); err != nil {
+		if err = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, repairSendQueue); err != nil {
 			return
 		}
 		if snd, err = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_QUEUE_SEQ); err != nil {
@@ -1179,7 +1179,7 @@ func TestIntegrationKeepAliveIgnoresRepair(t *testing.T) {
 		}
 		ts, err = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_TIMESTAMP)
 	})
-	skipIfPerm(t, err, "TCP_REPAIR")
+	repairSkipIfPerm(t, err, "TCP_REPAIR")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1190,7 +1190,7 @@ func TestIntegrationKeepAliveIgnoresRepair(t *testing.T) {
 	})
 	// Sent in repair mode = a TSval past the clock read there (segments
 	// sent before may be one tick ahead of it).
-	s, _, ok := c.waitFor(0, 10*time.Second, func(s segment) bool {
+	s, _, ok := c.waitFor(0, 10*time.Second, func(s wireSegment) bool {
 		return s.src == client && s.hasTS && int32(s.tsval-uint32(ts)) > 5
 	})
 	if !ok {
@@ -1206,7 +1206,7 @@ func TestIntegrationKeepAliveIgnoresRepair(t *testing.T) {
 // IPv4. The snapshot has plain IPv4 addresses and the TTL and TOS that
 // IPv4 segments carry (set and read at SOL_IP).
 func TestIntegrationFreezeV4MappedServer(t *testing.T) {
-	l := newLab(t)
+	l := newRepairLab(t)
 	c := l.capture()
 	var ln *net.TCPListener
 	var client *net.TCPConn
@@ -1225,23 +1225,23 @@ func TestIntegrationFreezeV4MappedServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close(); server.Close() })
-	if sockoptInt(t, server, unix.SOL_SOCKET, unix.SO_DOMAIN) != unix.AF_INET6 {
+	if repairSockoptInt(t, server, unix.SOL_SOCKET, unix.SO_DOMAIN) != unix.AF_INET6 {
 		t.Skip("listener is not dual-stack (IPv6 disabled?)")
 	}
-	setIPOpts(t, server, false, 33, 0x10)
-	p := pair{client: client, server: server}
-	exchange(t, p, []byte("q"), []byte("r"))
+	repairSetIPOpts(t, server, false, 33, 0x10)
+	p := repairPair{client: client, server: server}
+	repairExchange(t, p, []byte("q"), []byte("r"))
 
-	f, st := freezeWhenAcked(t, server)
+	f, st := repairFreezeWhenAcked(t, server)
 	defer f.Thaw(nil, nil)
 	wantLocal := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(ln.Addr().(*net.TCPAddr).Port))
-	if st.Local != wantLocal || st.Remote != addrPort(client.LocalAddr()) || !st.Local.Addr().Is4() {
+	if st.Local != wantLocal || st.Remote != repairAddrPort(client.LocalAddr()) || !st.Local.Addr().Is4() {
 		t.Errorf("addresses %v -> %v, want %v -> %v", st.Local, st.Remote, wantLocal, client.LocalAddr())
 	}
 	if st.TTL != 33 || st.TOS != 0x10 {
 		t.Errorf("TTL %d TOS %#x, want 33 0x10", st.TTL, st.TOS)
 	}
-	seg, _, ok := c.waitFor(0, 10*time.Second, func(s segment) bool { return s.src == wantLocal && len(s.payload) > 0 })
+	seg, _, ok := c.waitFor(0, 10*time.Second, func(s wireSegment) bool { return s.src == wantLocal && len(s.payload) > 0 })
 	if !ok || seg.ttl != 33 || seg.tos != 0x10 {
 		t.Errorf("server data segment on the wire: ttl %d tos %#x (found %v)", seg.ttl, seg.tos, ok)
 	}

@@ -11,10 +11,12 @@ import (
 
 var errRepairUnsupported = fmt.Errorf("tcp repair not implemented on %s: %w", runtime.GOOS, errors.ErrUnsupported)
 
-func idle(syscall.RawConn) error { return errRepairUnsupported }
+func repairIdle(syscall.RawConn) error { return errRepairUnsupported }
 
-func freeze(syscall.RawConn) (TCPState, bool, error) { return TCPState{}, false, errRepairUnsupported }
+func repairFreeze(syscall.RawConn) (TCPState, bool, error) {
+	return TCPState{}, false, errRepairUnsupported
+}
 
-func thaw(syscall.RawConn, bool, []byte, []byte) error { return errRepairUnsupported }
+func repairThaw(syscall.RawConn, bool, []byte, []byte) error { return errRepairUnsupported }
 
-func abort(syscall.RawConn, bool) error { return errRepairUnsupported }
+func repairAbort(syscall.RawConn, bool) error { return errRepairUnsupported }

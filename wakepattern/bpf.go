@@ -136,8 +136,8 @@ type BPFOptions struct {
 	// KernelStripsVLAN: the kernel removes the outer VLAN tag before the
 	// filter runs, so the program must not rely on it (see above).
 	KernelStripsVLAN bool
-	// MaxInstructions caps the program length; 0 means and at most
-	// BPFMaxInstructions.
+	// MaxInstructions caps the program length: 1..BPFMaxInstructions, 0
+	// means BPFMaxInstructions.
 	MaxInstructions int
 	// SnapLen is the accept verdict (bytes kept); 0 means
 	// BPFDefaultSnapLen.
@@ -228,6 +228,9 @@ func BuildBPF(patterns []Pattern, opt BPFOptions) (*BPFProgram, error) {
 	}
 	steps = append(steps, step{BPFLocalPort, last}, step{BPFLocalAddr, last}, step{BPFAnyTCP, last})
 	for _, s := range steps {
+		if set.minConnKeys(s.level) > max {
+			continue // each key costs at least one instruction
+		}
 		g := &bpfGen{set: set, level: s.level, cmps: s.cmps, strip: opt.KernelStripsVLAN}
 		g.accept = snap
 		g.program()
@@ -397,6 +400,29 @@ func newBPFSet(patterns []Pattern, opt BPFOptions) (*bpfSet, error) {
 		s.ns = append(s.ns, bpfWords(a))
 	}
 	return s, nil
+}
+
+// minConnKeys returns the number of distinct connection keys at level l,
+// a lower bound of the program's length.
+func (s *bpfSet) minConnKeys(l BPFLevel) int {
+	n := 0
+	for _, conns := range s.conn {
+		seen := make(map[bpfConn]struct{}, len(conns))
+		for _, c := range conns {
+			switch l {
+			case BPFExact:
+			case BPFLocalPort:
+				c.src, c.sport = [4]uint32{}, 0
+			case BPFLocalAddr:
+				c = bpfConn{dst: c.dst}
+			default:
+				return 0
+			}
+			seen[c] = struct{}{}
+		}
+		n += len(seen)
+	}
+	return n
 }
 
 type bpfByte struct {

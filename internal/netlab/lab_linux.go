@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/vishvananda/netlink"
@@ -140,7 +141,70 @@ func newLab(ctx context.Context, opts *Options, hook func(l *Lab, step string) e
 	if err := step("routes", l.configureRoutes); err != nil {
 		return nil, err
 	}
+	for _, p := range pairs {
+		for _, e := range [][2]any{{p.ns, p.name}, {p.peerNS, p.peerName}} {
+			ns, name := e[0].(Namespace), e[1].(string)
+			if err := step("wait ready "+name, func() error { return l.WaitLinkReady(ctx, ns, name) }); err != nil {
+				return nil, err
+			}
+		}
+	}
 	return l, nil
+}
+
+// linkReadyTimeout bounds WaitLinkReady when ctx has no earlier deadline.
+const linkReadyTimeout = 10 * time.Second
+
+// WaitLinkReady waits until link in ns is operationally up, or ctx ends
+// (at most 10 s). After a link (or its veth peer) comes up the kernel
+// activates its transmit queue asynchronously (linkwatch); until then
+// frames sent on it are dropped silently. The kernel announces the link
+// (RTM_NEWLINK) only after activating it, so a link reported up here
+// carries frames.
+func (l *Lab) WaitLinkReady(ctx context.Context, ns Namespace, link string) error {
+	if ns == 0 || ns > Router || l.ns[ns] == 0 {
+		return fmt.Errorf("netlab: namespace %v not in lab %s", ns, l.ID)
+	}
+	ctx, cancel := context.WithTimeout(ctx, linkReadyTimeout)
+	defer cancel()
+	updates := make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{})
+	defer close(done)
+	h := l.ns[ns]
+	var subErr error
+	var errOnce sync.Once
+	failed := make(chan struct{})
+	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
+		Namespace:    &h,
+		ListExisting: true,
+		ErrorCallback: func(err error) {
+			errOnce.Do(func() { subErr = err; close(failed) })
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("netlab: %s/%s: subscribe to link updates: %w", ns, link, err)
+	}
+	state := "unknown"
+	for {
+		select {
+		case u, ok := <-updates:
+			if !ok {
+				return fmt.Errorf("netlab: %s/%s: link updates ended", ns, link)
+			}
+			a := u.Attrs()
+			if a == nil || a.Name != link {
+				continue
+			}
+			if a.OperState == netlink.OperUp {
+				return nil
+			}
+			state = a.OperState.String()
+		case <-failed:
+			return fmt.Errorf("netlab: %s/%s: link updates: %w", ns, link, subErr)
+		case <-ctx.Done():
+			return fmt.Errorf("netlab: %s/%s not ready (operstate %s): %w", ns, link, state, ctx.Err())
+		}
+	}
 }
 
 func newID() (string, error) {
@@ -310,6 +374,14 @@ func (l *Lab) AddVeth(ns Namespace, name string, peerNS Namespace, peerName stri
 			}
 		}
 		if err := l.SetLinkUp(e.ns, e.name); err != nil {
+			return err
+		}
+	}
+	for _, e := range []struct {
+		ns   Namespace
+		name string
+	}{{ns, name}, {peerNS, peerName}} {
+		if err := l.WaitLinkReady(context.Background(), e.ns, e.name); err != nil {
 			return err
 		}
 	}

@@ -265,7 +265,7 @@ func offloadsOn(t *testing.T, l *Lab, ns Namespace, link string) []string {
 
 func TestIntegrationLabFailureCleansUp(t *testing.T) {
 	RequirePrivileges(t)
-	steps := []string{"create namespace nic", "configure namespace host", "veth wire0-srv0", "addresses", "link up host0", "routes"}
+	steps := []string{"create namespace nic", "configure namespace host", "veth wire0-srv0", "addresses", "link up host0", "routes", "wait ready srv0"}
 	for _, step := range steps {
 		t.Run(step, func(t *testing.T) {
 			var seen *Lab

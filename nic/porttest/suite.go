@@ -22,6 +22,7 @@ type T[TT any] interface {
 	Fatalf(format string, args ...any)
 	Logf(format string, args ...any)
 	Run(name string, f func(TT)) bool
+	Parallel()
 }
 
 // Suite timing: generous bounds on waits for events that should happen at
@@ -40,7 +41,9 @@ const (
 
 // TestPort runs the nic.Port contract suite. makePair returns two fresh,
 // connected ports on a silent link (nothing else sends on it) with MTU
-// 1500, and arranges for their cleanup; the suite closes them too.
+// 1500, and arranges for their cleanup; the suite closes them too. The
+// cases run in parallel (each with its own pair), so makePair must be
+// safe for concurrent use.
 func TestPort[TT T[TT]](t TT, makePair func(t TT) (a, b nic.Port)) {
 	cases := []struct {
 		name string
@@ -58,6 +61,7 @@ func TestPort[TT T[TT]](t TT, makePair func(t TT) (a, b nic.Port)) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t TT) {
+			t.Parallel()
 			a, b := makePair(t)
 			defer a.Close()
 			defer b.Close()
@@ -435,7 +439,7 @@ func closeUnblocksRead[TT T[TT]](t TT, a, b nic.Port) {
 func second(_ int, err error) error { return err }
 
 func concurrent[TT T[TT]](t TT, a, b nic.Port) {
-	const n, batch, window = 2000, 16, 256
+	const n, batch, window = 2000, 16, 128
 	// Flow control: the writer takes a token per frame, the reader gives
 	// it back, so no bounded queue can overflow.
 	tokens := make(chan struct{}, window)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -935,4 +936,185 @@ func FuzzSched(f *testing.F) {
 		}
 		runAgainstRef(t, decodeSchedOps(data), 32)
 	})
+}
+
+// schedBenchSizes are the entry counts of the scaling benchmarks.
+var schedBenchSizes = []int{1e3, 1e4, 1e5, 1e6}
+
+// schedFill schedules n entries with dues uniform over interval.
+func schedFill(s *Scheduler, rng *rand.Rand, n int, interval, tol time.Duration) {
+	for id := range n {
+		s.Schedule(uint32(id), time.Duration(rng.Int64N(int64(interval))), tol)
+	}
+}
+
+// BenchmarkSchedule measures re-scheduling an armed entry to a random due
+// time among n entries: one op is one Schedule.
+func BenchmarkSchedule(b *testing.B) {
+	for _, n := range schedBenchSizes {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(1, uint64(n)))
+			s := NewScheduler(n)
+			schedFill(s, rng, n, time.Minute, time.Second)
+			// Precomputed, so the op is the Schedule alone.
+			const k = 1 << 16
+			ids := make([]uint32, k)
+			dues := make([]time.Duration, k)
+			for i := range k {
+				ids[i] = rng.Uint32N(uint32(n))
+				dues[i] = time.Duration(rng.Int64N(int64(time.Minute)))
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				s.Schedule(ids[i%k], dues[i%k], time.Second)
+			}
+		})
+	}
+}
+
+// BenchmarkFire measures a wake-up at Next() among n entries with tolerance
+// 0 that fires one entry, which fn re-schedules one interval (plus jitter)
+// later, as the engine does: one op is one Fire of one entry.
+func BenchmarkFire(b *testing.B) {
+	for _, n := range schedBenchSizes {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(2, uint64(n)))
+			s := NewScheduler(n)
+			schedFill(s, rng, n, time.Minute, 0)
+			const k = 1 << 16
+			jitter := make([]time.Duration, k)
+			for i := range jitter {
+				jitter[i] = time.Duration(rng.Int64N(int64(time.Second)))
+			}
+			var i int
+			fired := 0
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				now, _ := s.Next()
+				fired += s.Fire(now, func(id uint32) {
+					s.Schedule(id, now+time.Minute+jitter[i%k], 0)
+					i++
+				})
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(fired), "ns/fired")
+			if s.Len() != n {
+				b.Fatalf("Len() = %d, want %d", s.Len(), n)
+			}
+		})
+	}
+}
+
+// BenchmarkBatches counts radio wake-ups: 10^6 slots with a 60 s interval
+// and phases spread uniformly over it, driven at Next() for two simulated
+// minutes, each sent slot re-scheduled one interval after its send, with
+// tolerance 0 and 1 s.
+func BenchmarkBatches(b *testing.B) {
+	const (
+		n        = 1_000_000
+		interval = time.Minute
+		minutes  = 2
+	)
+	for _, tol := range []time.Duration{0, time.Second} {
+		b.Run(fmt.Sprintf("n=%d/tol=%v", n, tol), func(b *testing.B) {
+			var batches, fired uint64
+			for b.Loop() {
+				b.StopTimer()
+				s := NewScheduler(n)
+				rng := rand.New(rand.NewPCG(3, 4))
+				b.StartTimer()
+				bt, f := schedDrive(s, rng, n, interval, tol, minutes*interval, nil)
+				batches += bt
+				fired += f
+			}
+			runs := float64(b.N)
+			b.ReportMetric(float64(batches)/runs/minutes, "batches/min")
+			b.ReportMetric(float64(fired)/runs/minutes, "sends/min")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(fired), "ns/send")
+		})
+	}
+}
+
+// BenchmarkSchedulerMemory reports the heap bytes per entry of a Scheduler
+// holding 10^6 entries.
+func BenchmarkSchedulerMemory(b *testing.B) {
+	const n = 1_000_000
+	var perEntry float64
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		s := NewScheduler(n)
+		schedFill(s, rand.New(rand.NewPCG(5, 6)), n, time.Minute, time.Second)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perEntry = float64(after.HeapAlloc-before.HeapAlloc) / n
+		runtime.KeepAlive(s)
+	}
+	b.ReportMetric(perEntry, "B/entry")
+}
+
+// BenchmarkSchedulerLateness drives 10^6 entries due over 5 s of real time
+// with a loop that sleeps on a time.Timer until Next(), calls Fire, and
+// records for every fired entry how late fn ran after its due time. It
+// reports the p50, p99 and max lateness. The loop stops 5 s after the last
+// due time at the latest.
+func BenchmarkSchedulerLateness(b *testing.B) {
+	if testing.Short() {
+		b.Skip("real-clock benchmark: 6 s per run")
+	}
+	const (
+		n    = 1_000_000
+		lead = 200 * time.Millisecond
+		span = 5 * time.Second
+	)
+	dues := make([]time.Duration, n)
+	late := make([]time.Duration, 0, n)
+	var p50, p99, worst time.Duration
+	var batches uint64
+	for b.Loop() {
+		b.StopTimer()
+		rng := rand.New(rand.NewPCG(7, 8))
+		s := NewScheduler(n)
+		for id := range n {
+			dues[id] = lead + time.Duration(rng.Int64N(int64(span)))
+			s.Schedule(uint32(id), dues[id], 0)
+		}
+		late = late[:0]
+		runtime.GC() // the setup's garbage is not the loop's
+		b.StartTimer()
+
+		start := time.Now()
+		timer := time.NewTimer(time.Hour)
+		deadline := lead + 2*span
+		for s.Len() > 0 {
+			next, _ := s.Next()
+			if d := next - time.Since(start); d > 0 {
+				timer.Reset(d)
+				<-timer.C
+			}
+			now := time.Since(start)
+			if now > deadline {
+				b.Fatalf("loop ran past its deadline with %d entries left", s.Len())
+			}
+			s.Fire(now, func(id uint32) {
+				late = append(late, time.Since(start)-dues[id])
+			})
+		}
+		timer.Stop()
+
+		b.StopTimer()
+		if len(late) != n {
+			b.Fatalf("fired %d entries, want %d", len(late), n)
+		}
+		slices.Sort(late)
+		p50, p99, worst = late[n/2], late[n*99/100], late[n-1]
+		batches = s.Stats().Batches
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(p50.Nanoseconds()), "p50-late-ns")
+	b.ReportMetric(float64(p99.Nanoseconds()), "p99-late-ns")
+	b.ReportMetric(float64(worst.Nanoseconds()), "max-late-ns")
+	b.ReportMetric(float64(batches), "batches")
 }

@@ -8,42 +8,38 @@ import "encoding/binary"
 // remote port<<48 | local port<<32 | VLAN<<16 | IP version.
 type connKey struct{ a, b, c, d, e uint64 }
 
-// frameConnKey returns the key of a decoded TCP frame (source = remote,
-// destination = local) and false when the frame's offsets do not fit Raw.
-func frameConnKey(f *Frame) (connKey, bool) {
+// lookupFrame returns the pattern index and priority of the connection
+// of a decoded TCP frame (source = remote, destination = local), or -1.
+// The key stays in registers: it is never built in memory.
+func (t *connTable) lookupFrame(f *Frame) (int, uint8) {
 	raw := f.Raw
 	l3, l4 := int(f.L3Off), int(f.L4Off)
+	if l4+4 > len(raw) || l4 < 0 {
+		return -1, 0
+	}
 	var vlan uint64
 	if f.NumVLAN > 0 {
 		vlan = uint64(f.VLAN[0])
-	}
-	if l4+4 > len(raw) {
-		return connKey{}, false
 	}
 	ports := uint64(binary.BigEndian.Uint32(raw[l4:]))
 	switch f.EtherType {
 	case EtherTypeIPv4:
 		if l3+IPv4MinLen > len(raw) {
-			return connKey{}, false
+			return -1, 0
 		}
-		return connKey{
-			a: uint64(binary.BigEndian.Uint32(raw[l3+IPv4SrcOff:]))<<32 | uint64(binary.BigEndian.Uint32(raw[l3+IPv4DstOff:])),
-			e: ports<<32 | vlan<<16 | 4,
-		}, true
+		h := raw[l3 : l3+IPv4MinLen]
+		a := uint64(binary.BigEndian.Uint32(h[IPv4SrcOff:]))<<32 | uint64(binary.BigEndian.Uint32(h[IPv4DstOff:]))
+		return t.find(a, 0, 0, 0, ports<<32|vlan<<16|4)
 	case EtherTypeIPv6:
 		if l3+IPv6Len > len(raw) {
-			return connKey{}, false
+			return -1, 0
 		}
 		h := raw[l3 : l3+IPv6Len]
-		return connKey{
-			a: binary.BigEndian.Uint64(h[IPv6SrcOff:]),
-			b: binary.BigEndian.Uint64(h[IPv6SrcOff+8:]),
-			c: binary.BigEndian.Uint64(h[IPv6DstOff:]),
-			d: binary.BigEndian.Uint64(h[IPv6DstOff+8:]),
-			e: ports<<32 | vlan<<16 | 6,
-		}, true
+		return t.find(binary.BigEndian.Uint64(h[IPv6SrcOff:]), binary.BigEndian.Uint64(h[IPv6SrcOff+8:]),
+			binary.BigEndian.Uint64(h[IPv6DstOff:]), binary.BigEndian.Uint64(h[IPv6DstOff+8:]),
+			ports<<32|vlan<<16|6)
 	}
-	return connKey{}, false
+	return -1, 0
 }
 
 // patternConnKey returns the key of segments that match t.
@@ -64,11 +60,11 @@ func patternConnKey(t *TCPConn) connKey {
 	}
 }
 
-// hash mixes the key with independent multiplies (they pipeline) and a
+// connHash mixes a key with independent multiplies (they pipeline) and a
 // final avalanche. The seed is per Matcher.
-func (k *connKey) hash(seed uint64) uint64 {
-	h := k.a*0x9e3779b97f4a7c15 + k.b*0xc2b2ae3d27d4eb4f + k.c*0x165667b19e3779f9 +
-		k.d*0x27d4eb2f165667c5 + (k.e^seed)*0x94d049bb133111eb
+func connHash(a, b, c, d, e, seed uint64) uint64 {
+	h := a*0x9e3779b97f4a7c15 + b*0xc2b2ae3d27d4eb4f + c*0x165667b19e3779f9 +
+		d*0x27d4eb2f165667c5 + (e^seed)*0x94d049bb133111eb
 	h ^= h >> 29
 	h *= 0xbf58476d1ce4e5b9
 	h ^= h >> 32
@@ -113,7 +109,7 @@ func newConnTable(n, npatterns int, seed uint64) connTable {
 // unique (Compile checked).
 func (t *connTable) insert(k connKey, i int, prio uint8) {
 	t.keys[i] = k
-	h := k.hash(t.seed)
+	h := connHash(k.a, k.b, k.c, k.d, k.e, t.seed)
 	for s := h & t.mask; ; s = (s + 1) & t.mask {
 		if t.slots[s].idx == 0 {
 			t.slots[s] = connSlot{tag: uint32(h>>32)&connTagMask | uint32(prio), idx: uint32(i + 1)}
@@ -122,18 +118,20 @@ func (t *connTable) insert(k connKey, i int, prio uint8) {
 	}
 }
 
-// lookup returns the pattern index of k and its priority, or -1.
-func (t *connTable) lookup(k *connKey) (int, uint8) {
-	h := k.hash(t.seed)
+// find returns the pattern index of the key (a, b, c, d, e) and its
+// priority, or -1.
+func (t *connTable) find(a, b, c, d, e uint64) (int, uint8) {
+	h := connHash(a, b, c, d, e, t.seed)
 	tag := uint32(h>>32) & connTagMask
+	slots, keys := t.slots, t.keys
 	for s := h & t.mask; ; s = (s + 1) & t.mask {
-		sl := t.slots[s]
+		sl := slots[s]
 		if sl.idx == 0 {
 			return -1, 0
 		}
 		if sl.tag&connTagMask == tag {
-			c := &t.keys[sl.idx-1]
-			if c.a == k.a && c.e == k.e && c.b == k.b && c.c == k.c && c.d == k.d {
+			k := &keys[sl.idx-1]
+			if k.a == a && k.e == e && k.b == b && k.c == c && k.d == d {
 				return int(sl.idx - 1), uint8(sl.tag)
 			}
 		}

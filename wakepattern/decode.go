@@ -128,13 +128,16 @@ func (f *Frame) decodeIPv4(b []byte, off int, opt DecodeOptions) Status {
 	f.DstIP = netip.AddrFrom4([4]byte(h[IPv4DstOff:]))
 	f.L4Off = uint16(off + hl)
 	f.L4End = uint16(off + tl)
-	fo := h.FragOffset()
-	if fo != 0 || h.MoreFragments() {
-		f.Fragment = true
-		f.FragOff = uint16(fo)
-		if fo != 0 {
-			return OK
+	if binary.BigEndian.Uint16(h[IPv4FlagsFragOff:])&(IPv4FlagMF|ipv4FragOffMask) == 0 {
+		if f.IPProto == ProtoTCP {
+			return f.decodeTCP(b, opt) // the common case, without the fragment logic
 		}
+		return f.decodeL4(b, opt)
+	}
+	f.Fragment = true
+	f.FragOff = uint16(h.FragOffset())
+	if f.FragOff != 0 {
+		return OK
 	}
 	return f.decodeL4(b, opt)
 }

@@ -150,28 +150,30 @@ func (m *Matcher) Patterns() []Pattern {
 // the seq/ack/payload fields and offsets.
 func (m *Matcher) Match(f *Frame, r *Result) bool {
 	best := noRank
-	tcp := f.IsTCP()
-	if tcp && m.nConn > 0 {
-		if k, ok := frameConnKey(f); ok {
-			if i, prio := m.conn.lookup(&k); i >= 0 {
-				best = rank(prio, i)
+	segment := false // the best match is a connection or SYN pattern
+	if f.IsTCP() {
+		if m.nConn > 0 {
+			if i, prio := m.conn.lookupFrame(f); i >= 0 {
+				best, segment = rank(prio, i), true
 			}
 		}
-	}
-	if tcp && m.synBest < best && f.TCPFlags&(TCPFlagSYN|TCPFlagACK) == TCPFlagSYN {
-		for i := range m.syn {
-			e := &m.syn[i]
-			if e.rank >= best {
-				break
-			}
-			if e.matches(f) {
-				best = e.rank
-				break
+		if m.synBest < best && f.TCPFlags&(TCPFlagSYN|TCPFlagACK) == TCPFlagSYN {
+			for i := range m.syn {
+				e := &m.syn[i]
+				if e.rank >= best {
+					break
+				}
+				if e.matches(f) {
+					best, segment = e.rank, true
+					break
+				}
 			}
 		}
 	}
 	if m.bitmap.best < best {
-		best = m.bitmap.match(f.Raw, best)
+		if b := m.bitmap.match(f.Raw, best); b < best {
+			best, segment = b, false
+		}
 	}
 	if m.magicBest < best {
 		for i := range m.magic {
@@ -180,7 +182,7 @@ func (m *Matcher) Match(f *Frame, r *Result) bool {
 				break
 			}
 			if bytes.Index(f.Raw, e.seq) >= 0 {
-				best = e.rank
+				best, segment = e.rank, false
 				break
 			}
 		}
@@ -190,13 +192,20 @@ func (m *Matcher) Match(f *Frame, r *Result) bool {
 		return false
 	}
 	i := int(uint32(best))
-	p := &m.patterns[i]
-	*r = Result{Pattern: p, Index: i}
-	if p.Kind == KindTCPConn || p.Kind == KindTCPSYN {
-		r.Class = classify(f)
-		r.Seq, r.Ack = f.Seq, f.Ack
-		r.SeqOff, r.AckOff = f.L4Off+TCPSeqOff, f.L4Off+TCPAckOff
-		r.PayloadOff, r.PayloadLen = f.PayloadOff, f.PayloadLen
+	if !segment {
+		*r = Result{Pattern: &m.patterns[i], Index: i}
+		return true
+	}
+	*r = Result{
+		Pattern:    &m.patterns[i],
+		Index:      i,
+		Class:      classify(f),
+		Seq:        f.Seq,
+		Ack:        f.Ack,
+		SeqOff:     f.L4Off + TCPSeqOff,
+		AckOff:     f.L4Off + TCPAckOff,
+		PayloadOff: f.PayloadOff,
+		PayloadLen: f.PayloadLen,
 	}
 	return true
 }

@@ -1,4 +1,84 @@
 // Package host models the sleeping host: its power state machine, the
 // channel API modelled on Windows ControlChannelTrigger, background tasks,
-// transports and the TCP_REPAIR snapshot and hand-back of its connections.
+// transports (a TCP stream of lines, a WebSocket), the software keep-alives
+// of channels without a hardware slot, and the TCP_REPAIR snapshot and
+// hand-back of the connections a NIC slot guards (repair.go).
+//
+// # Power states
+//
+//	          Standby(ctx) and no task running
+//	 awake ──────────────────────────────> entering-standby
+//	   ^                                         │ channels quiesced,
+//	   │ hand-back, NIC Resume,                  │ slots armed, NIC Sleep
+//	   │ due keep-alives, pending tasks          v
+//	resuming <──────────────────────────────── standby
+//	   (ResumeLatency)   wake: NIC event (push, reset, keep-alive timeout),
+//	                     software timer (keep-alive, push check), user
+//
+// Every transition is counted (Stats.Transitions), every wake by reason
+// (Stats.Wakes), the time in each state (Stats.TimeIn), and an energy
+// estimate is kept from Config.Power (mW awake, mW standby, mJ per
+// resume), beside the same estimate for a host without hardware slots
+// (every channel kept alive by coalesced software wakes, counted by a
+// shadow slotmgr.Planner over the same timeline).
+//
+// After a background wake the host returns to standby by itself once no
+// task runs, nothing is pending, and the hold has passed: WakeHold for the
+// woken channel's message after a hardware wake, SoftwareWakeHold after a
+// software wake. A user wake (Wake) keeps it awake until Standby.
+//
+// # Channels
+//
+//	NewChannel(id, interval, resource, app, priority)   slotmgr.Pool.Request
+//	  UsingTransport(t)       posts the receive; the NIC starts tracking
+//	  WaitForPushEnabled()    HardwareSlotAllocated, SoftwareSlotAllocated,
+//	                          PolicyError, SystemError, TransportDisconnected,
+//	                          ServiceUnavailable (slotmgr.Status)
+//	  SetPushTask / SetKeepAliveTask / SetResetTask   (RegisterTask names)
+//	  DecreaseNetworkKeepAliveInterval, FlushTransport, Send, Receive, Close
+//
+// A receive is always posted: the read completion queues the message, then
+// fires the PushNotification trigger; the task pops the message with
+// TaskInstance.Receive. Triggers fired while the host sleeps wait for the
+// next wake (a software channel's push is delivered at the next software
+// wake). A transport error marks the channel TransportDisconnected (its
+// slot is freed; a freed hardware slot promotes a software channel) and
+// fires the reset trigger with ResetTransportDisconnected; Host.Reset
+// raises the system resets (FastUserSwitched, LowPowerExit,
+// QuietHoursExit, ApplicationRestart). A new UsingTransport reconnects.
+//
+// # Standby and wake
+//
+// Entering standby, each hardware channel's socket must drain (IdleWait)
+// and be idle; it is frozen (Freeze: SO_KEEPALIVE off, TCP_REPAIR, the
+// snapshot read), its offload.Snapshot built from TCPState plus the NIC's
+// learned MACs and TS.Recent, and a NIC slot armed: TCP probes for a
+// stream, the WebSocket keep-alive (Ping initiator and responder) for a
+// WebSocket. A channel that cannot be armed stays with the host's
+// software keep-alives and says why (Channel.Note). Software channels are
+// served by the slotmgr.Planner on the host's own coalesced wakes: a
+// WebSocket gets a real Ping, a stream its transport keep-alive or its
+// app's KeepAlive task. Then the NIC sleeps.
+//
+// On a NIC wake the host resumes, disarms every slot, thaws each socket
+// with the slot's books (Thaw(sent, absorbed): the bytes the NIC absorbed
+// go to the receive queue, those it sent to the send queue), then tells
+// the NIC to Resume so it delivers the frames it buffered: the app reads
+// exactly what the server sent, and the server got exactly what was sent
+// on the connection. Server Pings the NIC already answered are not
+// answered again by the WebSocket reader.
+//
+// # Knobs (Config)
+//
+//	Clock              host time and timers (SystemClock; FakeClock in tests)
+//	NIC                the adapter (nil: host-only keep-alives)
+//	Pool, Planner      slot policy; coalescing tolerance
+//	ResumeLatency      modelled resume time
+//	Power              energy model
+//	PushCheckInterval  own wakes to collect software pushes (0: off)
+//	WakeHold, SoftwareWakeHold, IdleWait
+//	HardwareRetryInterval, HardwareRetryCount   NIC keep-alive retries
+//
+// The host owns its goroutines (state machine, one posted receive per
+// transport, one per running task); Close stops them and is idempotent.
 package host

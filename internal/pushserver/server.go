@@ -96,8 +96,10 @@ type Channel struct {
 	// client sent after its hello, in order.
 	Lines []string
 	// Pings are the payloads of the Pings sent, Pongs those of the Pongs
-	// received, in order.
-	Pings, Pongs []string
+	// received, in order; PingsReceived those of the client's Pings
+	// (answered with Pongs).
+	Pings, Pongs  []string
+	PingsReceived []string
 	// Sent and Received are every byte written to and read from the
 	// current (or last) connection, handshake included.
 	Sent, Received []byte
@@ -247,6 +249,7 @@ func (ch *channel) copyInfo() Channel {
 	in.Lines = append([]string(nil), in.Lines...)
 	in.Pings = append([]string(nil), in.Pings...)
 	in.Pongs = append([]string(nil), in.Pongs...)
+	in.PingsReceived = append([]string(nil), in.PingsReceived...)
 	in.Sent = append([]byte(nil), in.Sent...)
 	in.Received = append([]byte(nil), in.Received...)
 	return in
@@ -592,6 +595,16 @@ func (s *Server) pong(c *conn, payload string) {
 	s.notifyLocked()
 }
 
+func (s *Server) pingReceived(c *conn, payload string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.ch == nil || c.ch.c != c {
+		return
+	}
+	c.ch.info.PingsReceived = append(c.ch.info.PingsReceived, payload)
+	s.notifyLocked()
+}
+
 // conn is one client connection.
 type conn struct {
 	s         *Server
@@ -688,6 +701,7 @@ func (c *conn) serveWS() error {
 		return nil
 	})
 	ws.SetPingHandler(func(p string) error {
+		c.s.pingReceived(c, p)
 		return ws.WriteControl(websocket.PongMessage, []byte(p), time.Now().Add(c.s.cfg.WriteTimeout))
 	})
 	first := true

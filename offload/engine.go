@@ -12,8 +12,9 @@ import (
 
 // Config tunes an Engine. The zero value of every field means its default.
 type Config struct {
-	// Clock is the engine's time source (default: a monotonic clock from
-	// the time the engine was made; the NIC passes a CLOCK_BOOTTIME one).
+	// Clock is the engine's time source; the NIC passes a CLOCK_BOOTTIME
+	// one. When nil the engine reads no clock at all: its time is the last
+	// now its driver passed to Fire (zero before the first Fire).
 	Clock Clock
 	// Rand supplies WebSocket masking keys and initial IP IDs (default: a
 	// ChaCha8 generator seeded from crypto/rand). Tests pass a seeded one.
@@ -110,8 +111,7 @@ func New(cfg *Config) *Engine {
 		c = *cfg
 	}
 	if c.Clock == nil {
-		start := time.Now()
-		c.Clock = ClockFunc(func() time.Duration { return time.Since(start) })
+		c.Clock = new(fedClock)
 	}
 	if c.Rand == nil {
 		var seed [32]byte
@@ -291,6 +291,9 @@ func (e *Engine) Stats() Stats {
 // unanswered, and returns the number of slot timers handled. It allocates
 // nothing.
 func (e *Engine) Fire(now time.Duration, out Output) int {
+	if fc, ok := e.clock.(*fedClock); ok && now > fc.now {
+		fc.now = now
+	}
 	e.fireOut, e.fireNow = out, now
 	n := e.sched.Fire(now, e.fireFn)
 	e.fireOut = nil
@@ -486,3 +489,10 @@ func (e *Engine) replied(s *slot, i uint32) {
 	e.transition(s, StateArmed)
 	e.sched.Schedule(i, s.cycleStart+s.interval, s.tolerance)
 }
+
+// fedClock is the default Clock: the engine's time is the latest now its
+// driver passed to Fire, so the package never reads the system clock.
+type fedClock struct{ now time.Duration }
+
+// Now implements Clock.Now.
+func (c *fedClock) Now() time.Duration { return c.now }

@@ -390,3 +390,23 @@ func TestWrap(t *testing.T) {
 		t.Errorf("report snd %d una %d rcv %d, want 1 1 1", r.SndNxt, r.SndUna, r.RcvNxt)
 	}
 }
+
+// TestDefaultClockFollowsFire: without a Clock the engine reads no system
+// clock; its time is the latest now given to Fire, so a slot armed after a
+// Fire at 5 s sends its first keep-alive one interval later.
+func TestDefaultClockFollowsFire(t *testing.T) {
+	e := New(nil)
+	out := &recorder{}
+	e.Fire(5*time.Second, out)
+	if err := e.Arm(1, snap4(), probeSpec()); err != nil {
+		t.Fatal(err)
+	}
+	next, ok := e.NextDeadline()
+	if want := 5*time.Second + probeSpec().Interval; !ok || next != want {
+		t.Fatalf("NextDeadline = %v, %v; want %v, true", next, ok, want)
+	}
+	e.Fire(3*time.Second, out) // time never goes back
+	if next2, _ := e.NextDeadline(); next2 != next {
+		t.Fatalf("NextDeadline moved to %v after an older Fire", next2)
+	}
+}

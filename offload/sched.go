@@ -134,15 +134,6 @@ func schedGrowPos(p []uint32, n int) []uint32 {
 	return q
 }
 
-func schedGrowItems(it []schedItem, n int) []schedItem {
-	if cap(it) >= n {
-		return it
-	}
-	q := make([]schedItem, len(it), n)
-	copy(q, it)
-	return q
-}
-
 // Schedule arms id to be due at due, sendable from due − tolerance on. It
 // replaces an existing entry of id (and withdraws id from the batch of a
 // running Fire). A negative tolerance counts as 0.
@@ -192,10 +183,10 @@ func (s *Scheduler) Cancel(id uint32) {
 // Next returns the earliest due time among the entries, and false when there
 // are none. The driver sleeps until then and calls Fire.
 func (s *Scheduler) Next() (time.Duration, bool) {
-	if len(s.due.items) == 0 {
+	if s.due.len() == 0 {
 		return 0, false
 	}
-	return time.Duration(s.due.items[0].key), true
+	return time.Duration(s.due.min().key), true
 }
 
 // Due returns the due time of id's entry, and false when id has none.
@@ -203,12 +194,12 @@ func (s *Scheduler) Due(id uint32) (time.Duration, bool) {
 	if int(id) >= len(s.due.pos) || s.due.pos[id] == 0 {
 		return 0, false
 	}
-	return time.Duration(s.due.items[s.due.pos[id]-1].key), true
+	return time.Duration(s.due.key(id)), true
 }
 
 // Len returns the number of entries (those of a running Fire's batch are
 // already removed).
-func (s *Scheduler) Len() int { return len(s.due.items) }
+func (s *Scheduler) Len() int { return s.due.len() }
 
 // Stats returns the counters.
 func (s *Scheduler) Stats() SchedStats { return s.stats }
@@ -222,11 +213,11 @@ func (s *Scheduler) Fire(now time.Duration, fn func(id uint32)) int {
 	if s.firing {
 		panic("offload: Scheduler.Fire called from its own callback")
 	}
-	if len(s.due.items) == 0 || s.due.items[0].key > int64(now) {
+	if s.due.len() == 0 || s.due.min().key > int64(now) {
 		return 0
 	}
 	s.batch = s.batch[:0]
-	for len(s.due.items) > 0 && s.due.items[0].key <= int64(now) {
+	for s.due.len() > 0 && s.due.min().key <= int64(now) {
 		it := s.due.popMin()
 		s.early.remove(it.id)
 		s.early.pos[it.id] = schedPending
@@ -240,7 +231,7 @@ func (s *Scheduler) Fire(now time.Duration, fn func(id uint32)) int {
 		}
 	}
 	nDue := len(s.batch)
-	for len(s.early.items) > 0 && s.early.items[0].key <= int64(now) {
+	for s.early.len() > 0 && s.early.min().key <= int64(now) {
 		it := s.early.popMin()
 		s.due.remove(it.id)
 		s.early.pos[it.id] = schedPending
@@ -279,8 +270,8 @@ func (s *Scheduler) endFire() {
 	s.firing = false
 }
 
-// schedItem is a heap element: 16 bytes, so a node's four children span one
-// 64-byte cache line.
+// schedItem is a heap element: 16 bytes, so four siblings fill one 64-byte
+// cache line.
 type schedItem struct {
 	key int64
 	id  uint32
@@ -290,77 +281,109 @@ func (a schedItem) less(b schedItem) bool {
 	return a.key < b.key || (a.key == b.key && a.id < b.id)
 }
 
+// heapRoot is the slot of the root in quadHeap.items. The three slots before
+// it are padding that aligns every group of four siblings (slots 4k … 4k+3)
+// to a 64-byte cache line, so a sift-down step touches one line, not two.
+const heapRoot = 3
+
 // quadHeap is an indexed 4-ary min-heap of ids ordered by (key, id). The
-// children of node i are 4i+1 … 4i+4. pos[id] is id's index + 1, or 0 when
-// id is absent (other values belong to the Scheduler).
+// node in slot p ≥ heapRoot has its children in slots 4p−8 … 4p−5 and its
+// parent in slot p/4+2. pos[id] is id's slot, or 0 when id is absent (other
+// values below heapRoot or above any slot belong to the Scheduler).
 type quadHeap struct {
-	items []schedItem
+	items []schedItem // items[:heapRoot] is padding
 	pos   []uint32
 }
 
+// len returns the number of entries.
+func (h *quadHeap) len() int { return max(len(h.items)-heapRoot, 0) }
+
+// min returns the root; the heap must not be empty.
+func (h *quadHeap) min() schedItem { return h.items[heapRoot] }
+
+// key returns the key of id, which must be present.
+func (h *quadHeap) key(id uint32) int64 { return h.items[h.pos[id]].key }
+
+// schedGrowItems returns items with room for n entries after the padding.
+func schedGrowItems(items []schedItem, n int) []schedItem {
+	if cap(items) >= n+heapRoot {
+		return items
+	}
+	// Large allocations start on a page, which keeps the sibling groups
+	// cache-line aligned.
+	q := make([]schedItem, max(len(items), heapRoot), n+heapRoot)
+	copy(q, items)
+	return q
+}
+
+// push adds id, which must be absent; the Scheduler has grown items to hold
+// every id, so it never reallocates.
 func (h *quadHeap) push(id uint32, key int64) {
+	if len(h.items) < heapRoot {
+		h.items = schedGrowItems(h.items, 1)
+	}
 	h.items = append(h.items, schedItem{key: key, id: id})
 	h.up(len(h.items) - 1)
 }
 
 func (h *quadHeap) popMin() schedItem {
-	it := h.items[0]
-	h.removeAt(0)
+	it := h.items[heapRoot]
+	h.removeAt(heapRoot)
 	return it
 }
 
 // remove removes id, which must be present.
-func (h *quadHeap) remove(id uint32) { h.removeAt(int(h.pos[id]) - 1) }
+func (h *quadHeap) remove(id uint32) { h.removeAt(int(h.pos[id])) }
 
-func (h *quadHeap) removeAt(i int) {
-	h.pos[h.items[i].id] = 0
+func (h *quadHeap) removeAt(p int) {
+	h.pos[h.items[p].id] = 0
 	last := len(h.items) - 1
-	if i == last {
+	if p == last {
 		h.items = h.items[:last]
 		return
 	}
-	h.items[i] = h.items[last]
+	h.items[p] = h.items[last]
 	h.items = h.items[:last]
-	h.fix(i)
+	h.fix(p)
 }
 
 // update changes the key of id, which must be present.
 func (h *quadHeap) update(id uint32, key int64) {
-	i := int(h.pos[id]) - 1
-	h.items[i].key = key
-	h.fix(i)
+	p := int(h.pos[id])
+	h.items[p].key = key
+	h.fix(p)
 }
 
-func (h *quadHeap) fix(i int) {
-	if i > 0 && h.items[i].less(h.items[(i-1)/4]) {
-		h.up(i)
+func (h *quadHeap) fix(p int) {
+	if p > heapRoot && h.items[p].less(h.items[p/4+2]) {
+		h.up(p)
 	} else {
-		h.down(i)
+		h.down(p)
 	}
 }
 
-func (h *quadHeap) up(i int) {
+func (h *quadHeap) up(p int) {
 	items := h.items
-	it := items[i]
-	for i > 0 {
-		p := (i - 1) / 4
-		if !it.less(items[p]) {
+	it := items[p]
+	for p > heapRoot {
+		q := p/4 + 2
+		if !it.less(items[q]) {
 			break
 		}
-		items[i] = items[p]
-		h.pos[items[i].id] = uint32(i + 1)
-		i = p
+		items[p] = items[q]
+		h.pos[items[p].id] = uint32(p)
+		p = q
 	}
-	items[i] = it
-	h.pos[it.id] = uint32(i + 1)
+	items[p] = it
+	h.pos[it.id] = uint32(p)
 }
 
-func (h *quadHeap) down(i int) {
+func (h *quadHeap) down(p int) {
 	items := h.items
 	n := len(items)
-	it := items[i]
+	it := items[p]
 	for {
-		c := 4*i + 1
+		c := 4*p - 8
 		if c >= n {
 			break
 		}
@@ -374,10 +397,10 @@ func (h *quadHeap) down(i int) {
 		if !items[m].less(it) {
 			break
 		}
-		items[i] = items[m]
-		h.pos[items[i].id] = uint32(i + 1)
-		i = m
+		items[p] = items[m]
+		h.pos[items[p].id] = uint32(p)
+		p = m
 	}
-	items[i] = it
-	h.pos[it.id] = uint32(i + 1)
+	items[p] = it
+	h.pos[it.id] = uint32(p)
 }

@@ -302,6 +302,9 @@ func (h *Host) disconnectLocked(ch *Channel, cause error) {
 		ch.frozen.Abort()
 		ch.frozen = nil
 	}
+	if ch.transport != nil {
+		gateOf(ch.transport).releaseIf()
+	}
 	ch.transport.Close()
 	res, err := h.pool.MarkDisconnected(ch.id, cause.Error())
 	if err == nil {
@@ -469,6 +472,9 @@ func (h *Host) closeChannelLocked(ch *Channel) {
 	if ch.frozen != nil {
 		ch.frozen.Abort()
 		ch.frozen = nil
+	}
+	if ch.transport != nil {
+		gateOf(ch.transport).releaseIf()
 	}
 	if ch.transport != nil {
 		ch.transport.Close()

@@ -70,20 +70,27 @@ func (h *Host) armLocked(ch *Channel) error {
 	if err != nil {
 		return fmt.Errorf("arm: %w", Idle(conn))
 	}
+	g := gateOf(ch.transport)
+	if g != nil {
+		g.hold()
+	}
 	fz, st, err := Freeze(conn)
 	if err != nil {
+		g.releaseIf()
 		return fmt.Errorf("arm: %w", err)
 	}
 	learned, _ := h.nic.Learned(st.Local, st.Remote)
 	snap, err := snapshotOf(st, learned, h.clock.Now())
 	if err != nil {
 		fz.Abort()
+		g.releaseIf()
 		return fmt.Errorf("arm: %w", err)
 	}
 	spec := h.specFor(ch)
 	slot, err := h.nic.Arm(snap, spec)
 	if err != nil {
 		fz.Abort()
+		g.releaseIf()
 		return fmt.Errorf("arm: %w", err)
 	}
 	ch.frozen, ch.slot, ch.lastSlot = fz, slot, slot
@@ -171,6 +178,7 @@ func (h *Host) handBackLocked() {
 		if err == nil {
 			err = fz.Thaw(rep.Books.Sent, rep.Books.Absorbed)
 		}
+		gateOf(ch.transport).releaseIf()
 		if err != nil {
 			h.stats.HandBackErrors++
 			h.log.Warn("hand back failed", "channel", ch.id, "err", err)

@@ -77,6 +77,7 @@ var ErrMessage = errors.New("bad message")
 // messages: Read returns one line without its newline, Write appends one.
 type Stream struct {
 	conn *net.TCPConn
+	g    *gateConn
 	br   *bufio.Reader
 	ka   []byte
 
@@ -98,8 +99,11 @@ func NewStream(conn *net.TCPConn, keepAlive []byte) (*Stream, error) {
 			return nil, fmt.Errorf("new stream: %w: keep-alive has a newline", ErrMessage)
 		}
 	}
-	return &Stream{conn: conn, br: bufio.NewReaderSize(conn, 4096), ka: keepAlive}, nil
+	g := &gateConn{TCPConn: conn}
+	return &Stream{conn: conn, g: g, br: bufio.NewReaderSize(g, 4096), ka: keepAlive}, nil
 }
+
+func (s *Stream) gate() *gateConn { return s.g }
 
 // Kind implements Transport.Kind.
 func (s *Stream) Kind() TransportKind { return KindStream }
@@ -158,6 +162,7 @@ func (s *Stream) Close() error { return s.conn.Close() }
 type WebSocket struct {
 	ws   *websocket.Conn
 	conn *net.TCPConn
+	g    *gateConn // nil unless dialled by DialWebSocket
 
 	wmu sync.Mutex
 
@@ -179,11 +184,15 @@ func NewWebSocket(ws *websocket.Conn) (*WebSocket, error) {
 	if ws == nil {
 		return nil, errors.New("new websocket: nil connection")
 	}
-	tc, ok := ws.NetConn().(*net.TCPConn)
-	if !ok {
-		return nil, fmt.Errorf("new websocket: underlying connection is %T, not a plain *net.TCPConn", ws.NetConn())
+	var t *WebSocket
+	switch c := ws.NetConn().(type) {
+	case *net.TCPConn:
+		t = &WebSocket{ws: ws, conn: c}
+	case *gateConn:
+		t = &WebSocket{ws: ws, conn: c.TCPConn, g: c}
+	default:
+		return nil, fmt.Errorf("new websocket: underlying connection is %T, not a plain *net.TCPConn", c)
 	}
-	t := &WebSocket{ws: ws, conn: tc}
 	ws.SetPingHandler(t.onPing)
 	ws.SetPongHandler(func(string) error {
 		t.mu.Lock()
@@ -211,6 +220,8 @@ func (t *WebSocket) onPing(payload string) error {
 	}
 	return err
 }
+
+func (t *WebSocket) gate() *gateConn { return t.g }
 
 // Kind implements Transport.Kind.
 func (t *WebSocket) Kind() TransportKind { return KindWebSocket }

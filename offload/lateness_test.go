@@ -22,7 +22,8 @@ type lateOutput struct {
 
 func (o *lateOutput) Send(frame []byte) {
 	now := o.base + time.Since(o.start)
-	i := int(frame[28])<<16 | int(frame[29])<<8 | (int(frame[34])<<8 | int(frame[35])) - 1024
+	port := int(frame[34])<<8 | int(frame[35])
+	i := int(frame[28])<<16 | int(frame[29])<<8 | (port - 1024)
 	o.late = append(o.late, now-o.dues[i])
 }
 
@@ -96,6 +97,9 @@ func BenchmarkEngineLateness(b *testing.B) {
 		batches = e.Stats().Sched.Batches - before
 		late := slices.Clone(out.late)
 		slices.Sort(late)
+		if len(late) != n {
+			b.Fatalf("sent %d keep-alives, want %d (one per slot)", len(late), n)
+		}
 		if late[0] < 0 {
 			b.Fatalf("a keep-alive left %v before its due time with tolerance 0", -late[0])
 		}

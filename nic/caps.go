@@ -26,8 +26,8 @@ const (
 	MaxNSOffloads     = 8
 	DefaultNSOffloads = 2
 
-	DefaultMaxFrame = 65536
-	MinMaxFrame     = 1514
+	DefaultMaxFrame = 9234 // 9216-byte jumbo frame + Ethernet header + two tags
+	MinMaxFrame     = 1518
 	MaxMaxFrame     = 1 << 18
 )
 
@@ -53,7 +53,9 @@ type Capabilities struct {
 	// neighbour solicitations for while asleep (2–8, default 2).
 	NSOffloads int
 	// MaxFrame is the largest frame the device moves, in bytes
-	// (1514–262144, default 65536, which covers GSO frames on veth).
+	// (1518–262144, default 9234: a 9216-byte jumbo frame with its
+	// Ethernet header and two VLAN tags). Port read buffers are this
+	// long; the lab turns GSO/GRO off so veth frames stay within the MTU.
 	MaxFrame int
 }
 

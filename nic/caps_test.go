@@ -13,7 +13,7 @@ func TestCapabilitiesNormalize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Capabilities{Slots: 8, WakePacketSave: 1514, PostWakeFrames: 1024, ARPOffloads: 8, NSOffloads: 2, MaxFrame: 65536}
+	want := Capabilities{Slots: 8, WakePacketSave: 1514, PostWakeFrames: 1024, ARPOffloads: 8, NSOffloads: 2, MaxFrame: 9234}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}

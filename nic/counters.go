@@ -59,7 +59,7 @@ const (
 	cD3ArpReplies
 	cD3NsReplies
 	cD3TxAnswers
-	cD3KeepalivesSent
+	cD3EngineTxFrames
 	cD3Wakes
 	cD3WakesPattern
 	cWakeEventsDropped
@@ -125,7 +125,7 @@ var counterNames = [numCounters]string{
 	cD3ArpReplies:           "d3_arp_replies",
 	cD3NsReplies:            "d3_ns_replies",
 	cD3TxAnswers:            "d3_tx_answers",
-	cD3KeepalivesSent:       "d3_keepalives_sent",
+	cD3EngineTxFrames:       "d3_engine_tx_frames",
 	cD3Wakes:                "d3_wakes",
 	cD3WakesPattern:         "d3_wakes_pattern",
 	cWakeEventsDropped:      "wake_events_dropped",
@@ -175,21 +175,15 @@ const (
 	sRxFrames slotCounterID = iota // wire frames that matched the slot
 	sRxAbsorbed
 	sRxDropped
-	sKeepalivesSent
-	sAnswersSent
-	sTxBytes
 	sWakes
 	numSlotCounters
 )
 
 var slotCounterNames = [numSlotCounters]string{
-	sRxFrames:       "rx_frames",
-	sRxAbsorbed:     "rx_absorbed",
-	sRxDropped:      "rx_dropped",
-	sKeepalivesSent: "keepalives_sent",
-	sAnswersSent:    "answers_sent",
-	sTxBytes:        "tx_bytes",
-	sWakes:          "wakes",
+	sRxFrames:   "rx_frames",
+	sRxAbsorbed: "rx_absorbed",
+	sRxDropped:  "rx_dropped",
+	sWakes:      "wakes",
 }
 
 type slotCounters [numSlotCounters]atomic.Uint64

@@ -90,8 +90,9 @@ func pad(dst []byte, n int) int {
 type nsStatus uint8
 
 const (
-	nsNotForUs nsStatus = iota // not an NS, or not for the host's addresses
-	nsInvalid                  // an NS for the host that fails RFC 4861 §7.1.1 validation
+	nsNotForUs    nsStatus = iota // not an NS, or not for the host's addresses
+	nsInvalid                     // an NS for the host that fails RFC 4861 §7.1.1 validation
+	nsBadChecksum                 // an NS for the host with a wrong ICMPv6 checksum
 	nsValid
 )
 
@@ -108,7 +109,7 @@ func (h *hostAddrs) checkNS(f *wp.Frame) nsStatus {
 		return nsInvalid
 	}
 	if wp.Fold(wp.Sum(icmp, wp.PseudoHeaderSum(wp.ProtoICMPv6, f.SrcIP, f.DstIP, len(icmp)))) != 0xffff {
-		return nsInvalid
+		return nsBadChecksum
 	}
 	if f.SrcIP.IsUnspecified() && !isSolicitedNode(f.DstIP, f.NDPTarget) {
 		return nsInvalid

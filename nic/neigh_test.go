@@ -156,7 +156,7 @@ func TestNSReply(t *testing.T) {
 			b := nsFrame(t, testPeer6, solicited, testHost6, 255, 0, 0)
 			b[14+40+2] ^= 0xff
 			return b
-		}(), nsInvalid},
+		}(), nsBadChecksum},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

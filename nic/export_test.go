@@ -1,0 +1,29 @@
+package nic
+
+import (
+	"runtime"
+	"time"
+)
+
+// CounterValue reads one device counter by name without allocating, for
+// allocation tests that wait on the datapath.
+func CounterValue(d *Device, name string) uint64 {
+	for i, n := range counterNames {
+		if n == name {
+			return d.cnt.get(counterID(i))
+		}
+	}
+	panic("no counter " + name)
+}
+
+// WaitCounter spins until the named counter reaches want or the deadline
+// passes; it allocates nothing.
+func WaitCounter(d *Device, name string, want uint64, deadline time.Time) bool {
+	for CounterValue(d, name) < want {
+		if time.Now().After(deadline) {
+			return false
+		}
+		runtime.Gosched()
+	}
+	return true
+}

@@ -1,0 +1,171 @@
+package nic_test
+
+import (
+	"bytes"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+
+	"github.com/standbynic/standbynic/nic"
+)
+
+// The per-frame path allocates nothing: each run below pushes one frame
+// through the device's goroutines and waits for its effect, and the
+// process-wide allocation count is measured over the run.
+
+func TestAllocsD0Forward(t *testing.T) {
+	r := newRig(t, func(c *nic.Config) { c.Batch = 8 })
+	if err := r.dev.Track(conn); err != nil { // learning on the path too
+		t.Fatal(err)
+	}
+	frame := [][]byte{tcpFrame(t, fromPeer(peerISN, hostISN, "data"))}
+	back := [][]byte{tcpFrame(t, fromHost(hostISN, peerISN+4, ""))}
+	pkts := make([]nic.Packet, 1)
+	pkts[0].Buf = make([]byte, 2048)
+	run := func() {
+		r.srv.WriteBatch(frame)
+		if n, err := r.host.ReadBatch(pkts); n != 1 || err != nil {
+			t.Fatalf("host read: %d, %v", n, err)
+		}
+		r.host.WriteBatch(back)
+		if n, err := r.srv.ReadBatch(pkts); n != 1 || err != nil {
+			t.Fatalf("srv read: %d, %v", n, err)
+		}
+	}
+	run()
+	if n := testing.AllocsPerRun(200, run); n != 0 {
+		t.Errorf("D0 forward both ways: %v allocations per frame pair, want 0", n)
+	}
+}
+
+func TestAllocsD3AbsorbAndDrop(t *testing.T) {
+	r := newRig(t, func(c *nic.Config) { c.NoPrefilter = true })
+	r.armAndSleep()
+	tests := []struct {
+		name    string
+		frame   []byte
+		counter string
+	}{
+		{"absorb", tcpFrame(t, fromPeer(peerISN, hostISN, "")), "d3_rx_absorbed"},
+		{"drop no match", udpFrame(t, 53, []byte("query")), "d3_rx_dropped_no_match"},
+		{"drop bad checksum", func() []byte { s := fromPeer(peerISN, hostISN, "x"); s.badCsum = true; return tcpFrame(t, s) }(), "d3_rx_dropped_bad_csum"},
+		{"arp reply", arpRequest(t, hostIP), "d3_arp_replies"},
+	}
+	pkts := make([]nic.Packet, 1)
+	pkts[0].Buf = make([]byte, 2048)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			frames := [][]byte{tt.frame}
+			want := nic.CounterValue(r.dev, tt.counter)
+			run := func() {
+				want++
+				r.srv.WriteBatch(frames)
+				if !nic.WaitCounter(r.dev, tt.counter, want, time.Now().Add(waitFor)) {
+					t.Fatalf("%s did not reach %d", tt.counter, want)
+				}
+				if tt.counter == "d3_arp_replies" {
+					if n, err := r.srv.ReadBatch(pkts); n != 1 || err != nil {
+						t.Fatalf("srv read: %d, %v", n, err)
+					}
+				}
+			}
+			run()
+			if n := testing.AllocsPerRun(200, run); n != 0 {
+				t.Errorf("D3 %s: %v allocations per frame, want 0", tt.name, n)
+			}
+		})
+	}
+	if n := r.host.Queued(); n != 0 {
+		t.Errorf("host got %d frames while asleep", n)
+	}
+}
+
+func TestFaultsOnWireDeterministic(t *testing.T) {
+	run := func(seed uint64) [][]byte {
+		r := newRig(t, func(c *nic.Config) {
+			c.Faults = nic.Faults{Seed: seed, Loss: 0.2, Duplicate: 0.2, Corrupt: 0.1}
+		})
+		var got [][]byte
+		for i := range 100 {
+			send(t, r.host, udpFrame(t, uint16(1000+i), []byte{byte(i)}))
+			r.waitCounter("host_rx_frames", uint64(i+1))
+		}
+		want := 100 - r.counter("fault_lost") + r.counter("fault_duplicated")
+		r.waitCounter("tx_frames", want)
+		for range want {
+			got = append(got, r.recv(r.srv))
+		}
+		if r.counter("fault_lost") == 0 || r.counter("fault_duplicated") == 0 || r.counter("fault_corrupted") == 0 {
+			t.Errorf("faults not injected: %v", nonZero(r.dev.Counters()))
+		}
+		return got
+	}
+	a, b, c := run(1), run(1), run(2)
+	if !equalFrames(a, b) {
+		t.Error("seed 1 gave different frames on two runs")
+	}
+	if equalFrames(a, c) {
+		t.Error("seeds 1 and 2 gave the same frames")
+	}
+}
+
+func equalFrames(a, b [][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !bytes.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func TestPcapWireAndWake(t *testing.T) {
+	var wire, wake bytes.Buffer
+	r := newRig(t, func(c *nic.Config) { c.WirePcap, c.WakePcap = &wire, &wake; c.Capabilities.WakePacketSave = 128 })
+	id := r.armAndSleep()
+	r.expectProbe(time.Second)
+	push := tcpFrame(t, fromPeer(peerISN, hostISN, string(bytes.Repeat([]byte{'p'}, 300))))
+	send(t, r.srv, push)
+	if ev := r.wake(); ev.Slot != id {
+		t.Fatalf("wake %+v", ev)
+	}
+	if err := r.dev.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.dev.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	read := func(name string, b *bytes.Buffer) [][]byte {
+		pr, err := pcapgo.NewReader(b)
+		if err != nil {
+			t.Fatalf("%s pcap: %v", name, err)
+		}
+		if pr.LinkType() != layers.LinkTypeEthernet {
+			t.Errorf("%s pcap link type %v", name, pr.LinkType())
+		}
+		var out [][]byte
+		for {
+			data, _, err := pr.ReadPacketData()
+			if err == io.EOF {
+				return out
+			}
+			if err != nil {
+				t.Fatalf("%s pcap: %v", name, err)
+			}
+			out = append(out, data)
+		}
+	}
+	w := read("wire", &wire)
+	if len(w) != 2 || decode(t, w[0]).Seq != hostISN-1 || !bytes.Equal(w[1], push) {
+		t.Errorf("wire pcap holds %d frames, want the probe then the push", len(w))
+	}
+	k := read("wake", &wake)
+	if len(k) != 1 || !bytes.Equal(k[0], push[:128]) {
+		t.Errorf("wake pcap holds %d frames, want the push cut to 128 bytes", len(k))
+	}
+}

@@ -39,9 +39,103 @@ func (f *Frame) Decode(b []byte, opt DecodeOptions) Status {
 	if len(b) > MaxFrameLen {
 		b = b[:MaxFrameLen]
 	}
+	if !opt.VerifyChecksums && f.decodeFast(b) {
+		return OK
+	}
+	return f.decodeGeneral(b, opt)
+}
+
+// decodeGeneral is Decode without the fast path: every layer, every
+// check.
+func (f *Frame) decodeGeneral(b []byte, opt DecodeOptions) Status {
 	*f = Frame{Raw: b, WScale: -1}
 	f.Status = f.decode(b, opt)
 	return f.Status
+}
+
+// fastMinLen is the shortest frame decodeFast takes: Ethernet, IPv4 and
+// TCP headers without options.
+const fastMinLen = EthernetLen + IPv4MinLen + TCPMinLen
+
+// tcpOptsNOPNOPTS is the first word of the usual options of an established
+// segment: NOP, NOP, timestamps (kind 8, length 10).
+const tcpOptsNOPNOPTS = 0x0101080a
+
+// decodeFast decodes, in one pass with a few bounds checks, the shape of
+// almost every segment of an established connection: Ethernet with at
+// most one 802.1Q/802.1ad tag, IPv4 without options and not fragmented,
+// TCP without options or with exactly NOP, NOP, timestamps. It fills f as
+// decode would (Status OK) and returns true; for any other frame, or one
+// that is short or malformed, it writes nothing and returns false, and
+// Decode takes the general path.
+func (f *Frame) decodeFast(b []byte) bool {
+	if len(b) < fastMinLen {
+		return false
+	}
+	eth := (*[EthernetLen + VLANTagLen]byte)(b[:fastMinLen])
+	off := EthernetLen
+	var numVLAN uint8
+	var vid uint16
+	et := binary.BigEndian.Uint16(eth[EthernetTypeOff:])
+	if et == EtherTypeVLAN || et == EtherTypeQinQ {
+		tag := binary.BigEndian.Uint32(eth[EthernetLen:])
+		numVLAN, vid, et = 1, uint16(tag>>16)&0x0fff, uint16(tag)
+		off += VLANTagLen
+	}
+	if et != EtherTypeIPv4 || len(b)-off < IPv4MinLen+TCPMinLen {
+		return false
+	}
+	h := (*[IPv4MinLen + TCPMinLen]byte)(b[off:])
+	if h[IPv4VersionIHLOff] != 0x45 || h[IPv4ProtoOff] != ProtoTCP ||
+		binary.BigEndian.Uint16(h[IPv4FlagsFragOff:])&(IPv4FlagMF|ipv4FragOffMask) != 0 {
+		return false
+	}
+	tl := int(binary.BigEndian.Uint16(h[IPv4TotalLenOff:]))
+	thl := int(h[IPv4MinLen+TCPDataOffOff]>>4) * 4
+	if (thl != TCPMinLen && thl != TCPMinLen+12) || tl < IPv4MinLen+thl || len(b)-off < tl {
+		return false
+	}
+	var tsval, tsecr uint32
+	hasTS := thl > TCPMinLen
+	if hasTS {
+		o := (*[12]byte)(b[off+IPv4MinLen+TCPMinLen:])
+		if binary.BigEndian.Uint32(o[:]) != tcpOptsNOPNOPTS {
+			return false
+		}
+		tsval = binary.BigEndian.Uint32(o[4:])
+		tsecr = binary.BigEndian.Uint32(o[8:])
+	}
+	*f = Frame{Raw: b, WScale: -1} // in place: a third field makes the compiler build a copy
+	f.Status = OK
+	f.Dst = [6]byte(eth[EthernetDstOff:])
+	f.Src = [6]byte(eth[EthernetSrcOff:])
+	f.NumVLAN = numVLAN
+	f.VLAN[0] = vid
+	f.EtherType = EtherTypeIPv4
+	f.L3Off = uint16(off)
+	f.SrcIP = netip.AddrFrom4([4]byte(h[IPv4SrcOff:]))
+	f.DstIP = netip.AddrFrom4([4]byte(h[IPv4DstOff:]))
+	f.IPProto = ProtoTCP
+	f.TTL = h[IPv4TTLOff]
+	f.TOS = h[IPv4TOSOff]
+	l4 := off + IPv4MinLen
+	f.L4Off = uint16(l4)
+	f.L4End = uint16(off + tl)
+	t := (*[TCPMinLen]byte)(h[IPv4MinLen:])
+	f.SrcPort = binary.BigEndian.Uint16(t[TCPSrcPortOff:])
+	f.DstPort = binary.BigEndian.Uint16(t[TCPDstPortOff:])
+	f.Seq = binary.BigEndian.Uint32(t[TCPSeqOff:])
+	f.Ack = binary.BigEndian.Uint32(t[TCPAckOff:])
+	f.TCPFlags = t[TCPFlagsOff]
+	f.Window = binary.BigEndian.Uint16(t[TCPWindowOff:])
+	if hasTS {
+		f.HasTS = true
+		f.TSval, f.TSecr = tsval, tsecr
+		f.TSOff = uint16(l4 + TCPMinLen + 4)
+	}
+	f.PayloadOff = uint16(l4 + thl)
+	f.PayloadLen = uint16(tl - IPv4MinLen - thl)
+	return true
 }
 
 func (f *Frame) decode(b []byte, opt DecodeOptions) Status {

@@ -31,6 +31,8 @@ type Matcher struct {
 
 	magic     []magicEntry // by rank
 	magicBest uint64
+
+	othersBest uint64 // min(synBest, bitmap.best, magicBest)
 }
 
 type synEntry struct {
@@ -60,6 +62,7 @@ func Compile(patterns []Pattern, caps Capabilities) (*Matcher, error) {
 	}
 	var bitmaps []*Bitmap
 	var bitmapRanks []uint64
+	var n4, n6 int
 	for i := range patterns {
 		p := patterns[i]
 		p.Bitmap.Bytes = bytes.Clone(p.Bitmap.Bytes)
@@ -67,11 +70,16 @@ func Compile(patterns []Pattern, caps Capabilities) (*Matcher, error) {
 		p.Magic.Password = bytes.Clone(p.Magic.Password)
 		m.patterns[i] = p
 		if p.Kind == KindTCPConn {
-			m.nConn++
+			if p.Conn.Local.Addr().Is4() {
+				n4++
+			} else {
+				n6++
+			}
 		}
 	}
+	m.nConn = n4 + n6
 	if m.nConn > 0 {
-		m.conn = newConnTable(m.nConn, len(patterns), rand.Uint64())
+		m.conn = newConnTable(n4, n6, rand.Uint64())
 	}
 	for i := range m.patterns {
 		p := &m.patterns[i]
@@ -105,6 +113,7 @@ func Compile(patterns []Pattern, caps Capabilities) (*Matcher, error) {
 	sort.Slice(m.syn, func(i, j int) bool { return m.syn[i].rank < m.syn[j].rank })
 	sort.Slice(m.magic, func(i, j int) bool { return m.magic[i].rank < m.magic[j].rank })
 	m.bitmap = newBitmapSet(bitmaps, bitmapRanks)
+	m.othersBest = min(m.synBest, m.bitmap.best, m.magicBest)
 	return m, nil
 }
 
@@ -151,22 +160,47 @@ func (m *Matcher) Patterns() []Pattern {
 func (m *Matcher) Match(f *Frame, r *Result) bool {
 	best := noRank
 	segment := false // the best match is a connection or SYN pattern
-	if f.IsTCP() {
-		if m.nConn > 0 {
-			if i, prio := m.conn.lookupFrame(f); i >= 0 {
-				best, segment = rank(prio, i), true
-			}
+	tcp := f.IsTCP()
+	if tcp && m.nConn > 0 {
+		if i, prio := m.conn.lookupFrame(f); i >= 0 {
+			best, segment = rank(prio, i), true
 		}
-		if m.synBest < best && f.TCPFlags&(TCPFlagSYN|TCPFlagACK) == TCPFlagSYN {
-			for i := range m.syn {
-				e := &m.syn[i]
-				if e.rank >= best {
-					break
-				}
-				if e.matches(f) {
-					best, segment = e.rank, true
-					break
-				}
+	}
+	if m.othersBest < best {
+		best, segment = m.matchOthers(f, tcp, best, segment)
+	}
+	if best == noRank {
+		*r = Result{}
+		return false
+	}
+	// Field by field: a composite literal would be built on the stack and
+	// copied.
+	i := int(uint32(best))
+	r.Pattern = &m.patterns[i]
+	r.Index = i
+	if !segment {
+		r.Class, r.Seq, r.Ack, r.SeqOff, r.AckOff, r.PayloadOff, r.PayloadLen = 0, 0, 0, 0, 0, 0, 0
+		return true
+	}
+	r.Class = classify(f)
+	r.Seq, r.Ack = f.Seq, f.Ack
+	r.SeqOff, r.AckOff = f.L4Off+TCPSeqOff, f.L4Off+TCPAckOff
+	r.PayloadOff, r.PayloadLen = f.PayloadOff, f.PayloadLen
+	return true
+}
+
+// matchOthers looks for a SYN (tcp: f IsTCP), bitmap or magic pattern
+// that matches f and ranks better than best.
+func (m *Matcher) matchOthers(f *Frame, tcp bool, best uint64, segment bool) (uint64, bool) {
+	if tcp && m.synBest < best && f.TCPFlags&(TCPFlagSYN|TCPFlagACK) == TCPFlagSYN {
+		for i := range m.syn {
+			e := &m.syn[i]
+			if e.rank >= best {
+				break
+			}
+			if e.matches(f) {
+				best, segment = e.rank, true
+				break
 			}
 		}
 	}
@@ -187,27 +221,7 @@ func (m *Matcher) Match(f *Frame, r *Result) bool {
 			}
 		}
 	}
-	if best == noRank {
-		*r = Result{}
-		return false
-	}
-	i := int(uint32(best))
-	if !segment {
-		*r = Result{Pattern: &m.patterns[i], Index: i}
-		return true
-	}
-	*r = Result{
-		Pattern:    &m.patterns[i],
-		Index:      i,
-		Class:      classify(f),
-		Seq:        f.Seq,
-		Ack:        f.Ack,
-		SeqOff:     f.L4Off + TCPSeqOff,
-		AckOff:     f.L4Off + TCPAckOff,
-		PayloadOff: f.PayloadOff,
-		PayloadLen: f.PayloadLen,
-	}
-	return true
+	return best, segment
 }
 
 // MatchFrame decodes b into f (without checksum verification) and

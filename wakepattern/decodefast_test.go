@@ -1,0 +1,163 @@
+package wakepattern
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/gopacket/layers"
+)
+
+// fxPoison is a Frame full of values no decode produces, so a test sees
+// which fields a decoder wrote (or left alone).
+func fxPoison() Frame {
+	return Frame{
+		Raw: []byte{0xde, 0xad}, Status: numStatus, Dst: [6]byte{1}, Src: [6]byte{2},
+		NumVLAN: 9, VLAN: [MaxVLANTags]uint16{4095, 4095}, EtherType: 1, L3Off: 999,
+		ARPOp: 7, ARPSenderHW: [6]byte{3}, ARPTargetHW: [6]byte{4},
+		SrcIP: netip.MustParseAddr("::1"), DstIP: netip.MustParseAddr("::2"),
+		IPProto: 99, TTL: 1, TOS: 2, Fragment: true, FragOff: 8, L4Off: 998, L4End: 997,
+		SrcPort: 1, DstPort: 2, Seq: 3, Ack: 4, TCPFlags: 0xff, Window: 5, MSS: 6, WScale: 7,
+		SACKPermitted: true, HasTS: true, TSval: 8, TSecr: 9, TSOff: 10, PayloadOff: 11, PayloadLen: 12,
+		ICMPType: 13, NDPTarget: netip.MustParseAddr("::3"),
+	}
+}
+
+// checkDecodeFast decodes b with the fast path into a poisoned Frame and
+// with the general path into another, and fails unless the fast path
+// either declined without writing anything or produced exactly what the
+// general path produces. It returns whether the fast path took the frame.
+func checkDecodeFast(t testing.TB, b []byte) bool {
+	t.Helper()
+	if len(b) > MaxFrameLen {
+		b = b[:MaxFrameLen]
+	}
+	fast := fxPoison()
+	took := fast.decodeFast(b)
+	if !took {
+		if diff := cmp.Diff(fxPoison(), fast, fxFrameCmp...); diff != "" || len(fast.Raw) != 2 {
+			t.Fatalf("decodeFast declined but wrote the frame (-before +after):\n%s", diff)
+		}
+		return false
+	}
+	general := fxPoison()
+	st := general.decodeGeneral(b, DecodeOptions{})
+	if st != OK {
+		t.Fatalf("decodeFast took a frame the general decoder reports %v", st)
+	}
+	if diff := cmp.Diff(general, fast, fxFrameCmp...); diff != "" {
+		t.Fatalf("decodeFast disagrees with the general decoder (-general +fast):\n%s", diff)
+	}
+	if len(fast.Raw) != len(b) || (len(b) > 0 && &fast.Raw[0] != &b[0]) {
+		t.Fatalf("decodeFast Raw is not the frame")
+	}
+	return true
+}
+
+// TestDecodeFast: the fast path takes the usual segment shapes, declines
+// every other one, and agrees field by field with the general decoder.
+func TestDecodeFast(t *testing.T) {
+	seg := fxSeg{src: fxPeer4, dst: fxHost4, seq: 0x01020304, ack: 0xa0b0c0d0, flags: TCPFlagACK,
+		window: 0xfedc, tos: 0x28, ttl: 57, opts: fxTSOpts(0x11223344, 0x55667788)}
+	with := func(f func(*fxSeg)) fxSeg { s := seg; f(&s); return s }
+	patch := func(s fxSeg, f func(b []byte)) func(testing.TB) []byte {
+		return func(t testing.TB) []byte { b := fxTCP(t, s); f(b); return b }
+	}
+	frame := func(s fxSeg) func(testing.TB) []byte { return patch(s, func([]byte) {}) }
+	const l3, l4 = EthernetLen, EthernetLen + IPv4MinLen
+	tests := []struct {
+		name  string
+		frame func(testing.TB) []byte
+		take  bool
+	}{
+		{"ack with timestamps", frame(seg), true},
+		{"ack without options", frame(with(func(s *fxSeg) { s.opts = nil })), true},
+		{"data", frame(with(func(s *fxSeg) { s.payload = []byte("keep-alive payload"); s.flags |= TCPFlagPSH })), true},
+		{"data without options", frame(with(func(s *fxSeg) { s.opts, s.payload = nil, []byte{1} })), true},
+		{"fin rst syn flags", frame(with(func(s *fxSeg) { s.flags = 0xff })), true},
+		{"ethernet padding", frame(with(func(s *fxSeg) { s.opts, s.pad = nil, 60 })), true},
+		{"ethernet padding after timestamps", frame(with(func(s *fxSeg) { s.pad = 200 })), true},
+		{"one 802.1Q tag", frame(with(func(s *fxSeg) { s.vlans = []uint16{100} })), true},
+		{"one tag with priority bits", patch(with(func(s *fxSeg) { s.vlans = []uint16{4094} }), func(b []byte) { b[l3] |= 0xe0 | 0x10 }), true},
+		{"one 802.1ad tag", patch(with(func(s *fxSeg) { s.vlans = []uint16{7} }), func(b []byte) {
+			binary.BigEndian.PutUint16(b[EthernetTypeOff:], EtherTypeQinQ)
+		}), true},
+		{"DF set", patch(seg, func(b []byte) { b[l3+IPv4FlagsFragOff] |= 0x40; fxRefitIPv4(b, l3) }), true},
+
+		{"two tags", frame(with(func(s *fxSeg) { s.vlans = []uint16{100, 7} })), false},
+		{"syn options", frame(with(func(s *fxSeg) { s.flags, s.opts = TCPFlagSYN, fxSYNOpts(1, 0) })), false},
+		{"timestamps then nops", frame(with(func(s *fxSeg) {
+			o := fxTSOpts(1, 2)
+			s.opts = []layers.TCPOption{o[2], o[0], o[1]}
+		})), false},
+		{"ipv4 options", frame(with(func(s *fxSeg) {
+			s.ipOptions = []layers.IPv4Option{{OptionType: 1}, {OptionType: 1}, {OptionType: 1}, {OptionType: 0}}
+		})), false},
+		{"first fragment", frame(with(func(s *fxSeg) { s.fragMF = true })), false},
+		{"later fragment", frame(with(func(s *fxSeg) { s.fragOff = 3 })), false},
+		{"ipv6", frame(with(func(s *fxSeg) { s.src, s.dst = fxPeer6, fxHost6 })), false},
+		{"udp", func(t testing.TB) []byte { return fxUDP(t, fxPeer4, fxHost4, []byte("x")) }, false},
+		{"arp", func(t testing.TB) []byte { return fxARP(t, nil, fxIP4Host) }, false},
+		{"ip version 6 in ipv4", patch(seg, func(b []byte) { b[l3] = 0x65 }), false},
+		{"truncated", func(t testing.TB) []byte { return fxTCP(t, seg)[:l4+TCPMinLen+8] }, false},
+		{"total length past the frame", patch(seg, func(b []byte) {
+			binary.BigEndian.PutUint16(b[l3+IPv4TotalLenOff:], uint16(len(b)-l3+1))
+		}), false},
+		{"total length below the tcp header", patch(seg, func(b []byte) {
+			binary.BigEndian.PutUint16(b[l3+IPv4TotalLenOff:], IPv4MinLen+TCPMinLen+4)
+		}), false},
+		{"total length below the ip header", patch(seg, func(b []byte) {
+			binary.BigEndian.PutUint16(b[l3+IPv4TotalLenOff:], 3)
+		}), false},
+		{"tcp data offset 4", patch(seg, func(b []byte) { b[l4+TCPDataOffOff] = 4 << 4 }), false},
+		{"tcp data offset 6", patch(seg, func(b []byte) { b[l4+TCPDataOffOff] = 6 << 4 }), false},
+		{"tcp header past the ip packet", patch(with(func(s *fxSeg) { s.opts = nil }), func(b []byte) {
+			b[l4+TCPDataOffOff] = 8 << 4
+		}), false},
+		{"short frame", func(testing.TB) []byte { return make([]byte, fastMinLen-1) }, false},
+		{"empty", func(testing.TB) []byte { return nil }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := tt.frame(t)
+			if got := checkDecodeFast(t, b); got != tt.take {
+				t.Fatalf("decodeFast took the frame: %v, want %v", got, tt.take)
+			}
+			// Decode (the entry point) agrees with the general path too.
+			var f, g Frame
+			if st, want := f.Decode(b, DecodeOptions{}), g.decodeGeneral(b, DecodeOptions{}); st != want {
+				t.Fatalf("Decode = %v, general path %v", st, want)
+			}
+			if diff := cmp.Diff(g, f, fxFrameCmp...); diff != "" {
+				t.Fatalf("Decode (-general +Decode):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestDecodeFastAllocs: the fast path allocates nothing.
+func TestDecodeFastAllocs(t *testing.T) {
+	b := fxTCP(t, fxSeg{src: fxPeer4, dst: fxHost4, vlans: []uint16{5}, flags: TCPFlagACK, opts: fxTSOpts(1, 2)})
+	var f Frame
+	if n := testing.AllocsPerRun(100, func() {
+		if !f.decodeFast(b) {
+			t.Fatal("fast path declined")
+		}
+	}); n != 0 {
+		t.Fatalf("decodeFast allocates %v times per frame", n)
+	}
+}
+
+// FuzzDecodeFast: on any input the fast path either declines without
+// writing or agrees exactly with the general decoder.
+func FuzzDecodeFast(f *testing.F) {
+	for _, b := range fxSeedFrames(f) {
+		f.Add(b)
+	}
+	f.Add(fxTCP(f, fxSeg{src: fxPeer4, dst: fxHost4, flags: TCPFlagACK}))
+	f.Add(fxTCP(f, fxSeg{src: fxPeer4, dst: fxHost4, flags: TCPFlagACK, opts: fxTSOpts(7, 8), pad: 120}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		checkDecodeFast(t, b)
+	})
+}

@@ -287,12 +287,7 @@ func (d *Device) attachPrefilter(t *d3Table) error {
 	if d.noBPF {
 		return nil
 	}
-	prog, err := wp.CompileBPFRaw(t.patterns, wp.BPFOptions{
-		AcceptARPFor:     d.addrs.v4,
-		AcceptNSFor:      d.addrs.v6,
-		KernelStripsVLAN: true,
-		SnapLen:          uint32(d.caps.MaxFrame),
-	})
+	prog, err := d.prefilter(t.patterns)
 	if err != nil {
 		return fmt.Errorf("compile prefilter: %w", err)
 	}

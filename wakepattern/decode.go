@@ -39,8 +39,10 @@ func (f *Frame) Decode(b []byte, opt DecodeOptions) Status {
 	if len(b) > MaxFrameLen {
 		b = b[:MaxFrameLen]
 	}
-	if !opt.VerifyChecksums && f.decodeFast(b) {
-		return OK
+	if !opt.VerifyChecksums {
+		if _, _, ok := f.decodeFast(b); ok {
+			return OK
+		}
 	}
 	return f.decodeGeneral(b, opt)
 }
@@ -65,12 +67,14 @@ const tcpOptsNOPNOPTS = 0x0101080a
 // almost every segment of an established connection: Ethernet with at
 // most one 802.1Q/802.1ad tag, IPv4 without options and not fragmented,
 // TCP without options or with exactly NOP, NOP, timestamps. It fills f as
-// decode would (Status OK) and returns true; for any other frame, or one
-// that is short or malformed, it writes nothing and returns false, and
-// Decode takes the general path.
-func (f *Frame) decodeFast(b []byte) bool {
+// decode would (Status OK) and returns true with the segment's IPv4
+// connection key (a, e; see connKey), which a Matcher looks up without
+// reading the frame again. For any other frame, or one that is short or
+// malformed, it writes nothing and returns false, and Decode takes the
+// general path.
+func (f *Frame) decodeFast(b []byte) (a, e uint64, ok bool) {
 	if len(b) < fastMinLen {
-		return false
+		return 0, 0, false
 	}
 	eth := (*[EthernetLen + VLANTagLen]byte)(b[:fastMinLen])
 	off := EthernetLen
@@ -83,24 +87,24 @@ func (f *Frame) decodeFast(b []byte) bool {
 		off += VLANTagLen
 	}
 	if et != EtherTypeIPv4 || len(b)-off < IPv4MinLen+TCPMinLen {
-		return false
+		return 0, 0, false
 	}
 	h := (*[IPv4MinLen + TCPMinLen]byte)(b[off:])
 	if h[IPv4VersionIHLOff] != 0x45 || h[IPv4ProtoOff] != ProtoTCP ||
 		binary.BigEndian.Uint16(h[IPv4FlagsFragOff:])&(IPv4FlagMF|ipv4FragOffMask) != 0 {
-		return false
+		return 0, 0, false
 	}
 	tl := int(binary.BigEndian.Uint16(h[IPv4TotalLenOff:]))
 	thl := int(h[IPv4MinLen+TCPDataOffOff]>>4) * 4
 	if (thl != TCPMinLen && thl != TCPMinLen+12) || tl < IPv4MinLen+thl || len(b)-off < tl {
-		return false
+		return 0, 0, false
 	}
 	var tsval, tsecr uint32
 	hasTS := thl > TCPMinLen
 	if hasTS {
 		o := (*[12]byte)(b[off+IPv4MinLen+TCPMinLen:])
 		if binary.BigEndian.Uint32(o[:]) != tcpOptsNOPNOPTS {
-			return false
+			return 0, 0, false
 		}
 		tsval = binary.BigEndian.Uint32(o[4:])
 		tsecr = binary.BigEndian.Uint32(o[8:])
@@ -135,7 +139,10 @@ func (f *Frame) decodeFast(b []byte) bool {
 	}
 	f.PayloadOff = uint16(l4 + thl)
 	f.PayloadLen = uint16(tl - IPv4MinLen - thl)
-	return true
+	// Source and destination are adjacent: one load is remote<<32 | local.
+	a = binary.BigEndian.Uint64(h[IPv4SrcOff:])
+	e = uint64(binary.BigEndian.Uint32(t[TCPSrcPortOff:]))<<32 | uint64(vid)<<16 | 4
+	return a, e, true
 }
 
 func (f *Frame) decode(b []byte, opt DecodeOptions) Status {

@@ -34,7 +34,7 @@ func checkDecodeFast(t testing.TB, b []byte) bool {
 		b = b[:MaxFrameLen]
 	}
 	fast := fxPoison()
-	took := fast.decodeFast(b)
+	_, _, took := fast.decodeFast(b)
 	if !took {
 		if diff := cmp.Diff(fxPoison(), fast, fxFrameCmp...); diff != "" || len(fast.Raw) != 2 {
 			t.Fatalf("decodeFast declined but wrote the frame (-before +after):\n%s", diff)
@@ -141,7 +141,7 @@ func TestDecodeFastAllocs(t *testing.T) {
 	b := fxTCP(t, fxSeg{src: fxPeer4, dst: fxHost4, vlans: []uint16{5}, flags: TCPFlagACK, opts: fxTSOpts(1, 2)})
 	var f Frame
 	if n := testing.AllocsPerRun(100, func() {
-		if !f.decodeFast(b) {
+		if _, _, ok := f.decodeFast(b); !ok {
 			t.Fatal("fast path declined")
 		}
 	}); n != 0 {
@@ -159,5 +159,111 @@ func FuzzDecodeFast(f *testing.F) {
 	f.Add(fxTCP(f, fxSeg{src: fxPeer4, dst: fxHost4, flags: TCPFlagACK, opts: fxTSOpts(7, 8), pad: 120}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkDecodeFast(t, b)
+	})
+}
+
+// fxFastMatchPatterns are connection patterns for the frames of
+// TestMatchFrameFast and the fuzz seeds (untagged, VLAN 100, VLAN 4094,
+// IPv6), plus a SYN wildcard and a bitmap that overlaps them, so MatchFrame's
+// shortcut meets every way Match can end.
+func fxFastMatchPatterns() []Pattern {
+	ps := fxPatterns()
+	return append(ps,
+		Pattern{ID: 101, Kind: KindTCPConn, Conn: TCPConn{Local: fxHost4, Remote: fxPeer4, VLAN: 4094}},
+		Pattern{ID: 102, Kind: KindTCPConn, Conn: TCPConn{Local: netip.AddrPortFrom(fxIP4Host, 22), Remote: fxPeer4}},
+		// TCP destination port 22 (offset 36 untagged), higher priority
+		// than the connections.
+		Pattern{ID: 103, Priority: 9, Kind: KindBitmap, Bitmap: Bitmap{Offset: 36, Bytes: []byte{0, 22}, Mask: []byte{0x03}}},
+	)
+}
+
+// checkMatchFrame fails unless MatchFrame(b) gives the same Frame and
+// Result as Decode then Match.
+func checkMatchFrame(t testing.TB, m *Matcher, b []byte) {
+	t.Helper()
+	var f1, f2 Frame
+	var r1, r2 Result
+	ok1 := m.MatchFrame(b, &f1, &r1)
+	f2.Decode(b, DecodeOptions{})
+	ok2 := m.Match(&f2, &r2)
+	if diff := cmp.Diff(f2, f1, fxFrameCmp...); diff != "" {
+		t.Fatalf("MatchFrame decoded differently from Decode (-Decode +MatchFrame):\n%s", diff)
+	}
+	if diff := cmp.Diff(summarize(ok2, &r2), summarize(ok1, &r1)); diff != "" || r1.Pattern != r2.Pattern {
+		t.Fatalf("MatchFrame differs from Decode+Match (-Match +MatchFrame):\n%s", diff)
+	}
+}
+
+// TestMatchFrameFast: MatchFrame, which looks up the key the fast decode
+// path returns, agrees with Decode+Match, which reads it from the frame.
+func TestMatchFrameFast(t *testing.T) {
+	m, err := Compile(fxFastMatchPatterns(), DefaultCapabilities())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack := fxSeg{src: fxPeer4, dst: fxHost4, seq: 5, ack: 6, flags: TCPFlagACK, opts: fxTSOpts(1, 2)}
+	with := func(f func(*fxSeg)) fxSeg { s := ack; f(&s); return s }
+	tests := []struct {
+		name  string
+		seg   fxSeg
+		want  uint32 // pattern ID; 0: no match
+		patch func([]byte)
+	}{
+		{name: "untagged", seg: ack, want: 1},
+		{name: "vlan 100", seg: with(func(s *fxSeg) { s.vlans = []uint16{100} }), want: 2},
+		{name: "vlan 4094", seg: with(func(s *fxSeg) { s.vlans = []uint16{4094} }), want: 101},
+		{name: "vlan 5: no pattern", seg: with(func(s *fxSeg) { s.vlans = []uint16{5} })},
+		{name: "priority tag is vlan 0", seg: with(func(s *fxSeg) { s.vlans = []uint16{0} }), want: 1},
+		{name: "802.1ad tag", seg: with(func(s *fxSeg) { s.vlans = []uint16{100} }), want: 2, patch: func(b []byte) {
+			binary.BigEndian.PutUint16(b[EthernetTypeOff:], EtherTypeQinQ)
+		}},
+		{name: "reverse direction", seg: with(func(s *fxSeg) { s.src, s.dst = fxHost4, fxPeer4 })},
+		{name: "other remote port", seg: with(func(s *fxSeg) { s.src = netip.AddrPortFrom(fxIP4Peer, 444) })},
+		{name: "data without options", seg: with(func(s *fxSeg) { s.opts, s.payload = nil, []byte("x") }), want: 1},
+		{name: "rst", seg: with(func(s *fxSeg) { s.flags = TCPFlagRST }), want: 1},
+		{name: "bitmap outranks the connection", seg: with(func(s *fxSeg) { s.dst = netip.AddrPortFrom(fxIP4Host, 22) }), want: 103},
+		{name: "syn to port 22: bitmap", seg: with(func(s *fxSeg) {
+			s.dst, s.flags, s.opts = netip.AddrPortFrom(fxIP4Host, 22), TCPFlagSYN, nil
+		}), want: 103},
+		{name: "syn to port 80", seg: with(func(s *fxSeg) {
+			s.dst, s.flags, s.opts = netip.AddrPortFrom(fxIP4Host, 80), TCPFlagSYN, nil
+		}), want: 9},
+		{name: "general path: ipv6", seg: with(func(s *fxSeg) { s.src, s.dst = fxPeer6, fxHost6 }), want: 3},
+		{name: "general path: syn options", seg: with(func(s *fxSeg) { s.opts = fxSYNOpts(1, 2) }), want: 1},
+		{name: "general path: fragment", seg: with(func(s *fxSeg) { s.fragMF = true })},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := fxTCP(t, tt.seg)
+			if tt.patch != nil {
+				tt.patch(b)
+			}
+			checkMatchFrame(t, m, b)
+			var f Frame
+			var r Result
+			var got uint32
+			if m.MatchFrame(b, &f, &r) {
+				got = r.Pattern.ID
+			}
+			if got != tt.want {
+				t.Fatalf("matched pattern %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzMatchFrameFast: on any input MatchFrame agrees with Decode+Match.
+func FuzzMatchFrameFast(f *testing.F) {
+	for _, b := range fxSeedFrames(f) {
+		f.Add(b)
+	}
+	f.Add(fxTCP(f, fxSeg{src: fxPeer4, dst: fxHost4, vlans: []uint16{4094}, flags: TCPFlagACK, opts: fxTSOpts(1, 2)}))
+	f.Add(fxTCP(f, fxSeg{src: fxPeer4, dst: netip.AddrPortFrom(fxIP4Host, 22), flags: TCPFlagACK}))
+	m, err := Compile(fxFastMatchPatterns(), DefaultCapabilities())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		checkMatchFrame(t, m, b)
 	})
 }

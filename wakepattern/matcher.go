@@ -158,13 +158,21 @@ func (m *Matcher) Patterns() []Pattern {
 // For connection and SYN patterns r also carries the segment's class and
 // the seq/ack/payload fields and offsets.
 func (m *Matcher) Match(f *Frame, r *Result) bool {
-	best := noRank
-	segment := false // the best match is a connection or SYN pattern
+	i, prio := -1, uint8(0)
 	tcp := f.IsTCP()
 	if tcp && m.nConn > 0 {
-		if i, prio := m.conn.lookupFrame(f); i >= 0 {
-			best, segment = rank(prio, i), true
-		}
+		i, prio = m.conn.lookupFrame(f)
+	}
+	return m.finish(f, tcp, i, prio, r)
+}
+
+// finish completes Match given the connection lookup: pattern index i
+// (-1: none) with priority prio; tcp is f.IsTCP().
+func (m *Matcher) finish(f *Frame, tcp bool, i int, prio uint8, r *Result) bool {
+	best := noRank
+	segment := false // the best match is a connection or SYN pattern
+	if i >= 0 {
+		best, segment = rank(prio, i), true
 	}
 	if m.othersBest < best {
 		best, segment = m.matchOthers(f, tcp, best, segment)
@@ -175,7 +183,7 @@ func (m *Matcher) Match(f *Frame, r *Result) bool {
 	}
 	// Field by field: a composite literal would be built on the stack and
 	// copied.
-	i := int(uint32(best))
+	i = int(uint32(best))
 	r.Pattern = &m.patterns[i]
 	r.Index = i
 	if !segment {
@@ -228,8 +236,21 @@ func (m *Matcher) matchOthers(f *Frame, tcp bool, best uint64, segment bool) (ui
 // matches it: Decode followed by Match. Callers that want checksums
 // verified call Decode with VerifyChecksums and then Match.
 func (m *Matcher) MatchFrame(b []byte, f *Frame, r *Result) bool {
-	f.Decode(b, DecodeOptions{})
-	return m.Match(f, r)
+	if len(b) > MaxFrameLen {
+		b = b[:MaxFrameLen]
+	}
+	a, e, ok := f.decodeFast(b)
+	if !ok {
+		f.decodeGeneral(b, DecodeOptions{})
+		return m.Match(f, r)
+	}
+	// The fast path decoded an IPv4 TCP segment (IsTCP) and returned its
+	// connection key: look it up without reading the frame again.
+	i, prio := -1, uint8(0)
+	if m.nConn > 0 {
+		i, prio = m.conn.find4(a, e)
+	}
+	return m.finish(f, true, i, prio, r)
 }
 
 func (e *synEntry) matches(f *Frame) bool {

@@ -86,59 +86,74 @@ func (f *Frame) decodeFast(b []byte) (a, e uint64, ok bool) {
 		numVLAN, vid, et = 1, uint16(tag>>16)&0x0fff, uint16(tag)
 		off += VLANTagLen
 	}
-	if et != EtherTypeIPv4 || len(b)-off < IPv4MinLen+TCPMinLen {
+	p := b[off:]
+	if et != EtherTypeIPv4 || len(p) < IPv4MinLen+TCPMinLen {
 		return 0, 0, false
 	}
-	h := (*[IPv4MinLen + TCPMinLen]byte)(b[off:])
+	h := (*[IPv4MinLen + TCPMinLen]byte)(p)
 	if h[IPv4VersionIHLOff] != 0x45 || h[IPv4ProtoOff] != ProtoTCP ||
 		binary.BigEndian.Uint16(h[IPv4FlagsFragOff:])&(IPv4FlagMF|ipv4FragOffMask) != 0 {
 		return 0, 0, false
 	}
 	tl := int(binary.BigEndian.Uint16(h[IPv4TotalLenOff:]))
 	thl := int(h[IPv4MinLen+TCPDataOffOff]>>4) * 4
-	if (thl != TCPMinLen && thl != TCPMinLen+12) || tl < IPv4MinLen+thl || len(b)-off < tl {
+	if (thl != TCPMinLen && thl != TCPMinLen+12) || tl < IPv4MinLen+thl || len(p) < tl {
 		return 0, 0, false
 	}
 	var tsval, tsecr uint32
 	hasTS := thl > TCPMinLen
 	if hasTS {
-		o := (*[12]byte)(b[off+IPv4MinLen+TCPMinLen:])
+		o := (*[12]byte)(p[IPv4MinLen+TCPMinLen:])
 		if binary.BigEndian.Uint32(o[:]) != tcpOptsNOPNOPTS {
 			return 0, 0, false
 		}
 		tsval = binary.BigEndian.Uint32(o[4:])
 		tsecr = binary.BigEndian.Uint32(o[8:])
 	}
-	*f = Frame{Raw: b, WScale: -1} // in place: a third field makes the compiler build a copy
+	l4 := off + IPv4MinLen
+	t := (*[TCPMinLen]byte)(h[IPv4MinLen:])
+	// Every field of f is written, in order, rather than zeroing f first:
+	// TestDecodeFast poisons every field (by reflection, so a field added
+	// to Frame is covered) and checks that none survives.
+	f.Raw = b
 	f.Status = OK
 	f.Dst = [6]byte(eth[EthernetDstOff:])
 	f.Src = [6]byte(eth[EthernetSrcOff:])
 	f.NumVLAN = numVLAN
-	f.VLAN[0] = vid
+	f.VLAN = [MaxVLANTags]uint16{vid}
 	f.EtherType = EtherTypeIPv4
 	f.L3Off = uint16(off)
+	f.ARPOp = 0
+	f.ARPSenderHW = [6]byte{}
+	f.ARPTargetHW = [6]byte{}
 	f.SrcIP = netip.AddrFrom4([4]byte(h[IPv4SrcOff:]))
 	f.DstIP = netip.AddrFrom4([4]byte(h[IPv4DstOff:]))
 	f.IPProto = ProtoTCP
 	f.TTL = h[IPv4TTLOff]
 	f.TOS = h[IPv4TOSOff]
-	l4 := off + IPv4MinLen
+	f.Fragment = false
+	f.FragOff = 0
 	f.L4Off = uint16(l4)
 	f.L4End = uint16(off + tl)
-	t := (*[TCPMinLen]byte)(h[IPv4MinLen:])
 	f.SrcPort = binary.BigEndian.Uint16(t[TCPSrcPortOff:])
 	f.DstPort = binary.BigEndian.Uint16(t[TCPDstPortOff:])
 	f.Seq = binary.BigEndian.Uint32(t[TCPSeqOff:])
 	f.Ack = binary.BigEndian.Uint32(t[TCPAckOff:])
 	f.TCPFlags = t[TCPFlagsOff]
 	f.Window = binary.BigEndian.Uint16(t[TCPWindowOff:])
+	f.MSS = 0
+	f.WScale = -1
+	f.SACKPermitted = false
+	f.HasTS = hasTS
+	f.TSval, f.TSecr = tsval, tsecr
+	f.TSOff = 0
 	if hasTS {
-		f.HasTS = true
-		f.TSval, f.TSecr = tsval, tsecr
 		f.TSOff = uint16(l4 + TCPMinLen + 4)
 	}
 	f.PayloadOff = uint16(l4 + thl)
 	f.PayloadLen = uint16(tl - IPv4MinLen - thl)
+	f.ICMPType = 0
+	f.NDPTarget = netip.Addr{}
 	// Source and destination are adjacent: one load is remote<<32 | local.
 	a = binary.BigEndian.Uint64(h[IPv4SrcOff:])
 	e = uint64(binary.BigEndian.Uint32(t[TCPSrcPortOff:]))<<32 | uint64(vid)<<16 | 4

@@ -3,24 +3,45 @@ package wakepattern
 import (
 	"encoding/binary"
 	"net/netip"
+	"reflect"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/gopacket/layers"
 )
 
-// fxPoison is a Frame full of values no decode produces, so a test sees
-// which fields a decoder wrote (or left alone).
-func fxPoison() Frame {
-	return Frame{
-		Raw: []byte{0xde, 0xad}, Status: numStatus, Dst: [6]byte{1}, Src: [6]byte{2},
-		NumVLAN: 9, VLAN: [MaxVLANTags]uint16{4095, 4095}, EtherType: 1, L3Off: 999,
-		ARPOp: 7, ARPSenderHW: [6]byte{3}, ARPTargetHW: [6]byte{4},
-		SrcIP: netip.MustParseAddr("::1"), DstIP: netip.MustParseAddr("::2"),
-		IPProto: 99, TTL: 1, TOS: 2, Fragment: true, FragOff: 8, L4Off: 998, L4End: 997,
-		SrcPort: 1, DstPort: 2, Seq: 3, Ack: 4, TCPFlags: 0xff, Window: 5, MSS: 6, WScale: 7,
-		SACKPermitted: true, HasTS: true, TSval: 8, TSecr: 9, TSOff: 10, PayloadOff: 11, PayloadLen: 12,
-		ICMPType: 13, NDPTarget: netip.MustParseAddr("::3"),
+// fxPoison returns a Frame with every field set, by reflection, to a
+// value no decode produces, so a test sees which fields a decoder wrote
+// (or left alone), including fields added to Frame later.
+func fxPoison(t testing.TB) Frame {
+	t.Helper()
+	var f Frame
+	v := reflect.ValueOf(&f).Elem()
+	for i := range v.NumField() {
+		fxPoisonValue(t, v.Type().Field(i).Name, v.Field(i))
+	}
+	return f
+}
+
+func fxPoisonValue(t testing.TB, name string, v reflect.Value) {
+	t.Helper()
+	switch {
+	case v.Type() == reflect.TypeFor[netip.Addr]():
+		v.Set(reflect.ValueOf(netip.MustParseAddr("fe80::5a5a%poison")))
+	case v.Type() == reflect.TypeFor[[]byte]():
+		v.Set(reflect.ValueOf([]byte{0xde, 0xad}))
+	case v.Kind() == reflect.Bool:
+		v.SetBool(true)
+	case v.CanUint():
+		v.SetUint(0x5a5a5a5a5a5a5a5a) // truncated to the field's width
+	case v.CanInt():
+		v.SetInt(0x5a)
+	case v.Kind() == reflect.Array:
+		for i := range v.Len() {
+			fxPoisonValue(t, name, v.Index(i))
+		}
+	default:
+		t.Fatalf("fxPoison: field %s of type %v: teach fxPoisonValue this type", name, v.Type())
 	}
 }
 
@@ -33,15 +54,15 @@ func checkDecodeFast(t testing.TB, b []byte) bool {
 	if len(b) > MaxFrameLen {
 		b = b[:MaxFrameLen]
 	}
-	fast := fxPoison()
+	fast := fxPoison(t)
 	_, _, took := fast.decodeFast(b)
 	if !took {
-		if diff := cmp.Diff(fxPoison(), fast, fxFrameCmp...); diff != "" || len(fast.Raw) != 2 {
+		if diff := cmp.Diff(fxPoison(t), fast, fxFrameCmp...); diff != "" || len(fast.Raw) != 2 {
 			t.Fatalf("decodeFast declined but wrote the frame (-before +after):\n%s", diff)
 		}
 		return false
 	}
-	general := fxPoison()
+	general := fxPoison(t)
 	st := general.decodeGeneral(b, DecodeOptions{})
 	if st != OK {
 		t.Fatalf("decodeFast took a frame the general decoder reports %v", st)

@@ -52,11 +52,12 @@ func connHash(x, y, seed0, seed1 uint64) uint64 {
 }
 
 // hash6 mixes an IPv6 key: the two addresses independently (the
-// multiplies pipeline), then together with the ports.
+// multiplies pipeline), then both together with the ports.
 func (t *connTable) hash6(a, b, c, d, e uint64) uint64 {
-	r := connHash(a, b, t.seed0, t.seed1)
-	l := connHash(c, d, t.seed1, t.seed0)
-	return connHash(r^e, l, t.seed0, t.seed1)
+	rh, rl := bits.Mul64(a^t.seed0, b^t.seed1)
+	lh, ll := bits.Mul64(c^t.seed1, d^t.seed0)
+	hi, lo := bits.Mul64(rh^rl^e, lh^ll^t.seed0)
+	return hi ^ lo
 }
 
 // tableSize returns the number of slots for n keys: a power of two, at

@@ -86,8 +86,11 @@ func (f *Frame) decodeFast(b []byte) (a, e uint64, ok bool) {
 		numVLAN, vid, et = 1, uint16(tag>>16)&0x0fff, uint16(tag)
 		off += VLANTagLen
 	}
+	if et != EtherTypeIPv4 {
+		return 0, 0, false
+	}
 	p := b[off:]
-	if et != EtherTypeIPv4 || len(p) < IPv4MinLen+TCPMinLen {
+	if len(p) < IPv4MinLen+TCPMinLen {
 		return 0, 0, false
 	}
 	h := (*[IPv4MinLen + TCPMinLen]byte)(p)

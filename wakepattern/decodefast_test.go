@@ -30,6 +30,8 @@ func fxPoisonValue(t testing.TB, name string, v reflect.Value) {
 		v.Set(reflect.ValueOf(netip.MustParseAddr("fe80::5a5a%poison")))
 	case v.Type() == reflect.TypeFor[[]byte]():
 		v.Set(reflect.ValueOf([]byte{0xde, 0xad}))
+	case v.Type() == reflect.TypeFor[*Pattern]():
+		v.Set(reflect.ValueOf(&Pattern{ID: 0x5a5a}))
 	case v.Kind() == reflect.Bool:
 		v.SetBool(true)
 	case v.CanUint():
@@ -287,4 +289,42 @@ func FuzzMatchFrameFast(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkMatchFrame(t, m, b)
 	})
+}
+
+// TestMatchOverwritesResult: Match writes Result field by field; every
+// field (found by reflection, so one added later is covered) is
+// overwritten, on a segment match, on a bitmap match and on no match.
+func TestMatchOverwritesResult(t *testing.T) {
+	m, err := Compile(fxFastMatchPatterns(), DefaultCapabilities())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg := fxSeg{src: fxPeer4, dst: fxHost4, seq: 5, ack: 6, flags: TCPFlagACK, payload: []byte("x")}
+	tests := []struct {
+		name  string
+		frame []byte
+	}{
+		{"connection", fxTCP(t, seg)},
+		{"bitmap", fxARP(t, nil, fxIP4Host)},
+		{"nothing", fxTCP(t, fxSeg{src: fxPeer4, dst: netip.AddrPortFrom(fxIP4Host, 9), flags: TCPFlagACK})},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var f Frame
+			f.Decode(tt.frame, DecodeOptions{})
+			var fresh Result
+			okFresh := m.Match(&f, &fresh)
+			var poisoned Result
+			v := reflect.ValueOf(&poisoned).Elem()
+			for i := range v.NumField() {
+				fxPoisonValue(t, v.Type().Field(i).Name, v.Field(i))
+			}
+			if ok := m.Match(&f, &poisoned); ok != okFresh || poisoned != fresh {
+				t.Fatalf("Match into a used Result = %v %+v, into a zero one %v %+v", ok, poisoned, okFresh, fresh)
+			}
+			if tt.name != "nothing" && !okFresh {
+				t.Fatalf("no match")
+			}
+		})
+	}
 }

@@ -216,6 +216,8 @@ func (d *Device) d3(rx *rxCtx, frame []byte, rxTime time.Time) {
 		d.toHostAfterWake(rx, frame)
 	case tab.wrongVLAN(f):
 		d.cnt.inc(cD3RxDroppedWrongVLAN)
+	case d.coalesce(rx, tab, frame):
+		// Held for the host's next wake (coalesce.go).
 	default:
 		d.cnt.inc(cD3RxDroppedNoMatch)
 	}

@@ -50,6 +50,9 @@ type d3Table struct {
 	// frame on the wrong VLAN from one that matches nothing.
 	conn4    map[connKey]struct{}
 	patterns []wp.Pattern // as compiled: slot patterns, then extras
+	// coal is the coalescing filters (coalesce.go), carried from table
+	// to table; nil when none was ever added.
+	coal *coalesceSet
 }
 
 // classify matches f. It returns the slot the frame belongs to, or the
@@ -78,7 +81,7 @@ func (t *d3Table) wrongVLAN(f *wp.Frame) bool {
 // buildTable compiles the table for slots (by ID order) and extra
 // patterns. Called with d.mu held.
 func (d *Device) buildTable(slots map[SlotID]*slotEntry, extras []wp.Pattern) (*d3Table, error) {
-	t := &d3Table{byID: make(map[SlotID]*slotEntry, len(slots)), conn4: make(map[connKey]struct{}, len(slots))}
+	t := &d3Table{byID: make(map[SlotID]*slotEntry, len(slots)), conn4: make(map[connKey]struct{}, len(slots)), coal: d.table.Load().coal}
 	for id := SlotID(1); int(id) <= d.caps.Slots; id++ {
 		se, ok := slots[id]
 		if !ok {
@@ -287,7 +290,7 @@ func (d *Device) attachPrefilter(t *d3Table) error {
 	if d.noBPF {
 		return nil
 	}
-	prog, err := d.prefilter(t.patterns)
+	prog, err := d.prefilter(t.prefilterPatterns())
 	if err != nil {
 		return fmt.Errorf("compile prefilter: %w", err)
 	}

@@ -8,7 +8,9 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/standbynic/standbynic/nic"
 	"github.com/standbynic/standbynic/slotmgr"
+	wp "github.com/standbynic/standbynic/wakepattern"
 )
 
 // Channel is a control channel, the ControlChannelTrigger analogue: an
@@ -41,8 +43,12 @@ type Channel struct {
 	lastReset     ResetReason
 	note          string // why the channel stayed software at the last standby
 	frozen        *Frozen
-	slot          int // armed NIC slot; 0 when none
-	lastSlot      int // the slot of the last standby (wake attribution)
+	slot          nic.SlotID // armed NIC slot; 0 when none
+	lastSlot      nic.SlotID // the slot of the last standby (wake attribution)
+	armIn, armOut uint64     // the NIC's segment counts of the connection at the freeze
+	coalesced     bool       // a NIC coalescing filter holds its frames in standby
+	nicSent       uint64     // stream bytes the NIC sent for the channel (all hand-backs)
+	nicAbsorbed   uint64     // stream bytes the NIC absorbed for it
 	received      uint64
 	disconnectErr error
 }
@@ -124,6 +130,17 @@ func (ch *Channel) Armed() bool {
 	ch.h.mu.Lock()
 	defer ch.h.mu.Unlock()
 	return ch.slot != 0
+}
+
+// NICBytes returns the stream bytes the NIC sent and absorbed for the
+// channel while the host slept, summed over every hand-back: they are in
+// the connection's stream (the server received sent; the app reads
+// absorbed) though neither the app nor the server wrote them on the
+// host's side.
+func (ch *Channel) NICBytes() (sent, absorbed uint64) {
+	ch.h.mu.Lock()
+	defer ch.h.mu.Unlock()
+	return ch.nicSent, ch.nicAbsorbed
 }
 
 // Events returns the placement events (promotion, eviction,
@@ -227,8 +244,7 @@ func (h *Host) attachLocked(ch *Channel, t Transport) {
 	h.shadow.Remove(ch.id)
 	h.shadow.Add(ch.id, ch.interval, now)
 	if h.nic != nil {
-		l, r := addrPorts(t.Conn())
-		if err := h.nic.Track(l, r); err != nil {
+		if err := h.nic.Track(connOf(t.Conn())); err != nil {
 			h.log.Debug("track", "channel", ch.id, "err", err)
 		} else {
 			ch.tracked = true
@@ -245,10 +261,16 @@ func (h *Host) attachLocked(ch *Channel, t Transport) {
 
 func (h *Host) untrackLocked(ch *Channel) {
 	if ch.tracked && h.nic != nil && ch.transport != nil {
-		l, r := addrPorts(ch.transport.Conn())
-		h.nic.Untrack(l, r)
+		h.nic.Untrack(connOf(ch.transport.Conn()))
 	}
 	ch.tracked = false
+	h.uncoalesceLocked(ch)
+}
+
+// connOf names c's connection for the NIC: the host's end is Local.
+func connOf(c *net.TCPConn) wp.TCPConn {
+	l, r := addrPorts(c)
+	return wp.TCPConn{Local: l, Remote: r}
 }
 
 func addrPorts(c *net.TCPConn) (local, remote netip.AddrPort) {

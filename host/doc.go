@@ -58,15 +58,29 @@
 // software keep-alives and says why (Channel.Note). Software channels are
 // served by the slotmgr.Planner on the host's own coalesced wakes: a
 // WebSocket gets a real Ping, a stream its transport keep-alive or its
-// app's KeepAlive task. Then the NIC sleeps.
+// app's KeepAlive task. Each of them gets a NIC receive-coalescing
+// filter (NIC.AddCoalescing): in D3 the NIC holds their frames without
+// waking the host. Then the NIC sleeps; a segment the NIC forwarded to a
+// socket between its freeze and the sleep (the NIC counts what it
+// learns) makes that channel's slot stale, and it is taken back at once.
 //
-// On a NIC wake the host resumes, disarms every slot, thaws each socket
-// with the slot's books (Thaw(sent, absorbed): the bytes the NIC absorbed
-// go to the receive queue, those it sent to the send queue), then tells
-// the NIC to Resume so it delivers the frames it buffered: the app reads
-// exactly what the server sent, and the server got exactly what was sent
-// on the connection. Server Pings the NIC already answered are not
-// answered again by the WebSocket reader.
+// Before the entry the host waits, bounded by IdleWait in real time, for
+// every channel's socket to be quiet (nothing unsent, unacknowledged or
+// unread): bytes in flight would be stranded by a sleeping host. The NIC
+// may not have seen a connection as the kernel has it (tracked after its
+// last segment); then the socket leaves repair mode once, whose window
+// probe draws the peer's answer through the NIC, and is frozen again.
+//
+// On a NIC wake, or its own wake (then it calls NIC.Wake), the host
+// resumes, disarms every slot, thaws each socket with the slot's books
+// (Thaw(sent, absorbed): the bytes the NIC absorbed go to the receive
+// queue, those it sent to the send queue), removes the coalescing
+// filters, then tells the NIC to Resume so it delivers, in order, the
+// frames it held (coalesced) and buffered since the wake: no frame
+// reaches a frozen socket, the app reads exactly what the server sent,
+// and the server got exactly what was sent on the connection. Server
+// Pings the NIC already answered are not answered again by the WebSocket
+// reader. A *nic.Device is a NIC as it is (Config.NIC = dev).
 //
 // # Knobs (Config)
 //

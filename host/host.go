@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/standbynic/standbynic/offload"
+	"github.com/standbynic/standbynic/nic"
 	"github.com/standbynic/standbynic/slotmgr"
 )
 
@@ -109,7 +109,13 @@ type Host struct {
 	expect    map[*Channel]bool // channels whose wake message is awaited
 
 	wakeReason WakeReason
-	lastWake   NICWake
+	lastWake   nic.WakeEvent
+
+	// quietPolls counts the real-time polls of the wait for the
+	// channels' sockets to be quiet before standby; polling says one is
+	// scheduled.
+	quietPolls int
+	polling    bool
 
 	stats   Stats
 	changed chan struct{}
@@ -145,7 +151,7 @@ func New(cfg *Config) (*Host, error) {
 		pc = *c.Pool
 	}
 	if pc.HardwareSlots == 0 && c.NIC != nil {
-		pc.HardwareSlots = min(c.NIC.Slots(), slotmgr.MaxHardwareSlots)
+		pc.HardwareSlots = min(c.NIC.Capabilities().Slots, slotmgr.MaxHardwareSlots)
 	}
 	pool, err := slotmgr.New(&pc, c.Clock)
 	if err != nil {
@@ -239,6 +245,15 @@ func (h *Host) advanceShadowLocked(now time.Duration) {
 		h.shadowAt = at
 	}
 	h.shadowAt = max(h.shadowAt, now)
+}
+
+// LastWake returns the NIC's last wake event that woke the host (zero
+// before the first): its RxTime is when the wake packet reached the
+// wire port.
+func (h *Host) LastWake() nic.WakeEvent {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lastWake
 }
 
 // PlannerCounters returns the software keep-alive planner's books.
@@ -401,7 +416,7 @@ func (h *Host) run() {
 		wakeAt, holdAt        time.Duration = -1, -1
 		wakeC, resumeC, holdC <-chan struct{}
 		poolC                 = h.pool.Notify()
-		nicC                  <-chan NICWake
+		nicC                  <-chan nic.WakeEvent
 	)
 	if h.nic != nil {
 		nicC = h.nic.Wakes()
@@ -524,8 +539,60 @@ func (h *Host) stepLocked() {
 	if now < h.holdUntil {
 		return
 	}
+	if !h.quietLocked() {
+		return // polled again shortly (pollQuietLocked)
+	}
 	clear(h.expect)
 	h.enterStandbyLocked()
+}
+
+// quietPoll is the real-time period of the quiet check's polls; the
+// number of polls is bounded by Config.IdleWait.
+const quietPoll = 2 * time.Millisecond
+
+// quietLocked reports whether every channel's socket is quiet: nothing
+// unsent or unacknowledged (a keep-alive or a reply just written) and
+// nothing unread (a message the posted receive has not taken yet, such as
+// frames the NIC just delivered at Resume). A host that slept with bytes
+// in flight would strand them: the NIC drops what a sleeping host sends,
+// a hardware channel's socket cannot be frozen with unread bytes, and a
+// message read after the entry waits for the next wake. When a socket is
+// busy it schedules a poll and reports false, at most IdleWait/quietPoll
+// times in a row; then it gives up waiting (the entry proceeds and says
+// why per channel).
+func (h *Host) quietLocked() bool {
+	busy := false
+	for _, ch := range h.liveChannelsLocked() {
+		err := Idle(ch.transport.Conn())
+		var ni *NotIdleError
+		if errors.As(err, &ni) {
+			busy = true
+			break
+		}
+	}
+	if !busy || h.quietPolls >= int(h.cfg.IdleWait/quietPoll) {
+		h.quietPolls = 0
+		return true
+	}
+	h.quietPolls++
+	if !h.polling {
+		h.polling = true
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			t := time.NewTimer(quietPoll)
+			defer t.Stop()
+			select {
+			case <-h.ctx.Done():
+			case <-t.C:
+			}
+			h.mu.Lock()
+			h.polling = false
+			h.kickLocked()
+			h.mu.Unlock()
+		}()
+	}
+	return false
 }
 
 // nextSoftwareWakeLocked returns when the host must wake on its own
@@ -575,6 +642,13 @@ func (h *Host) beginResumeLocked(r WakeReason) {
 	h.stats.Resumes++
 	h.wakeReason = r
 	h.setStateLocked(Resuming)
+	if h.nic != nil && r != WakeHardwarePush && r != WakeHardwareReset && r != WakeKeepAliveTimeout && r != WakePattern {
+		// The host wakes on its own: the NIC must leave D3 too, so
+		// that Resume delivers what it holds (coalesced frames).
+		if err := h.nic.Wake(); err != nil {
+			h.log.Debug("nic wake", "err", err) // woken already by a frame
+		}
+	}
 	if h.cfg.ResumeLatency == 0 {
 		h.finishResumeLocked()
 	}
@@ -607,22 +681,24 @@ func (h *Host) finishResumeLocked() {
 	h.kickLocked()
 }
 
-func (h *Host) nicWakeLocked(w NICWake) {
-	if h.state != Standby {
-		return // the wake of a slot being handed back, or stale
+func (h *Host) nicWakeLocked(w nic.WakeEvent) {
+	if h.state != Standby || w.Reason == nic.WakeHost {
+		return // the host's own wake, a slot being handed back, or stale
 	}
 	h.lastWake = w
-	r := WakeKeepAliveTimeout
+	r := WakeKeepAliveTimeout // timeouts, books or buffer full
 	switch w.Reason {
-	case offload.ReasonData:
+	case nic.WakeData:
 		r = WakeHardwarePush
-	case offload.ReasonFIN, offload.ReasonRST:
+	case nic.WakeFIN, nic.WakeRST:
 		r = WakeHardwareReset
+	case nic.WakePattern:
+		r = WakePattern
 	}
 	h.beginResumeLocked(r)
 }
 
-func (h *Host) channelBySlotLocked(slot int) *Channel {
+func (h *Host) channelBySlotLocked(slot nic.SlotID) *Channel {
 	if slot == 0 {
 		return nil
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/gorilla/websocket"
 	"github.com/standbynic/standbynic/internal/pushserver"
+	"github.com/standbynic/standbynic/nic"
 	"github.com/standbynic/standbynic/slotmgr"
 )
 
@@ -544,7 +545,7 @@ func TestSnapshotOf(t *testing.T) {
 	}
 	st.Local = mustAP(t, "198.18.0.2:40000")
 	st.Remote = mustAP(t, "198.18.0.1:443")
-	l := Learned{LocalMAC: [6]byte{2, 0, 0, 0, 0, 2}, RemoteMAC: [6]byte{2, 0, 0, 0, 0, 1}, TSRecent: 4242, HasTS: true}
+	l := nic.Learned{LocalMAC: [6]byte{2, 0, 0, 0, 0, 2}, RemoteMAC: [6]byte{2, 0, 0, 0, 0, 1}, TSRecent: 4242, HasTS: true}
 	s, err := snapshotOf(st, l, 3*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -553,7 +554,7 @@ func TestSnapshotOf(t *testing.T) {
 		s.Timestamps.At != 3*time.Second || s.Timestamps.Rate != 1000 {
 		t.Errorf("snapshot %+v", s)
 	}
-	if _, err := snapshotOf(st, Learned{}, 0); err == nil {
+	if _, err := snapshotOf(st, nic.Learned{}, 0); err == nil {
 		t.Error("snapshot without MACs validated")
 	}
 }

@@ -1,58 +1,59 @@
 package host
 
 import (
-	"net/netip"
-	"time"
-
+	"github.com/standbynic/standbynic/nic"
 	"github.com/standbynic/standbynic/offload"
+	wp "github.com/standbynic/standbynic/wakepattern"
 )
 
-// NIC is what the host needs of its connected-standby network adapter.
-// The host drives it from one goroutine; implementations must be safe for
-// that and for Wakes being read concurrently.
+// NIC is what the host needs of its connected-standby network adapter:
+// the method set of *nic.Device it uses, so a device is passed as it is
+// (Config.NIC = dev) and a remote device (the control API over the NIC's
+// Unix socket) implements the same twelve methods. Connections are named
+// with the host's end as Local.
+//
+// The host calls the NIC from its state machine, one call at a time,
+// and reads Wakes concurrently; an implementation must allow that.
+//
+// The order the host keeps (the NIC must deliver nothing to the host in
+// D3, so a frozen socket never receives a frame):
+//
+//	standby entry   Freeze socket → Arm → AddCoalescing (software
+//	                channels) → Sleep
+//	wake            [Wake, when the host wakes on its own] → Disarm →
+//	                Thaw socket → RemoveCoalescing → Resume
 type NIC interface {
-	// Slots returns the number of hardware keep-alive slots.
-	Slots() int
-	// Track asks the NIC to learn, while awake, the TCP state of the
-	// connection local↔remote (MACs, the peer's TSval) from the segments
-	// it forwards.
-	Track(local, remote netip.AddrPort) error
-	// Untrack stops learning the connection.
-	Untrack(local, remote netip.AddrPort)
-	// Learned returns what the NIC learned of a tracked connection; ok is
-	// false when it saw no segment of it.
-	Learned(local, remote netip.AddrPort) (Learned, bool)
-	// Arm arms a hardware slot for a frozen connection and returns its id.
-	Arm(snap offload.Snapshot, spec offload.Spec) (slot int, err error)
-	// Disarm frees a slot and returns its final report (books included).
-	Disarm(slot int) (offload.Report, error)
+	// Capabilities returns the device's limits; Slots is the number of
+	// hardware keep-alive slots.
+	Capabilities() nic.Capabilities
+	// Track asks the NIC to learn, while awake (D0), the TCP state of a
+	// connection from the segments it forwards: the MACs, the peer's
+	// TSval, the sequence numbers both ways. Untrack stops it.
+	Track(c wp.TCPConn) error
+	Untrack(c wp.TCPConn) error
+	// Learned returns what the NIC learned of a tracked connection; false
+	// when it is not tracked.
+	Learned(c wp.TCPConn) (nic.Learned, bool)
+	// Arm arms a hardware slot for a frozen connection; Disarm frees it
+	// and returns its final report, books included.
+	Arm(s nic.SlotConfig) (nic.SlotID, error)
+	Disarm(id nic.SlotID) (offload.Report, error)
+	// AddCoalescing registers a receive-coalescing filter for a
+	// connection the host keeps alive itself: in D3 its frames are held,
+	// without a wake, until the next Resume. RemoveCoalescing removes it.
+	AddCoalescing(c wp.TCPConn) error
+	RemoveCoalescing(c wp.TCPConn) error
 	// Sleep enters D3: nothing reaches the host until a wake.
 	Sleep() error
-	// Resume returns to D0 and delivers the frames buffered since the
-	// wake, in order.
+	// Wake wakes the NIC on the host's behalf (the host's own timer, the
+	// user) so that Resume may follow; it fails when the NIC is not in
+	// D3 (already woken).
+	Wake() error
+	// Resume returns to D0 and delivers, in order, the frames held since
+	// D3 (coalesced) and since the wake.
 	Resume() error
 	// Wakes delivers the NIC's wake events.
-	Wakes() <-chan NICWake
+	Wakes() <-chan nic.WakeEvent
 }
 
-// Learned is the part of the NIC's view of a connection the host cannot
-// read from its own socket.
-type Learned struct {
-	LocalMAC, RemoteMAC [6]byte
-	// TSRecent is the peer's last TSval; HasTS says timestamps were seen.
-	TSRecent uint32
-	HasTS    bool
-}
-
-// NICWake is a wake event of the NIC.
-type NICWake struct {
-	// Slot is the slot that woke the host; 0 when no slot did (a wake
-	// pattern or a host request).
-	Slot int
-	// Reason is the slot's reason (zero for non-slot wakes).
-	Reason offload.Reason
-	// At is the NIC-clock time of the wake; RxTime when the wake packet
-	// was received (zero without a packet).
-	At     time.Duration
-	RxTime time.Time
-}
+var _ NIC = (*nic.Device)(nil)

@@ -55,6 +55,8 @@ const (
 	WakeSoftwarePushCheck
 	// WakeUser: the user woke the host (Host.Wake).
 	WakeUser
+	// WakePattern: a frame matched one of the NIC's extra wake patterns.
+	WakePattern
 	numWakeReason
 )
 
@@ -65,6 +67,7 @@ var wakeReasonNames = [numWakeReason]string{
 	WakeSoftwareKeepAlive: "software-keep-alive",
 	WakeSoftwarePushCheck: "software-push-check",
 	WakeUser:              "user",
+	WakePattern:           "pattern",
 }
 
 // String returns a short lowercase name of r.

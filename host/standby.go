@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/standbynic/standbynic/nic"
 	"github.com/standbynic/standbynic/offload"
 	"github.com/standbynic/standbynic/slotmgr"
+	wp "github.com/standbynic/standbynic/wakepattern"
 )
 
 // ErrNoNIC says a hardware channel was kept alive by the host because
@@ -29,7 +31,8 @@ func (h *Host) enterStandbyLocked() {
 			}
 		}
 	}
-	for _, ch := range h.liveChannelsLocked() {
+	live := h.liveChannelsLocked()
+	for _, ch := range live {
 		ch.note = ""
 		ch.lastSlot = 0
 		if ch.status != slotmgr.HardwareSlotAllocated {
@@ -44,6 +47,13 @@ func (h *Host) enterStandbyLocked() {
 		h.planner.Remove(ch.id)
 	}
 	if h.nic != nil {
+		// The channels the host keeps alive itself: the NIC holds their
+		// frames, without a wake, until the host's next wake.
+		for _, ch := range live {
+			if ch.slot == 0 {
+				h.coalesceLocked(ch)
+			}
+		}
 		if err := h.nic.Sleep(); err != nil {
 			h.log.Warn("nic sleep failed; staying awake", "err", err)
 			h.handBackLocked()
@@ -51,6 +61,7 @@ func (h *Host) enterStandbyLocked() {
 			h.setStateLocked(Awake)
 			return
 		}
+		h.checkFrozenLocked()
 	}
 	if h.cfg.PushCheckInterval > 0 {
 		h.pushCheck = h.clock.Now() + h.cfg.PushCheckInterval
@@ -79,7 +90,37 @@ func (h *Host) armLocked(ch *Channel) error {
 		g.releaseIf()
 		return fmt.Errorf("arm: %w", err)
 	}
-	learned, _ := h.nic.Learned(st.Local, st.Remote)
+	c := wp.TCPConn{Local: st.Local, Remote: st.Remote}
+	learned, ok := h.nic.Learned(c)
+	if !learnedFresh(learned, ok, st) {
+		// The NIC has not seen the connection as the kernel has it (it
+		// was tracked after its last segment, or the NIC absorbed bytes
+		// in the last standby). Leaving repair mode sends a window probe;
+		// the peer's answer, forwarded by the NIC, teaches it the MACs,
+		// the peer's TSval and RCV.NXT. Then freeze again.
+		if err := fz.Abort(); err != nil {
+			g.releaseIf()
+			return fmt.Errorf("arm: %w", err)
+		}
+		ctx, cancel := context.WithTimeout(h.ctx, h.cfg.IdleWait)
+		learned, ok = waitLearned(ctx, h.nic, c, learned.SegmentsIn, st)
+		cancel()
+		if !learnedFresh(learned, ok, st) {
+			g.releaseIf()
+			return fmt.Errorf("arm: the NIC has not seen the connection (in %d, out %d segments)", learned.SegmentsIn, learned.SegmentsOut)
+		}
+		fz, st, err = Freeze(conn)
+		if err != nil {
+			g.releaseIf()
+			return fmt.Errorf("arm: %w", err)
+		}
+		learned, ok = h.nic.Learned(c)
+		if !learnedFresh(learned, ok, st) {
+			fz.Abort()
+			g.releaseIf()
+			return errors.New("arm: the connection moved while it was frozen")
+		}
+	}
 	snap, err := snapshotOf(st, learned, h.clock.Now())
 	if err != nil {
 		fz.Abort()
@@ -87,20 +128,96 @@ func (h *Host) armLocked(ch *Channel) error {
 		return fmt.Errorf("arm: %w", err)
 	}
 	spec := h.specFor(ch)
-	slot, err := h.nic.Arm(snap, spec)
+	slot, err := h.nic.Arm(nic.SlotConfig{Pattern: c, Spec: spec, Snapshot: snap, Owner: ch.app + "/" + ch.id})
 	if err != nil {
 		fz.Abort()
 		g.releaseIf()
 		return fmt.Errorf("arm: %w", err)
 	}
 	ch.frozen, ch.slot, ch.lastSlot = fz, slot, slot
+	ch.armIn, ch.armOut = learned.SegmentsIn, learned.SegmentsOut
 	h.stats.Armed++
 	return nil
 }
 
+// learnedFresh reports whether what the NIC learned of a connection
+// matches the kernel's frozen state: both directions seen, the MACs
+// known, the peer's next sequence number the socket's RCV.NXT, and
+// timestamps seen when the connection uses them (TS.Recent comes from
+// the NIC).
+func learnedFresh(l nic.Learned, ok bool, st TCPState) bool {
+	var zero [6]byte
+	return ok && l.SeenIn && l.SeenOut && l.LocalMAC != zero && l.RemoteMAC != zero &&
+		l.RcvNxt == st.RcvNxt && (!st.Timestamps || l.HasTS)
+}
+
+// waitLearned polls the NIC until it saw a new segment of the peer with
+// RCV.NXT at st's, or ctx ends; it returns the last view.
+func waitLearned(ctx context.Context, n NIC, c wp.TCPConn, in uint64, st TCPState) (nic.Learned, bool) {
+	delay := 200 * time.Microsecond
+	for {
+		l, ok := n.Learned(c)
+		if ok && l.SegmentsIn > in && learnedFresh(l, ok, st) {
+			return l, ok
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return l, ok
+		case <-t.C:
+		}
+		delay = min(delay*2, 10*time.Millisecond)
+	}
+}
+
+// checkFrozenLocked runs once the NIC sleeps: a frame the NIC forwarded
+// to a socket between its freeze and the NIC's sleep made the slot's
+// snapshot stale (the kernel processed it, even in repair mode). The NIC
+// counted it while learning; such a channel is taken back at once and
+// kept alive by the host this time.
+func (h *Host) checkFrozenLocked() {
+	for _, ch := range h.order {
+		if ch.slot == 0 {
+			continue
+		}
+		l, ok := h.nic.Learned(connOf(ch.transport.Conn()))
+		if ok && l.SegmentsIn == ch.armIn && l.SegmentsOut == ch.armOut {
+			continue
+		}
+		h.takeBackLocked(ch, h.clock.Now())
+		ch.note = "a segment reached the socket while it was being frozen"
+		h.stats.StayedSoftware++
+		h.coalesceLocked(ch)
+	}
+}
+
+// coalesceLocked registers ch's NIC coalescing filter.
+func (h *Host) coalesceLocked(ch *Channel) {
+	if ch.coalesced || h.nic == nil || ch.transport == nil {
+		return
+	}
+	if err := h.nic.AddCoalescing(connOf(ch.transport.Conn())); err != nil {
+		h.log.Debug("coalescing filter", "channel", ch.id, "err", err)
+		return
+	}
+	ch.coalesced = true
+}
+
+// uncoalesceLocked removes ch's NIC coalescing filter.
+func (h *Host) uncoalesceLocked(ch *Channel) {
+	if !ch.coalesced || h.nic == nil || ch.transport == nil {
+		return
+	}
+	ch.coalesced = false
+	if err := h.nic.RemoveCoalescing(connOf(ch.transport.Conn())); err != nil {
+		h.log.Debug("remove coalescing filter", "channel", ch.id, "err", err)
+	}
+}
+
 // snapshotOf builds the offload engine's snapshot from the kernel's state
 // and what the NIC learned (MACs, TS.Recent).
-func snapshotOf(st TCPState, l Learned, now time.Duration) (offload.Snapshot, error) {
+func snapshotOf(st TCPState, l nic.Learned, now time.Duration) (offload.Snapshot, error) {
 	s := offload.Snapshot{
 		LocalMAC:  l.LocalMAC,
 		RemoteMAC: l.RemoteMAC,
@@ -164,42 +281,54 @@ func (h *Host) specFor(ch *Channel) offload.Spec {
 }
 
 // handBackLocked takes every armed channel back from the NIC, byte-exact,
-// then resumes the NIC so it delivers what it buffered.
+// removes the coalescing filters, then resumes the NIC so it delivers
+// what it held: Disarm → Thaw → Resume, so no frame reaches a frozen
+// socket.
 func (h *Host) handBackLocked() {
 	now := h.clock.Now()
 	for _, ch := range h.order {
-		if ch.slot == 0 {
-			continue
+		if ch.slot != 0 {
+			h.takeBackLocked(ch, now)
 		}
-		rep, err := h.nic.Disarm(ch.slot)
-		ch.slot = 0
-		fz := ch.frozen
-		ch.frozen = nil
-		if err == nil {
-			err = fz.Thaw(rep.Books.Sent, rep.Books.Absorbed)
-		}
-		gateOf(ch.transport).releaseIf()
-		if err != nil {
-			h.stats.HandBackErrors++
-			h.log.Warn("hand back failed", "channel", ch.id, "err", err)
-			fz.Abort()
-			// The kernel's view may be behind the wire: the connection
-			// cannot be trusted. Its reader sees the close and disconnects.
-			ch.transport.Close()
-			continue
-		}
-		h.stats.HandBacks++
-		ch.transport.HandBack(rep.Books.Sent, rep.Books.Absorbed)
-		if !ch.closed && ch.status != slotmgr.TransportDisconnected {
-			h.planner.Remove(ch.id)
-			h.planner.Add(ch.id, ch.interval, now)
-		}
-		if rep.State == offload.StateDead {
-			// The peer stopped answering: the connection is gone.
-			ch.transport.Close()
-		}
+	}
+	for _, ch := range h.order {
+		h.uncoalesceLocked(ch)
 	}
 	if err := h.nic.Resume(); err != nil {
 		h.log.Warn("nic resume failed", "err", err)
+	}
+}
+
+// takeBackLocked disarms ch's slot and thaws its socket with the slot's
+// books.
+func (h *Host) takeBackLocked(ch *Channel, now time.Duration) {
+	rep, err := h.nic.Disarm(ch.slot)
+	ch.slot = 0
+	fz := ch.frozen
+	ch.frozen = nil
+	if err == nil {
+		err = fz.Thaw(rep.Books.Sent, rep.Books.Absorbed)
+	}
+	gateOf(ch.transport).releaseIf()
+	if err != nil {
+		h.stats.HandBackErrors++
+		h.log.Warn("hand back failed", "channel", ch.id, "err", err)
+		fz.Abort()
+		// The kernel's view may be behind the wire: the connection
+		// cannot be trusted. Its reader sees the close and disconnects.
+		ch.transport.Close()
+		return
+	}
+	h.stats.HandBacks++
+	ch.nicSent += uint64(len(rep.Books.Sent))
+	ch.nicAbsorbed += uint64(len(rep.Books.Absorbed))
+	ch.transport.HandBack(rep.Books.Sent, rep.Books.Absorbed)
+	if !ch.closed && ch.status != slotmgr.TransportDisconnected {
+		h.planner.Remove(ch.id)
+		h.planner.Add(ch.id, ch.interval, now)
+	}
+	if rep.State == offload.StateDead {
+		// The peer stopped answering: the connection is gone.
+		ch.transport.Close()
 	}
 }

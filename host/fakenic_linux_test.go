@@ -2,56 +2,82 @@ package host
 
 import (
 	"context"
-	"net/netip"
+	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/standbynic/standbynic/nic"
 	"github.com/standbynic/standbynic/offload"
 	"github.com/standbynic/standbynic/slotmgr"
+	wp "github.com/standbynic/standbynic/wakepattern"
 )
 
 // fakeNIC records what the host asks of it and wakes the host on demand.
+// It learns a connection from the socket itself (sock, read in repair
+// mode: the host asks while the socket is frozen), as the real NIC
+// learns it from the wire.
 type fakeNIC struct {
-	mu      sync.Mutex
-	slots   int
-	armed   map[int]offload.Snapshot
-	specs   map[int]offload.Spec
-	next    int
-	books   offload.Books // returned by the next Disarm
-	sleeps  int
-	resumes int
-	calls   []string
-	wakes   chan NICWake
-	armErr  error
+	mu        sync.Mutex
+	slots     int
+	sock      *net.TCPConn
+	learned   nic.Learned
+	armed     map[nic.SlotID]offload.Snapshot
+	specs     map[nic.SlotID]offload.Spec
+	next      nic.SlotID
+	books     offload.Books // returned by the next Disarm
+	sleeps    int
+	resumes   int
+	calls     []string
+	coalesced map[wp.TCPConn]bool
+	asleep    bool
+	wakes     chan nic.WakeEvent
+	armErr    error
 }
 
 func newFakeNIC(slots int) *fakeNIC {
-	return &fakeNIC{slots: slots, armed: map[int]offload.Snapshot{}, specs: map[int]offload.Spec{}, wakes: make(chan NICWake, 8)}
+	return &fakeNIC{slots: slots, armed: map[nic.SlotID]offload.Snapshot{}, specs: map[nic.SlotID]offload.Spec{},
+		coalesced: map[wp.TCPConn]bool{}, wakes: make(chan nic.WakeEvent, 8)}
 }
 
-func (f *fakeNIC) Slots() int                               { return f.slots }
-func (f *fakeNIC) Track(local, remote netip.AddrPort) error { return nil }
-func (f *fakeNIC) Untrack(local, remote netip.AddrPort)     {}
-func (f *fakeNIC) Learned(local, remote netip.AddrPort) (Learned, bool) {
-	return Learned{LocalMAC: [6]byte{2, 0, 0, 0, 0, 2}, RemoteMAC: [6]byte{2, 0, 0, 0, 0, 1}}, true
+func (f *fakeNIC) Capabilities() nic.Capabilities { return nic.Capabilities{Slots: f.slots} }
+func (f *fakeNIC) Track(c wp.TCPConn) error       { return nil }
+func (f *fakeNIC) Untrack(c wp.TCPConn) error     { return nil }
+
+func (f *fakeNIC) Learned(c wp.TCPConn) (nic.Learned, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.sock == nil {
+		return nic.Learned{}, false
+	}
+	raw, err := f.sock.SyscallConn()
+	if err != nil {
+		return nic.Learned{}, false
+	}
+	var st TCPState
+	if repairControl(raw, func(fd int) error { st, err = repairReadState(fd); return err }) == nil {
+		f.learned = nic.Learned{Conn: c, LocalMAC: [6]byte{2, 0, 0, 0, 0, 2}, RemoteMAC: [6]byte{2, 0, 0, 0, 0, 1},
+			SndNxt: st.SndNxt, RcvNxt: st.RcvNxt, HasTS: st.Timestamps, TSRecent: 4242,
+			SeenIn: true, SeenOut: true, SegmentsIn: 1, SegmentsOut: 1}
+	}
+	return f.learned, f.learned.SeenIn
 }
 
-func (f *fakeNIC) Arm(snap offload.Snapshot, spec offload.Spec) (int, error) {
+func (f *fakeNIC) Arm(s nic.SlotConfig) (nic.SlotID, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.armErr != nil {
 		return 0, f.armErr
 	}
 	f.next++
-	f.armed[f.next] = snap
-	f.specs[f.next] = spec
+	f.armed[f.next] = s.Snapshot
+	f.specs[f.next] = s.Spec
 	f.calls = append(f.calls, "arm")
 	return f.next, nil
 }
 
-func (f *fakeNIC) Disarm(slot int) (offload.Report, error) {
+func (f *fakeNIC) Disarm(slot nic.SlotID) (offload.Report, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.armed[slot]; !ok {
@@ -64,11 +90,42 @@ func (f *fakeNIC) Disarm(slot int) (offload.Report, error) {
 	return offload.Report{State: offload.StateWoken, Books: b}, nil
 }
 
+func (f *fakeNIC) AddCoalescing(c wp.TCPConn) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.coalesced[c] = true
+	f.calls = append(f.calls, "coalesce")
+	return nil
+}
+
+func (f *fakeNIC) RemoveCoalescing(c wp.TCPConn) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.coalesced[c] {
+		return nic.ErrUnknownFilter
+	}
+	delete(f.coalesced, c)
+	f.calls = append(f.calls, "uncoalesce")
+	return nil
+}
+
 func (f *fakeNIC) Sleep() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.sleeps++
+	f.asleep = true
 	f.calls = append(f.calls, "sleep")
+	return nil
+}
+
+func (f *fakeNIC) Wake() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.asleep {
+		return nic.ErrState
+	}
+	f.asleep = false
+	f.calls = append(f.calls, "wake")
 	return nil
 }
 
@@ -76,19 +133,22 @@ func (f *fakeNIC) Resume() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.resumes++
+	f.asleep = false
 	f.calls = append(f.calls, "resume")
 	return nil
 }
 
-func (f *fakeNIC) Wakes() <-chan NICWake { return f.wakes }
+func (f *fakeNIC) Wakes() <-chan nic.WakeEvent { return f.wakes }
+
+var _ NIC = (*fakeNIC)(nil)
 
 // TestIntegrationFakeNICHandBack freezes a real loopback connection for a
 // hardware slot, wakes on a (fake) NIC push, and checks that the bytes the
 // NIC absorbed reach the app in order before what the server sends next.
 func TestIntegrationFakeNICHandBack(t *testing.T) {
 	clk := NewFakeClock(time.Second)
-	nic := newFakeNIC(2)
-	h := newHost(t, &Config{Clock: clk, NIC: nic, Pool: secondsPool(2)})
+	fn := newFakeNIC(2)
+	h := newHost(t, &Config{Clock: clk, NIC: fn, Pool: secondsPool(2)})
 	s := newPushServer(t)
 	got := make(chan string, 8)
 	h.RegisterTask("push", func(ctx context.Context, ti *TaskInstance) {
@@ -103,6 +163,9 @@ func TestIntegrationFakeNICHandBack(t *testing.T) {
 	ch, _ := h.NewChannel("hw", 10*time.Second, slotmgr.RequestHardwareSlot, "app", 0)
 	ch.SetPushTask("push")
 	tr := dialStream(t, s, "hw", nil)
+	fn.mu.Lock()
+	fn.sock = tr.Conn()
+	fn.mu.Unlock()
 	if err := ch.UsingTransport(tr); err != nil {
 		t.Fatal(err)
 	}
@@ -120,20 +183,20 @@ func TestIntegrationFakeNICHandBack(t *testing.T) {
 		}
 		t.Fatalf("hardware channel not armed: %s", note)
 	}
-	nic.mu.Lock()
-	snap := nic.armed[1]
-	spec := nic.specs[1]
-	nic.mu.Unlock()
+	fn.mu.Lock()
+	snap := fn.armed[1]
+	spec := fn.specs[1]
+	fn.mu.Unlock()
 	l, r := addrPorts(tr.Conn())
 	if snap.Local != l || snap.Remote != r || spec.Kind != offload.KindTCPProbe || spec.Interval != 10*time.Second {
 		t.Errorf("armed %v→%v spec %v %v; want %v→%v tcp-probe 10s", snap.Local, snap.Remote, spec.Kind, spec.Interval, l, r)
 	}
 	// The server never sent these bytes, so the test only checks the host
 	// side: they are what the NIC would have absorbed.
-	nic.mu.Lock()
-	nic.books = offload.Books{Absorbed: []byte("push 99 absorbed\n")}
-	nic.mu.Unlock()
-	nic.wakes <- NICWake{Slot: 1, Reason: offload.ReasonData}
+	fn.mu.Lock()
+	fn.books = offload.Books{Absorbed: []byte("push 99 absorbed\n")}
+	fn.mu.Unlock()
+	fn.wakes <- nic.WakeEvent{Slot: 1, Reason: nic.WakeData}
 	select {
 	case m := <-got:
 		if m != "push 99 absorbed" {
@@ -146,9 +209,9 @@ func TestIntegrationFakeNICHandBack(t *testing.T) {
 	if st.Wake(WakeHardwarePush) != 1 || st.HandBacks != 1 || st.Armed != 1 {
 		t.Errorf("wakes %d hand-backs %d armed %d; want 1 each", st.Wake(WakeHardwarePush), st.HandBacks, st.Armed)
 	}
-	nic.mu.Lock()
-	calls := append([]string(nil), nic.calls...)
-	nic.mu.Unlock()
+	fn.mu.Lock()
+	calls := append([]string(nil), fn.calls...)
+	fn.mu.Unlock()
 	want := []string{"arm", "sleep", "disarm", "resume"}
 	for i := range want {
 		if i >= len(calls) || calls[i] != want[i] {

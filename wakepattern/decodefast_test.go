@@ -119,7 +119,27 @@ func TestDecodeFast(t *testing.T) {
 		})), false},
 		{"first fragment", frame(with(func(s *fxSeg) { s.fragMF = true })), false},
 		{"later fragment", frame(with(func(s *fxSeg) { s.fragOff = 3 })), false},
-		{"ipv6", frame(with(func(s *fxSeg) { s.src, s.dst = fxPeer6, fxHost6 })), false},
+		{"ipv6", frame(with(func(s *fxSeg) { s.src, s.dst = fxPeer6, fxHost6 })), true},
+		{"ipv6 without options", frame(with(func(s *fxSeg) { s.src, s.dst, s.opts = fxPeer6, fxHost6, nil })), true},
+		{"ipv6 data, traffic class, tag", frame(with(func(s *fxSeg) {
+			s.src, s.dst, s.payload, s.tos, s.vlans = fxPeer6, fxHost6, []byte("abc"), 0xb8, []uint16{3}
+		})), true},
+		{"ipv6 padding", frame(with(func(s *fxSeg) { s.src, s.dst, s.opts, s.pad = fxPeer6, fxHost6, nil, 200 })), true},
+		{"ipv6 two tags", frame(with(func(s *fxSeg) { s.src, s.dst, s.vlans = fxPeer6, fxHost6, []uint16{1, 2} })), false},
+		{"ipv6 extension header", frame(with(func(s *fxSeg) {
+			s.src, s.dst, s.ext = fxPeer6, fxHost6, fxChain(ProtoHopByHop, fxExt(ProtoHopByHop, ProtoTCP, 0, 0, false))
+		})), false},
+		{"ipv6 syn options", frame(with(func(s *fxSeg) { s.src, s.dst, s.opts = fxPeer6, fxHost6, fxSYNOpts(1, 2) })), false},
+		{"ipv6 version 4", patch(with(func(s *fxSeg) { s.src, s.dst = fxPeer6, fxHost6 }), func(b []byte) { b[l3] = 0x40 }), false},
+		{"ipv6 payload length past the frame", patch(with(func(s *fxSeg) { s.src, s.dst = fxPeer6, fxHost6 }), func(b []byte) {
+			binary.BigEndian.PutUint16(b[l3+IPv6PayloadLenOff:], uint16(len(b)-l3-IPv6Len+1))
+		}), false},
+		{"ipv6 payload length below the tcp header", patch(with(func(s *fxSeg) { s.src, s.dst = fxPeer6, fxHost6 }), func(b []byte) {
+			binary.BigEndian.PutUint16(b[l3+IPv6PayloadLenOff:], TCPMinLen+4)
+		}), false},
+		{"ipv6 truncated", func(t testing.TB) []byte {
+			return fxTCP(t, with(func(s *fxSeg) { s.src, s.dst = fxPeer6, fxHost6 }))[:l3+IPv6Len+TCPMinLen+4]
+		}, false},
 		{"udp", func(t testing.TB) []byte { return fxUDP(t, fxPeer4, fxHost4, []byte("x")) }, false},
 		{"arp", func(t testing.TB) []byte { return fxARP(t, nil, fxIP4Host) }, false},
 		{"ip version 6 in ipv4", patch(seg, func(b []byte) { b[l3] = 0x65 }), false},
@@ -251,7 +271,11 @@ func TestMatchFrameFast(t *testing.T) {
 		{name: "syn to port 80", seg: with(func(s *fxSeg) {
 			s.dst, s.flags, s.opts = netip.AddrPortFrom(fxIP4Host, 80), TCPFlagSYN, nil
 		}), want: 9},
-		{name: "general path: ipv6", seg: with(func(s *fxSeg) { s.src, s.dst = fxPeer6, fxHost6 }), want: 3},
+		{name: "ipv6", seg: with(func(s *fxSeg) { s.src, s.dst = fxPeer6, fxHost6 }), want: 3},
+		{name: "ipv6 other vlan", seg: with(func(s *fxSeg) { s.src, s.dst, s.vlans = fxPeer6, fxHost6, []uint16{100} })},
+		{name: "general path: ipv6 extension header", seg: with(func(s *fxSeg) {
+			s.src, s.dst, s.ext = fxPeer6, fxHost6, fxChain(ProtoDestOpts, fxExt(ProtoDestOpts, ProtoTCP, 0, 0, false))
+		}), want: 3},
 		{name: "general path: syn options", seg: with(func(s *fxSeg) { s.opts = fxSYNOpts(1, 2) }), want: 1},
 		{name: "general path: fragment", seg: with(func(s *fxSeg) { s.fragMF = true })},
 	}

@@ -244,6 +244,9 @@ func (m *Matcher) MatchFrame(b []byte, f *Frame, r *Result) bool {
 		f.decodeGeneral(b, DecodeOptions{})
 		return m.Match(f, r)
 	}
+	if e == 0 {
+		return m.Match(f, r) // IPv6: the key is read from the frame
+	}
 	// The fast path decoded an IPv4 TCP segment (IsTCP) and returned its
 	// connection key: look it up without reading the frame again.
 	i, prio := -1, uint8(0)

@@ -1175,20 +1175,21 @@ func (s *ControlServer) postSlot(w http.ResponseWriter, r *http.Request, c *Cred
 	// The record is written under mu together with the arm, so a
 	// concurrent disarm of the same ID (after it is returned) finds it.
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	since := s.hub.nextSeq()
 	id, err := s.d.Arm(cfg)
 	if err != nil {
+		s.mu.Unlock()
 		return err
 	}
 	s.slots[id] = &slotRecord{owner: int64(c.UID), label: label, conn: cfg.Pattern, spec: cfg.Spec, armed: time.Now()}
 	s.hub.setSlotOwner(id, int64(c.UID), since)
-	o := int64(c.UID)
-	cj := connToJSON(cfg.Pattern)
-	at := s.slots[id].armed
+	s.mu.Unlock()
+	j, ok := s.slotStatus(id, s.d.Counters())
+	if !ok { // disarmed meanwhile by its owner
+		return errorf(http.StatusConflict, codeConflict, "", "", "slot %d was disarmed before its status was read", id)
+	}
 	w.Header().Set("Location", fmt.Sprintf("/v1/slots/%d", id))
-	writeJSON(w, http.StatusCreated, slotJSON{ID: id, Owner: &o, Label: label, Conn: &cj, Spec: &cfg.Spec, Armed: &at,
-		State: offload.StateArmed.String(), Status: offload.StatusNormal.String(), DeviceCounters: map[string]uint64{}})
+	writeJSON(w, http.StatusCreated, j)
 	return nil
 }
 
@@ -1269,7 +1270,25 @@ func specError(err error) *apiError {
 	if strings.Contains(rest, "outside") || strings.Contains(rest, "above") {
 		code = codeLimit
 	}
-	return errorf(status, code, "spec."+field, "", "spec.%s: %s", field, rest)
+	return errorf(status, code, "spec."+field, limitOf(rest), "spec.%s: %s", field, rest)
+}
+
+// limitOf extracts the limit from a validation message of offload
+// ("500ms outside 1s..24h0m0s", "10 below 88", "70000 above 65535 (…)").
+func limitOf(msg string) string {
+	for _, w := range []string{" outside ", " above ", " below "} {
+		if _, l, ok := strings.Cut(msg, w); ok {
+			l, _, _ = strings.Cut(l, " (")
+			switch w {
+			case " above ":
+				return "at most " + l
+			case " below ":
+				return "at least " + l
+			}
+			return l
+		}
+	}
+	return ""
 }
 
 // snapshotJSON is the JSON form of an offload.Snapshot: MACs as
@@ -1356,7 +1375,7 @@ func parseSnapshot(b []byte) (offload.Snapshot, error) {
 		if f, ok := snapFields[field]; ok {
 			field = f
 		}
-		return s, errorf(http.StatusUnprocessableEntity, codeInvalid, "snapshot."+field, "", "snapshot.%s: %s", field, rest)
+		return s, errorf(http.StatusUnprocessableEntity, codeInvalid, "snapshot."+field, limitOf(rest), "snapshot.%s: %s", field, rest)
 	}
 	return s, nil
 }
@@ -1407,12 +1426,20 @@ type entryJSON struct {
 
 func reportToJSON(r *offload.Report) reportJSON {
 	j := reportJSON{State: r.State.String(), Status: r.Status.String(), Counters: r.Counters,
-		Books:  booksJSON{Sent: r.Books.Sent, Absorbed: r.Books.Absorbed, Entries: []entryJSON{}},
+		Books:  booksJSON{Sent: nonNil(r.Books.Sent), Absorbed: nonNil(r.Books.Absorbed), Entries: []entryJSON{}},
 		SndNxt: r.SndNxt, SndUna: r.SndUna, RcvNxt: r.RcvNxt, TSRecent: r.TSRecent}
 	for _, e := range r.Books.Entries {
 		j.Books.Entries = append(j.Books.Entries, entryJSON{Dir: e.Dir.String(), Seq: e.Seq, Len: e.Len, At: e.At.String()})
 	}
 	return j
+}
+
+// nonNil makes an empty books buffer encode as "" rather than null.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
 }
 
 func (s *ControlServer) deleteSlot(w http.ResponseWriter, r *http.Request, c *Cred) error {

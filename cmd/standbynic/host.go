@@ -1,0 +1,379 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/standbynic/standbynic/host"
+)
+
+const (
+	taskPush  = "push"
+	taskReset = "reset"
+	maxRun    = 365 * 24 * time.Hour
+)
+
+func runHost(ctx context.Context, stdout, stderr io.Writer, args []string) int {
+	fs := newFlagSet("host", stderr, "--nic SOCKET --config FILE [flags]",
+		`Run the host runtime: the apps and channels of the config file (JSON; schema in
+docs/cli.md) connect to the push server, take hardware slots on the NIC (through
+its control socket) or software slots, and the host goes to standby; it wakes
+for pushes, resets and software keep-alives, acknowledges every push
+("ack <id>"), reconnects a channel whose connection was reset, and goes back to
+sleep. It logs every wake and, on exit, prints per channel its slot and pushes,
+the wakes by reason and the energy estimate against an all-software host.`)
+	nicPath := fs.String("nic", "", `the NIC daemon's control socket `+"`SOCKET`"+`, or "none" for a host without a NIC (every channel kept alive by the host's own wakes) (required)`)
+	cfgPath := fs.String("config", "", "the JSON `FILE` of apps and channels (required)")
+	runFor := newDurationFlag(fs, "duration", 0, time.Second, maxRun, true, "run this long, then exit")
+	dialTimeout := newDurationFlag(fs, "dial-timeout", 5*time.Second, 100*time.Millisecond, time.Minute, false, "bound on each connection to the NIC or the push server")
+	lf := addLogFlags(fs)
+	if code, done := parse(fs, args); done {
+		return code
+	}
+	switch {
+	case *nicPath == "":
+		return usageError(fs, `-nic is required (a socket path, or "none")`)
+	case *cfgPath == "":
+		return usageError(fs, "-config is required")
+	case *nicPath != "none" && len(*nicPath) > maxSunPath:
+		return usageError(fs, "-nic: path of %d bytes, longer than the %d a Unix socket allows", len(*nicPath), maxSunPath)
+	}
+	data, err := readConfigFile(*cfgPath)
+	if err != nil {
+		return usageError(fs, "-config: %v", err)
+	}
+	cfg, err := loadHostConfig(data)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %s: %v\n", fs.Name(), *cfgPath, strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		return exitUsage
+	}
+	log := lf.logger(stderr)
+	if *runFor > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *runFor)
+		defer cancel()
+	}
+	if err := serveHost(ctx, stdout, log, cfg, *nicPath, *dialTimeout); err != nil {
+		log.Error("host", "err", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+// readConfigFile reads at most maxConfigBytes+1 bytes of path.
+func readConfigFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
+}
+
+// hostApps is the host command's apps: it dials the channels' transports and
+// runs their tasks.
+type hostApps struct {
+	h           *host.Host
+	cfg         *hostConfig
+	log         *slog.Logger
+	dialTimeout time.Duration
+	chans       map[string]*channelConfig // by id; read-only after setup
+
+	mu     sync.Mutex
+	pushes map[string]int // pushes received (and acknowledged), by channel
+	acks   map[string]int // acknowledgments sent
+	redial map[string]int // reconnections after a reset
+}
+
+// serveHost runs the host until ctx ends.
+func serveHost(ctx context.Context, stdout io.Writer, log *slog.Logger, cfg *hostConfig, nicPath string, dialTimeout time.Duration) (err error) {
+	hc := cfg.hostRuntime()
+	hc.Logger = log.With("component", "host")
+	if nicPath != "none" {
+		n, closeNIC, err := dialNIC(nicPath, log)
+		if err != nil {
+			return fmt.Errorf("nic %s: %w", nicPath, err)
+		}
+		defer closeNIC()
+		hc.NIC = n
+		log.Info("nic connected", "socket", nicPath, "slots", n.Capabilities().Slots)
+	}
+	h, err := host.New(&hc)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := h.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	a := &hostApps{h: h, cfg: cfg, log: log, dialTimeout: dialTimeout, chans: map[string]*channelConfig{},
+		pushes: map[string]int{}, acks: map[string]int{}, redial: map[string]int{}}
+	if err := h.RegisterTask(taskPush, a.push); err != nil {
+		return err
+	}
+	if err := h.RegisterTask(taskReset, a.reset); err != nil {
+		return err
+	}
+	var order []*host.Channel
+	for _, app := range cfg.Apps {
+		for i := range app.Channels {
+			cc := &app.Channels[i]
+			ch, err := a.open(ctx, app, cc)
+			if err != nil {
+				return fmt.Errorf("channel %s: %w", cc.ID, err)
+			}
+			order = append(order, ch)
+		}
+	}
+	if !cfg.Host.StayAwake {
+		if err := h.Standby(ctx); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("standby: %w", err)
+		}
+		log.Info("host in standby")
+	}
+	a.watch(ctx)
+	// The books are read once every task has ended: Close waits for them.
+	rows := a.channelRows(order)
+	if err := h.Close(); err != nil {
+		return err
+	}
+	a.summary(stdout, rows)
+	return nil
+}
+
+// open creates a channel, binds its tasks and gives it its transport.
+func (a *hostApps) open(ctx context.Context, app appConfig, cc *channelConfig) (*host.Channel, error) {
+	prio := app.Priority
+	if cc.Priority != nil {
+		prio = *cc.Priority
+	}
+	ch, err := a.h.NewChannel(cc.ID, time.Duration(cc.Interval), cc.resource(), app.Name, prio)
+	if err != nil {
+		return nil, err
+	}
+	a.chans[cc.ID] = cc
+	if err := ch.SetPushTask(taskPush); err != nil {
+		return nil, err
+	}
+	if err := ch.SetResetTask(taskReset); err != nil {
+		return nil, err
+	}
+	t, err := a.dial(ctx, cc)
+	if err != nil {
+		return nil, err
+	}
+	if err := ch.UsingTransport(t); err != nil {
+		t.Close()
+		return nil, err
+	}
+	st, err := ch.WaitForPushEnabled()
+	if err != nil {
+		return nil, err
+	}
+	a.log.Info("channel", "id", cc.ID, "app", app.Name, "transport", cc.Transport, "requested", cc.resource().String(),
+		"status", st.String(), "interval", time.Duration(cc.Interval))
+	return ch, nil
+}
+
+// dial connects a channel's transport to the push server and says hello.
+func (a *hostApps) dial(ctx context.Context, cc *channelConfig) (host.Transport, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.dialTimeout)
+	defer cancel()
+	var t host.Transport
+	switch cc.Transport {
+	case "tcp":
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", a.cfg.Server.TCP)
+		if err != nil {
+			return nil, err
+		}
+		s, err := host.NewStream(c.(*net.TCPConn), cc.keepAlive())
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		t = s
+	case "websocket":
+		ws, err := host.DialWebSocket(ctx, nil, a.cfg.Server.WebSocket)
+		if err != nil {
+			return nil, err
+		}
+		t = ws
+	default:
+		return nil, fmt.Errorf("transport %q", cc.Transport) // validated away
+	}
+	if err := t.Write([]byte("hello " + cc.ID)); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("hello: %w", err)
+	}
+	return t, nil
+}
+
+// parsePush splits "push <id> <payload>"; the payload may be empty.
+func parsePush(s string) (id uint64, payload string, ok bool) {
+	rest, ok := strings.CutPrefix(s, "push ")
+	if !ok {
+		return 0, "", false
+	}
+	ids, payload, _ := strings.Cut(rest, " ")
+	id, err := strconv.ParseUint(ids, 10, 64)
+	if err != nil || id == 0 {
+		return 0, "", false
+	}
+	return id, payload, true
+}
+
+// push is the PushNotification task: it logs and acknowledges every queued
+// push, then flushes the acknowledgments before the host may sleep again.
+func (a *hostApps) push(ctx context.Context, ti *host.TaskInstance) {
+	ch := ti.Channel
+	for {
+		m, ok := ti.Receive()
+		if !ok {
+			break
+		}
+		id, payload, ok := parsePush(string(m.Data))
+		if !ok {
+			a.log.Warn("unexpected message", "channel", ch.ID(), "message", truncate(string(m.Data), 80))
+			continue
+		}
+		a.mu.Lock()
+		a.pushes[ch.ID()]++
+		a.mu.Unlock()
+		a.log.Info("push", "channel", ch.ID(), "id", id, "payload", truncate(payload, 80))
+		if err := ch.Send([]byte("ack " + strconv.FormatUint(id, 10))); err != nil {
+			a.log.Warn("ack", "channel", ch.ID(), "id", id, "err", err)
+			continue
+		}
+		a.mu.Lock()
+		a.acks[ch.ID()]++
+		a.mu.Unlock()
+	}
+	fctx, cancel := context.WithTimeout(ctx, a.dialTimeout)
+	defer cancel()
+	if err := ch.FlushTransport(fctx); err != nil && !errors.Is(err, host.ErrNoTransport) {
+		a.log.Warn("flush", "channel", ch.ID(), "err", err)
+	}
+}
+
+// reset is the reset task: after the loss of the transport it dials again;
+// other resets are logged.
+func (a *hostApps) reset(ctx context.Context, ti *host.TaskInstance) {
+	ch := ti.Channel
+	a.log.Info("reset", "channel", ch.ID(), "reason", ti.Reset.String(), "cause", errString(ch.DisconnectCause()))
+	if ti.Reset != host.ResetTransportDisconnected {
+		return
+	}
+	cc := a.chans[ch.ID()]
+	t, err := a.dial(ctx, cc)
+	if err != nil {
+		a.log.Error("reconnect", "channel", ch.ID(), "err", err)
+		return
+	}
+	if err := ch.UsingTransport(t); err != nil {
+		t.Close()
+		a.log.Error("reconnect", "channel", ch.ID(), "err", err)
+		return
+	}
+	st, _ := ch.WaitForPushEnabled()
+	a.mu.Lock()
+	a.redial[ch.ID()]++
+	a.mu.Unlock()
+	a.log.Info("reconnected", "channel", ch.ID(), "status", st.String())
+}
+
+// wakeReasons lists the host's wake reasons in order.
+var wakeReasons = []host.WakeReason{host.WakeHardwarePush, host.WakeHardwareReset, host.WakeKeepAliveTimeout,
+	host.WakeSoftwareKeepAlive, host.WakeSoftwarePushCheck, host.WakeUser}
+
+// watch logs every wake and state change until ctx ends.
+func (a *hostApps) watch(ctx context.Context) {
+	prev := a.h.Stats()
+	for {
+		changed := a.h.Changed()
+		st := a.h.Stats()
+		for _, r := range wakeReasons {
+			if n := st.Wake(r); n > prev.Wake(r) {
+				a.log.Info("wake", "reason", r.String(), "count", n)
+			}
+		}
+		if st.State != prev.State {
+			a.log.Debug("state", "from", prev.State.String(), "to", st.State.String())
+		}
+		prev = st
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+// channelRow is a channel's line of the summary.
+type channelRow struct {
+	id, app, transport string
+	requested          string
+	status             string
+	note               string
+}
+
+// channelRows reads the channels' placement at the end of the run.
+func (a *hostApps) channelRows(chans []*host.Channel) []channelRow {
+	rows := make([]channelRow, len(chans))
+	for i, ch := range chans {
+		cc := a.chans[ch.ID()]
+		rows[i] = channelRow{ch.ID(), ch.App(), cc.Transport, cc.resource().String(), ch.Status().String(), ch.Note()}
+		if rows[i].note == "" {
+			rows[i].note = "-"
+		}
+	}
+	return rows
+}
+
+// summary prints the books: per channel, then wakes and energy. The host is
+// closed: its tasks have ended.
+func (a *hostApps) summary(w io.Writer, rows []channelRow) {
+	st := a.h.Stats()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHANNEL\tAPP\tTRANSPORT\tREQUESTED\tSTATUS\tPUSHES\tACKS\tRECONNECTS\tNOTE")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", r.id, r.app, r.transport, r.requested, r.status,
+			a.pushes[r.id], a.acks[r.id], a.redial[r.id], r.note)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nwakes: %d", st.Resumes)
+	for _, r := range wakeReasons {
+		if n := st.Wake(r); n > 0 {
+			fmt.Fprintf(w, ", %s %d", r, n)
+		}
+	}
+	fmt.Fprintf(w, "\nslots armed: %d, hand-backs: %d (errors %d), software keep-alives: %d\n", st.Armed, st.HandBacks, st.HandBackErrors, st.KeepAlives)
+	fmt.Fprintf(w, "energy: %.1f mJ; an all-software host: %.1f mJ with %d wakes\n", st.EnergyMJ, st.SoftwareOnlyMJ, st.SoftwareOnlyWakes)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

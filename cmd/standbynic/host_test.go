@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/standbynic/standbynic/internal/pushserver"
+)
+
+// hostRig runs "standbynic host --nic none" against an in-process push
+// server on loopback.
+type hostRig struct {
+	srv            *pushserver.Server
+	stdout, stderr *syncBuffer
+	cancel         context.CancelFunc
+	done           chan int
+}
+
+func startHost(t *testing.T, hostSection string) *hostRig {
+	t.Helper()
+	srv, err := pushserver.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	cfg := fmt.Sprintf(`{
+  "server": {"tcp": %q, "websocket": %q},
+  "policy": {"interval_unit": "1s", "min_interval": 1},
+  "host": %s,
+  "apps": [
+    {"name": "mail", "channels": [
+      {"id": "m-ws", "transport": "websocket", "slot": "software", "interval": "30s"},
+      {"id": "m-tcp", "transport": "tcp", "slot": "software", "interval": "30s", "keepalive": "noop"}
+    ]},
+    {"name": "chat", "priority": 3, "channels": [{"id": "chat", "transport": "tcp", "slot": "hardware", "interval": "30s"}]}
+  ]
+}`, srv.TCPAddr().String(), srv.WSURL(), hostSection)
+	path := t.TempDir() + "/host.json"
+	if err := writeFile(path, cfg); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &hostRig{srv: srv, stdout: newSyncBuffer(), stderr: newSyncBuffer(), cancel: cancel, done: make(chan int, 1)}
+	go func() {
+		r.done <- run(ctx, r.stdout, r.stderr, []string{"host", "--nic", "none", "--config", path, "--log-level", "debug"})
+	}()
+	t.Cleanup(func() { r.stop(t) })
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer wcancel()
+	for _, ch := range []string{"m-ws", "m-tcp", "chat"} {
+		if err := srv.WaitConnected(wctx, ch); err != nil {
+			t.Fatalf("channel %s never connected: %v\nstderr:\n%s", ch, err, r.stderr)
+		}
+	}
+	return r
+}
+
+func (r *hostRig) stop(t *testing.T) int {
+	t.Helper()
+	r.cancel()
+	select {
+	case code := <-r.done:
+		r.done <- code
+		return code
+	case <-time.After(15 * time.Second):
+		t.Fatalf("host did not stop; stderr:\n%s", r.stderr)
+	}
+	return -1
+}
+
+// pushAndWait pushes to ch and waits until the host acknowledged it.
+func (r *hostRig) pushAndWait(t *testing.T, ch, payload string) uint64 {
+	t.Helper()
+	id, err := r.srv.Push(ch, payload)
+	if err != nil {
+		t.Fatalf("push %s: %v", ch, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := r.srv.WaitAcked(ctx, ch, id); err != nil {
+		t.Fatalf("push %d on %s never acknowledged: %v\nstderr:\n%s", id, ch, err, r.stderr)
+	}
+	return id
+}
+
+func TestRunHostAwake(t *testing.T) {
+	r := startHost(t, `{"stay_awake": true}`)
+	for _, ch := range []string{"m-ws", "m-tcp", "chat"} {
+		id := r.pushAndWait(t, ch, "hello "+ch)
+		r.stderr.waitFor(t, regexp.MustCompile(fmt.Sprintf(`msg=push channel=%s id=%d payload="hello %s"`, ch, id, ch)), 5*time.Second)
+	}
+	// A reset connection is dialled again by the reset task.
+	if err := r.srv.Reset("chat"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.srv.Wait(ctx, "chat", func(c pushserver.Channel, ok bool) bool { return ok && c.Connected && c.Connections == 2 }); err != nil {
+		t.Fatalf("chat not reconnected: %v\nstderr:\n%s", err, r.stderr)
+	}
+	r.pushAndWait(t, "chat", "after reset")
+	if code := r.stop(t); code != exitOK {
+		t.Fatalf("exit %d; stderr:\n%s", code, r.stderr)
+	}
+	out := r.stdout.String()
+	for _, re := range []string{
+		`(?m)^m-ws\s+mail\s+websocket\s+RequestSoftwareSlot\s+SoftwareSlotAllocated\s+1\s+1\s+0\s`,
+		`(?m)^m-tcp\s+mail\s+tcp\s+RequestSoftwareSlot\s+SoftwareSlotAllocated\s+1\s+1\s+0\s`,
+		`(?m)^chat\s+chat\s+tcp\s+RequestHardwareSlot\s+HardwareSlotAllocated\s+2\s+2\s+1\s`,
+		`(?m)^wakes: 0$`,
+		`(?m)^energy: [0-9.]+ mJ; an all-software host: [0-9.]+ mJ with \d+ wakes$`,
+	} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("summary does not match %s:\n%s", re, out)
+		}
+	}
+}
+
+// TestRunHostStandby puts the host to sleep: without a NIC every channel is
+// kept alive by the host's own wakes, and pushes are collected at the push
+// checks.
+func TestRunHostStandby(t *testing.T) {
+	r := startHost(t, `{"push_check_interval": "200ms", "software_wake_hold": "50ms"}`)
+	r.stderr.waitFor(t, regexp.MustCompile(`msg="host in standby"`), 10*time.Second)
+	r.pushAndWait(t, "m-tcp", "while asleep")
+	r.stderr.waitFor(t, regexp.MustCompile(`msg=wake reason=software-push-check`), 5*time.Second)
+	if code := r.stop(t); code != exitOK {
+		t.Fatalf("exit %d; stderr:\n%s", code, r.stderr)
+	}
+	if !regexp.MustCompile(`(?m)^wakes: [1-9]\d*, .*software-push-check [1-9]`).MatchString(r.stdout.String()) {
+		t.Errorf("summary lacks the push-check wakes:\n%s", r.stdout)
+	}
+}

@@ -1,0 +1,264 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/standbynic/standbynic/internal/netlab"
+	"github.com/standbynic/standbynic/nic"
+)
+
+// Flow control of the senders: frames in flight stay below the veth
+// backlog and the ring, so nothing is lost and a rate is a rate with zero
+// drops.
+const (
+	pumpWindow = 512
+	pumpBatch  = 64
+	// drainWait bounds the wait for a device counter to catch up.
+	drainWait = 10 * time.Second
+)
+
+// errPrivilege is wrapped when the process cannot build a lab.
+var errPrivilege = errors.New("needs CAP_SYS_ADMIN (namespaces), CAP_NET_ADMIN and CAP_NET_RAW: run as root")
+
+// newLab builds a three-namespace lab (srv, nic, host); a missing
+// privilege is reported as errPrivilege.
+func newLab(ctx context.Context) (*netlab.Lab, error) {
+	if err := netlab.Privileged(); err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("%w: %v", errPrivilege, err)
+		}
+		return nil, fmt.Errorf("lab probe: %w", err)
+	}
+	l, err := netlab.New(ctx, nil)
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("%w: %v", errPrivilege, err)
+		}
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	return l, nil
+}
+
+// skipOrFail records a missing privilege in s.Skipped (and returns nil)
+// or returns err.
+func skipOrFail(s *Scenario, what string, err error) error {
+	if errors.Is(err, errPrivilege) {
+		s.Skipped = append(s.Skipped, fmt.Sprintf("%s: %v", what, err))
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// openPort opens an AF_PACKET port on link in ns.
+func openPort(l *netlab.Lab, ns netlab.Namespace, link string) (nic.Port, error) {
+	var p nic.Port
+	err := l.Do(ns, func() error {
+		var err error
+		p, err = nic.OpenPacketPort(link, nil)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open %s/%s: %w", ns, link, err)
+	}
+	return p, nil
+}
+
+// labMACs returns the MACs of host0 and srv0.
+func labMACs(l *netlab.Lab) (host, srv [6]byte, err error) {
+	hi, err := l.Interface(netlab.Host, netlab.HostLink)
+	if err != nil {
+		return host, srv, err
+	}
+	si, err := l.Interface(netlab.Srv, netlab.SrvLink)
+	if err != nil {
+		return host, srv, err
+	}
+	return [6]byte(hi.HardwareAddr), [6]byte(si.HardwareAddr), nil
+}
+
+// errFramesLost says frames stopped arriving before the count was
+// reached: lost outside the measured receiver (a veth backlog shared with
+// the rest of the machine), so the run is void and may be repeated.
+var errFramesLost = errors.New("frames lost on the way")
+
+// stallWait is how long a pump waits without progress before it declares
+// the frames in flight lost.
+const stallWait = time.Second
+
+// pump sends n frames from p (cycling over frames), keeping at most
+// pumpWindow of them ahead of done(), and waits until done() has counted
+// all n. It returns the frames per second done() saw.
+func pump(ctx context.Context, p nic.Port, frames [][]byte, n int, done func() uint64) (float64, error) {
+	batch := make([][]byte, pumpBatch)
+	base := done()
+	start := time.Now()
+	last, lastAt := base, start
+	// progress reports whether done() moved within stallWait.
+	progress := func() (uint64, error) {
+		v := done()
+		if v != last {
+			last, lastAt = v, time.Now()
+			return v, nil
+		}
+		if time.Since(lastAt) > stallWait {
+			return v, fmt.Errorf("%w: %d of %d counted, none for %v", errFramesLost, v-base, n, stallWait)
+		}
+		return v, ctx.Err()
+	}
+	sent := 0
+	for sent < n {
+		for spins := 0; ; spins++ {
+			v := done()
+			if uint64(sent)-(v-base) <= pumpWindow {
+				break
+			}
+			if spins&255 == 255 {
+				if _, err := progress(); err != nil {
+					return 0, err
+				}
+			}
+			runtime.Gosched()
+		}
+		k := min(pumpBatch, n-sent)
+		for i := range k {
+			batch[i] = frames[(sent+i)%len(frames)]
+		}
+		w, err := p.WriteBatch(batch[:k])
+		if err != nil {
+			return 0, fmt.Errorf("send: %w", err)
+		}
+		sent += w
+	}
+	for spins := 0; done()-base < uint64(n); spins++ {
+		if spins&255 == 255 {
+			if _, err := progress(); err != nil {
+				return 0, err
+			}
+		}
+		runtime.Gosched()
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// retryLost runs fn up to three times while it fails with errFramesLost
+// and counts the retries in *retries.
+func retryLost(retries *int, fn func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil || !errors.Is(err, errFramesLost) || attempt == 3 {
+			return err
+		}
+		*retries++
+	}
+}
+
+// countLoop reads p until it is closed, counting frames: the plain
+// TPACKET receive loop.
+func countLoop(p nic.Port, count *atomic.Uint64, done chan<- struct{}) {
+	defer close(done)
+	pkts := make([]nic.Packet, pumpBatch)
+	for i := range pkts {
+		pkts[i].Buf = make([]byte, 2048)
+	}
+	for {
+		n, err := p.ReadBatch(pkts)
+		if err != nil {
+			return
+		}
+		count.Add(uint64(n))
+	}
+}
+
+// countingPort counts the frames its owner read from it: the flow
+// control of a pump into a device.
+type countingPort struct {
+	nic.Port
+	n atomic.Uint64
+}
+
+// ReadBatch implements nic.Port.ReadBatch.
+func (p *countingPort) ReadBatch(pkts []nic.Packet) (int, error) {
+	n, err := p.Port.ReadBatch(pkts)
+	p.n.Add(uint64(n))
+	return n, err
+}
+
+// rawSocket is a plain AF_PACKET socket without a ring, read with
+// recvfrom: the simplest receive loop.
+type rawSocket struct {
+	fd int
+}
+
+// openRaw opens a raw packet socket bound to link in ns, with a 100 ms
+// receive timeout so its loop can stop.
+func openRaw(l *netlab.Lab, ns netlab.Namespace, link string) (*rawSocket, error) {
+	ifi, err := l.Interface(ns, link)
+	if err != nil {
+		return nil, err
+	}
+	var fd int
+	err = l.Do(ns, func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		if err != nil {
+			return os.NewSyscallError("socket", err)
+		}
+		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
+			unix.Close(fd)
+			return os.NewSyscallError("bind", err)
+		}
+		tv := unix.NsecToTimeval(int64(100 * time.Millisecond))
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+			unix.Close(fd)
+			return os.NewSyscallError("setsockopt", err)
+		}
+		// 4 MiB of receive buffer, as much as the ring has.
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("raw socket on %s/%s: %w", ns, link, err)
+	}
+	return &rawSocket{fd: fd}, nil
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// loop counts frames until stop is set.
+func (r *rawSocket) loop(count *atomic.Uint64, stop *atomic.Bool, done chan<- struct{}) {
+	defer close(done)
+	buf := make([]byte, 2048)
+	for !stop.Load() {
+		n, _, err := unix.Recvfrom(r.fd, buf, 0)
+		if err == nil && n > 0 {
+			count.Add(1)
+		}
+	}
+}
+
+// recvOne blocks until one frame arrives or the 100 ms timeout passes,
+// and returns its length.
+func (r *rawSocket) recvOne(buf []byte) (int, error) {
+	n, _, err := unix.Recvfrom(r.fd, buf, 0)
+	return min(n, len(buf)), err
+}
+
+// drops returns the kernel's drop count since the last call
+// (PACKET_STATISTICS).
+func (r *rawSocket) drops() uint64 {
+	st, err := unix.GetsockoptTpacketStats(r.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+	if err != nil {
+		return 0
+	}
+	return uint64(st.Drops)
+}
+
+func (r *rawSocket) Close() error { return unix.Close(r.fd) }

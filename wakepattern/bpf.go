@@ -796,7 +796,7 @@ func (g *bpfGen) tcp(fam int) {
 
 	conn := g.newLabel()
 	if syns := g.set.syn[fam]; len(syns) > 0 {
-		g.emit(bpf.LoadScratch{Dst: bpf.RegA, N: bpfMemFlags}, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: uint32(TCPFlagSYN | TCPFlagACK)})
+		g.emit(bpf.LoadScratch{Dst: bpf.RegA, N: bpfMemFlags}, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: uint32(TCPFlagSYN | TCPFlagACK | TCPFlagRST)})
 		g.jne(uint32(TCPFlagSYN), conn)
 		var byPort, byAddr, byBoth [][]uint32
 		anySYN := false

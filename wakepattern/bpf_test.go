@@ -309,6 +309,7 @@ func TestBPFTable(t *testing.T) {
 				{"syn to 22 any v4 address", bpfTCPFrame(t, bpfSpec{src: bpfRemote4, dst: netip.MustParseAddrPort("198.18.9.9:22"), flags: TCPFlagSYN}), true},
 				{"syn to 23 v4", bpfTCPFrame(t, bpfSpec{src: bpfRemote4, dst: netip.MustParseAddrPort("198.18.9.9:23"), flags: TCPFlagSYN}), false},
 				{"syn-ack to 22", bpfTCPFrame(t, bpfSpec{src: bpfRemote4, dst: netip.MustParseAddrPort("198.18.9.9:22"), flags: TCPFlagSYN | TCPFlagACK}), false},
+				{"syn-rst to 22", bpfTCPFrame(t, bpfSpec{src: bpfRemote4, dst: netip.MustParseAddrPort("198.18.9.9:22"), flags: TCPFlagSYN | TCPFlagRST}), false},
 				{"ack to 22", bpfTCPFrame(t, bpfSpec{src: bpfRemote4, dst: netip.MustParseAddrPort("198.18.9.9:22")}), false},
 				{"syn to v6 addr any port", bpfTCPFrame(t, bpfSpec{src: bpfRemote6, dst: bpfLocal6, flags: TCPFlagSYN}), true},
 				{"syn to v6 other addr", bpfTCPFrame(t, bpfSpec{src: bpfRemote6, dst: netip.MustParseAddrPort("[2001:db8::9]:1"), flags: TCPFlagSYN}), false},
@@ -434,7 +435,7 @@ func bpfOracleOne(p *Pattern, f *Frame, frame []byte) bool {
 		return f.IsTCP() && f.SrcIP == c.Remote.Addr() && f.DstIP == c.Local.Addr() &&
 			f.SrcPort == c.Remote.Port() && f.DstPort == c.Local.Port() && bpfOracleVLAN(f) == c.VLAN
 	case KindTCPSYN:
-		if !f.IsTCP() || f.TCPFlags&(TCPFlagSYN|TCPFlagACK) != TCPFlagSYN {
+		if !f.IsTCP() || f.TCPFlags&(TCPFlagSYN|TCPFlagACK|TCPFlagRST) != TCPFlagSYN {
 			return false
 		}
 		a := p.SYN.Local.Addr()

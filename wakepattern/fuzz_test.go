@@ -104,7 +104,7 @@ func FuzzMatch(f *testing.F) {
 				t.Fatalf("result offsets out of the frame: %+v", r)
 			}
 		case KindTCPSYN:
-			if !fr.IsTCP() || fr.TCPFlags&(TCPFlagSYN|TCPFlagACK) != TCPFlagSYN || r.Class != ClassSYN {
+			if !fr.IsTCP() || fr.TCPFlags&(TCPFlagSYN|TCPFlagACK|TCPFlagRST) != TCPFlagSYN || r.Class != ClassSYN {
 				t.Fatalf("SYN match on flags %#x status %v", fr.TCPFlags, fr.Status)
 			}
 		}

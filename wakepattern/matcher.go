@@ -200,7 +200,10 @@ func (m *Matcher) finish(f *Frame, tcp bool, i int, prio uint8, r *Result) bool 
 // matchOthers looks for a SYN (tcp: f IsTCP), bitmap or magic pattern
 // that matches f and ranks better than best.
 func (m *Matcher) matchOthers(f *Frame, tcp bool, best uint64, segment bool) (uint64, bool) {
-	if tcp && m.synBest < best && f.TCPFlags&(TCPFlagSYN|TCPFlagACK) == TCPFlagSYN {
+	// A connection attempt is a SYN without ACK and without RST (a SYN|RST
+	// segment is invalid and discarded by a listening socket, RFC 9293
+	// 3.10.7.2), so it never wakes the host.
+	if tcp && m.synBest < best && f.TCPFlags&(TCPFlagSYN|TCPFlagACK|TCPFlagRST) == TCPFlagSYN {
 		for i := range m.syn {
 			e := &m.syn[i]
 			if e.rank >= best {

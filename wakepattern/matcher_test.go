@@ -103,6 +103,7 @@ func TestMatch(t *testing.T) {
 		{"SYN to :22 any IPv4 address", seg(fxSeg{src: fxPeer4, dst: netip.MustParseAddrPort("198.18.0.9:22"), seq: 7, flags: TCPFlagSYN}), DecodeOptions{},
 			matchSummary{true, 4, 3, ClassSYN, 7, 0, 38, 42, 54, 0}},
 		{"SYN-ACK to :22 is not a SYN pattern match", seg(fxSeg{src: fxPeer4, dst: netip.MustParseAddrPort("198.18.0.9:22"), flags: TCPFlagSYN | TCPFlagACK}), DecodeOptions{}, matchSummary{}},
+		{"SYN-RST to :22 is not a SYN pattern match", seg(fxSeg{src: fxPeer4, dst: netip.MustParseAddrPort("198.18.0.9:22"), flags: TCPFlagSYN | TCPFlagRST}), DecodeOptions{}, matchSummary{}},
 		{"SYN to host:80 (priority 5)", seg(fxSeg{src: fxPeer4, dst: netip.AddrPortFrom(fxIP4Host, 80), flags: TCPFlagSYN}), DecodeOptions{},
 			matchSummary{true, 9, 8, ClassSYN, 0, 0, 38, 42, 54, 0}},
 		{"SYN to other:80: no pattern", seg(fxSeg{src: fxPeer4, dst: netip.MustParseAddrPort("198.18.0.3:80"), flags: TCPFlagSYN}), DecodeOptions{}, matchSummary{}},

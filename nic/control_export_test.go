@@ -1,8 +1,10 @@
 package nic
 
 import (
+	"context"
 	"encoding/json"
 	"net"
+	"net/http"
 
 	"github.com/standbynic/standbynic/offload"
 )
@@ -50,4 +52,27 @@ func SnapshotRoundTrip(s offload.Snapshot) (offload.Snapshot, error) {
 		return offload.Snapshot{}, err
 	}
 	return parseSnapshot(b)
+}
+
+// ParseArm decodes a POST /v1/slots body as the server does; a refusal
+// is returned with its HTTP status.
+func ParseArm(b []byte) (SlotConfig, string, int, error) {
+	cfg, label, err := parseArm(b)
+	if err != nil {
+		if ae, ok := err.(*apiError); ok {
+			return cfg, label, ae.Status, err
+		}
+		return cfg, label, 0, err
+	}
+	return cfg, label, 0, nil
+}
+
+// ArmBody encodes a slot as ControlClient.Arm does.
+func ArmBody(s SlotConfig) ([]byte, error) {
+	return json.Marshal(armRequest{Pattern: connToJSON(s.Pattern), Spec: s.Spec, Snapshot: snapshotToJSON(&s.Snapshot), Label: s.Owner})
+}
+
+// WithCred returns r carrying c as its connection's peer credentials.
+func WithCred(r *http.Request, c *Cred) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), credKey{}, c))
 }

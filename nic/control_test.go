@@ -9,7 +9,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -23,6 +25,7 @@ import (
 	"github.com/google/gopacket/pcapgo"
 
 	"github.com/standbynic/standbynic/nic"
+	"github.com/standbynic/standbynic/nic/porttest"
 	"github.com/standbynic/standbynic/offload"
 	wp "github.com/standbynic/standbynic/wakepattern"
 )
@@ -948,4 +951,204 @@ func TestRemoteDrivesTheDevice(t *testing.T) {
 	if err := rem.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
+}
+
+// armSeeds are valid and near-valid arm bodies.
+func armSeeds(t testing.TB) [][]byte {
+	var out [][]byte
+	ws := slotConfig(40100)
+	ws.Spec = offload.Spec{Kind: offload.KindWebSocket, Interval: 20 * time.Second, RetryInterval: 2 * time.Second, RetryCount: 1,
+		WebSocket: offload.WebSocketSpec{Mode: offload.WSPing, Payload: []byte("ka")}}
+	ws.Snapshot.Timestamps = offload.Timestamps{Enabled: true, Val: 7, At: time.Hour, Rate: 1000, Recent: 9}
+	pl := slotConfig(40101)
+	pl.Spec = offload.Spec{Kind: offload.KindPayload, Interval: 30 * time.Second, RetryInterval: 3 * time.Second, RetryCount: 3,
+		Payload: offload.PayloadSpec{Request: []byte{0xc0, 0}, Reply: []byte{0xd0, 0}}}
+	for _, s := range []nic.SlotConfig{slotConfig(40000), ws, pl} {
+		b, err := nic.ArmBody(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return append(out, []byte(`{}`), []byte(`{"spec":{"kind":"tcp-probe"},"snapshot":null}`), []byte(`{"label":"\u0000"}`))
+}
+
+// FuzzParseArm: the arm body decoder never panics, refuses with a 4xx
+// naming something, and what it accepts is valid and survives the
+// client's encoding unchanged.
+func FuzzParseArm(f *testing.F) {
+	for _, b := range armSeeds(f) {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cfg, label, status, err := nic.ParseArm(b)
+		if err != nil {
+			if status != 400 && status != 413 && status != 422 {
+				t.Fatalf("refusal %v with status %d", err, status)
+			}
+			if err.Error() == "" {
+				t.Fatal("empty error message")
+			}
+			return
+		}
+		if err := cfg.Spec.Validate(); err != nil {
+			t.Fatalf("accepted an invalid spec: %v", err)
+		}
+		if err := cfg.Snapshot.Validate(); err != nil {
+			t.Fatalf("accepted an invalid snapshot: %v", err)
+		}
+		sn := cfg.Snapshot
+		if cfg.Pattern != (wp.TCPConn{Local: sn.Local, Remote: sn.Remote, VLAN: sn.VLAN}) || len(label) > nic.MaxLabel {
+			t.Fatalf("accepted pattern %+v label %q for snapshot %+v", cfg.Pattern, label, sn)
+		}
+		cfg.Owner = label
+		again, err := nic.ArmBody(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg2, label2, _, err := nic.ParseArm(again)
+		if err != nil {
+			t.Fatalf("re-encoded body refused: %v\n%s", err, again)
+		}
+		cfg2.Owner = label2
+		if diff := cmp.Diff(cfg, cfg2, addrCmp, cmpopts.EquateEmpty()); diff != "" {
+			t.Fatalf("round trip (-first +second):\n%s", diff)
+		}
+	})
+}
+
+// FuzzControlRequest: any request leaves the server answering, never with
+// a 5xx, always with a JSON error when it refuses, and never changes the
+// armed slots unless it succeeded.
+func FuzzControlRequest(f *testing.F) {
+	for _, b := range armSeeds(f) {
+		f.Add(uint8(1), "/v1/slots", b)
+	}
+	f.Add(uint8(2), "/v1/power", []byte(`{"state":"D3"}`))
+	f.Add(uint8(2), "/v1/power", []byte(`{"state":"D0"}`))
+	f.Add(uint8(1), "/v1/patterns", []byte(`{"id":3,"kind":"bitmap","bitmap":{"offset":12,"bytes":"0800","mask":"03"}}`))
+	f.Add(uint8(3), "/v1/slots/1", []byte(nil))
+	f.Add(uint8(0), "/v1/wakes/1/packet", []byte(nil))
+	f.Add(uint8(0), "/v1/track?local=198.18.0.2:40000&remote=198.18.0.1:443", []byte(nil))
+	f.Add(uint8(1), "/v1/coalescing", []byte(`{"local":"198.18.0.2:1","remote":"198.18.0.1:2","vlan":4095}`))
+	f.Add(uint8(4), "/v1/slots", []byte(`{}`))
+
+	wire, srv := porttest.Pipe()
+	hp, host := porttest.Pipe()
+	defer srv.Close()
+	defer host.Close()
+	dev, err := nic.New(&nic.Config{Wire: wire, Host: hp, MAC: hostMAC, Clock: nic.NewManualClock(time.Hour), Capabilities: nic.Capabilities{Slots: 4}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer dev.Close()
+	api := nic.NewControlServer(dev, &nic.ControlConfig{MaxBody: 4096})
+	defer api.Close()
+	methods := []string{"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"}
+	f.Fuzz(func(t *testing.T, m uint8, path string, body []byte) {
+		if !strings.HasPrefix(path, "/") || strings.Contains(path, "/stream") {
+			return // not a request line the server sees; streams do not end
+		}
+		u, err := url.ParseRequestURI(path)
+		if err != nil {
+			return
+		}
+		// Start from a free device in D0, whatever the last input did.
+		for _, id := range dev.Slots() {
+			dev.Disarm(id)
+		}
+		if dev.State() == nic.D3 {
+			dev.Wake()
+		}
+		if dev.State() == nic.Waking {
+			dev.Resume()
+		}
+		for _, who := range []*nic.Cred{&rootCred, &userCred} {
+			before := dev.Slots()
+			req := httptest.NewRequest(methods[int(m)%len(methods)], "http://nic/", bytes.NewReader(body))
+			req.URL = u
+			req.RequestURI = u.RequestURI()
+			rec := httptest.NewRecorder()
+			api.ServeHTTP(rec, nic.WithCred(req, who))
+			if rec.Code >= 500 {
+				t.Fatalf("%s %s as uid %d: %d %s", req.Method, path, who.UID, rec.Code, rec.Body)
+			}
+			if rec.Code >= 400 && req.Method != "HEAD" && !json.Valid(rec.Body.Bytes()) {
+				t.Fatalf("%s %s: %d with a non-JSON body %q", req.Method, path, rec.Code, rec.Body)
+			}
+			if rec.Code >= 300 && !cmp.Equal(before, dev.Slots()) {
+				t.Fatalf("%s %s refused (%d) yet the slots changed: %v → %v", req.Method, path, rec.Code, before, dev.Slots())
+			}
+			if who == &userCred && rec.Code < 300 && (req.Method != "GET" && req.Method != "HEAD") {
+				t.Fatalf("%s %s succeeded for uid %d", req.Method, path, who.UID)
+			}
+		}
+	})
+}
+
+// benchCtl is a control server on a real socket for benchmarks (the rig
+// takes a *testing.T).
+func benchCtl(b *testing.B) (*nic.Device, *nic.ControlClient) {
+	wire, srv := porttest.Pipe()
+	hp, host := porttest.Pipe()
+	b.Cleanup(func() { srv.Close(); host.Close() })
+	dev, err := nic.New(&nic.Config{Wire: wire, Host: hp, MAC: hostMAC, Clock: nic.NewManualClock(time.Hour), Capabilities: nic.Capabilities{Slots: 4}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { dev.Close() })
+	dir, err := os.MkdirTemp("", "nicbench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "nic.sock")
+	cfg := &nic.ControlConfig{}
+	nic.SetPeerCred(cfg, func(net.Conn) (*nic.Cred, error) { return &nic.Cred{}, nil })
+	api := nic.NewControlServer(dev, cfg)
+	b.Cleanup(func() { api.Close() })
+	if err := api.ListenUnix(path, 0o600, -1); err != nil {
+		b.Fatal(err)
+	}
+	cl, err := nic.DialControl(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cl.Close() })
+	return dev, cl
+}
+
+// BenchmarkControlSlotStatus measures GET /v1/slots/{id} over the socket.
+func BenchmarkControlSlotStatus(b *testing.B) {
+	_, cl := benchCtl(b)
+	cx := context.Background()
+	id, err := cl.Arm(cx, slotConfig(40000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := cl.Slot(cx, id); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/request")
+}
+
+// BenchmarkControlArmDisarm measures an arm and a disarm over the socket.
+func BenchmarkControlArmDisarm(b *testing.B) {
+	_, cl := benchCtl(b)
+	cx := context.Background()
+	cfg := slotConfig(40000)
+	b.ReportAllocs()
+	for b.Loop() {
+		id, err := cl.Arm(cx, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := cl.Disarm(cx, id); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/arm+disarm")
 }

@@ -51,9 +51,8 @@ type scenarioFunc func(ctx context.Context, e *env, s *Scenario) error
 type scenarioDef struct {
 	id, title string
 	run       scenarioFunc
-	// budget is the scenario's share of the full run; quick runs get a
-	// tenth.
-	budget time.Duration
+	// share is the scenario's expected part of the run's time.
+	share time.Duration
 }
 
 // scenarios, in the order they run.
@@ -130,20 +129,38 @@ func Run(ctx context.Context, cfg *Config) (*Report, error) {
 		e.log = io.Discard
 	}
 	r := &Report{Command: cfg.Command, Started: time.Now(), Quick: cfg.Quick, Runs: e.runs, Machine: machine()}
+	// The whole run is bounded; each scenario gets at most twice its
+	// share of it, four times over (shares add up to the whole), and never more than what
+	// is left. Runs beyond MinRuns stretch the bound proportionally; the
+	// race detector (tests) slows everything about tenfold.
+	total, scale := FullBudget, time.Duration(e.runs)
+	if cfg.Quick {
+		total = QuickBudget
+	}
+	if raceEnabled {
+		scale *= 10
+	}
+	total = total * scale / MinRuns
+	var shares time.Duration
+	for _, def := range scenarios {
+		shares += def.share
+	}
+	runCtx, cancelRun := context.WithTimeout(ctx, total)
+	defer cancelRun()
 	for _, def := range scenarios {
 		if len(cfg.Only) > 0 && !slices.Contains(cfg.Only, def.id) {
 			continue
 		}
-		budget := def.budget
-		if cfg.Quick {
-			budget /= 10
-		}
-		// Runs beyond MinRuns stretch the budget proportionally.
-		budget = budget * time.Duration(e.runs) / MinRuns
 		s := &Scenario{ID: def.id, Title: def.title}
+		r.Scenarios = append(r.Scenarios, s)
+		if runCtx.Err() != nil {
+			s.Skipped = append(s.Skipped, fmt.Sprintf("%s: the run's time bound (%v) was reached before it started", def.id, total))
+			s.finish()
+			continue
+		}
 		e.logf("bench: %s …", def.id)
 		start := time.Now()
-		sctx, cancel := context.WithTimeout(ctx, budget)
+		sctx, cancel := context.WithTimeout(runCtx, time.Duration(4*float64(total)*float64(def.share)/float64(shares)))
 		err := def.run(sctx, e, s)
 		cancel()
 		s.Seconds = time.Since(start).Seconds()
@@ -154,7 +171,6 @@ func Run(ctx context.Context, cfg *Config) (*Report, error) {
 			s.Skipped = append(s.Skipped, fmt.Sprintf("%s stopped: %v", def.id, err))
 		}
 		s.finish()
-		r.Scenarios = append(r.Scenarios, s)
 		e.logf("bench: %s done in %.1f s", def.id, s.Seconds)
 	}
 	r.Seconds = time.Since(r.Started).Seconds()

@@ -102,7 +102,7 @@ func hostWakesImpl(hw int, coalesce bool) string {
 }
 
 func runHostWakes(ctx context.Context, e *env, s *Scenario) error {
-	channels := []int{10, 30, 100, 300, 1000}
+	channels := pick(e, []int{10, 100, 1000}, []int{10, 30, 100, 300, 1000})
 	hws := []int{0, 1, 4, 8, 16}
 	const hour = time.Hour
 	s.Notes = append(s.Notes,

@@ -39,10 +39,10 @@ type Point struct {
 
 // Geometry of a plot, in SVG user units.
 const (
-	svgW       = 800
+	svgW       = 1000
 	svgH       = 480
 	svgLeft    = 84
-	svgRight   = svgW - 250 // the legend column is to the right
+	svgRight   = svgW - 370 // the legend column is to the right
 	svgTop     = 56
 	svgBottom  = svgH - 64
 	svgMarkers = 64 // series with more points are drawn without markers
@@ -253,7 +253,7 @@ func (p *Plot) WriteSVG(w io.Writer) error {
 	}
 
 	// Legend.
-	fmt.Fprintf(&b, `<g class="legend" font-size="12"><rect x="%d" y="%d" width="%d" height="%d" fill="white" stroke="#999"/>`+"\n",
+	fmt.Fprintf(&b, `<g class="legend" font-size="11"><rect x="%d" y="%d" width="%d" height="%d" fill="white" stroke="#999"/>`+"\n",
 		svgRight+14, svgTop, svgW-svgRight-24, 12+18*len(p.Series))
 	for i, s := range p.Series {
 		color := svgColors[i%len(svgColors)]

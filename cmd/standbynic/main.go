@@ -43,6 +43,8 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string) int {
 		return exitUsage
 	}
 	switch args[0] {
+	case "bench":
+		return runBench(ctx, stdout, stderr, args[1:])
 	case "nic":
 		return runNIC(ctx, stdout, stderr, args[1:])
 	case "host":

@@ -594,6 +594,9 @@ func TestControlMalformedRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	stateBefore, statusBefore, _, _ := c.dev.SlotState(id)
+	if err := root.AddPattern(cx, wp.Pattern{ID: 5, Kind: wp.KindMagic, Magic: wp.Magic{MAC: hostMAC}}); err != nil {
+		t.Fatal(err)
+	}
 
 	good := func(edit func(m map[string]any)) string {
 		s := slotConfig(40010)
@@ -666,6 +669,7 @@ func TestControlMalformedRequests(t *testing.T) {
 		{"untrack not tracked", "DELETE", "/v1/track?local=198.18.0.2:1&remote=198.18.0.1:443", ``, 404, "not_found", "", ""},
 		{"coalescing unknown", "DELETE", "/v1/coalescing?local=198.18.0.2:1&remote=198.18.0.1:443", ``, 404, "not_found", "", ""},
 		{"pattern not found", "DELETE", "/v1/patterns/77", ``, 404, "not_found", "id", ""},
+		{"pattern id in use", "POST", "/v1/patterns", `{"id":5,"kind":"magic","magic":{"mac":"02:00:00:00:00:09"}}`, 409, "conflict", "id", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -44,7 +44,7 @@ func runWakeLatency(ctx context.Context, e *env, s *Scenario) error {
 	per := pick(e, 40, 200)
 	s.Notes = append(s.Notes,
 		fmt.Sprintf("%d wakes per run: the device in D3 with a magic-packet wake pattern; srv0 sends one magic packet (AF_PACKET); the time runs from just before the send to the wake event received from Device.Wakes, and from the wire port's kernel receive timestamp (WakeEvent.RxTime) to the same event; the device goes back to sleep between wakes", per),
-		"host task start is not measured: this harness has no host-on-NIC wiring (host.Config.NIC needs an adapter over nic.Device), so the figures stop at the wake event; the host model adds its modelled resume latency (host.Config.ResumeLatency) after that",
+		"host task start is not measured: the harness does not yet run the host runtime on the device (host.Config.NIC with a channel frozen by TCP_REPAIR), so the figures stop at the wake event — wake event only; the host model adds its modelled resume latency (host.Config.ResumeLatency) and the hand-back after that",
 		"baselines: the same frame read by a reader blocked on the same veth — the plain TPACKET_V3 ring port (the device's own receive path: the kernel retires a partly filled ring block after its 1 ms timeout, which bounds its latency) and a recvfrom loop on a plain packet socket",
 		"baseline: "+implRecvRead,
 	)

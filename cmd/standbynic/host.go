@@ -262,7 +262,7 @@ func (a *hostApps) push(ctx context.Context, ti *host.TaskInstance) {
 	}
 	fctx, cancel := context.WithTimeout(ctx, a.dialTimeout)
 	defer cancel()
-	if err := ch.FlushTransport(fctx); err != nil && !errors.Is(err, host.ErrNoTransport) {
+	if err := ch.FlushTransport(fctx); err != nil && ctx.Err() == nil && !errors.Is(err, host.ErrNoTransport) {
 		a.log.Warn("flush", "channel", ch.ID(), "err", err)
 	}
 }

@@ -32,6 +32,7 @@ var commands = []struct{ name, summary string }{
 	{"nic", "run the emulated NIC on two existing interfaces, with its control socket"},
 	{"host", "run the host runtime: apps and channels from a config file, through a NIC"},
 	{"push-server", "run the reference push server (TCP and WebSocket channels, HTTP API)"},
+	{"bench", "measure standbynic beside what it replaces and write a report folder"},
 	{"version", "print the version"},
 }
 

@@ -74,7 +74,7 @@ func TestRunTopLevel(t *testing.T) {
 		inStdout []string
 		inStderr []string
 	}{
-		{"no command", nil, exitUsage, nil, []string{"usage: standbynic <command>", "demo", "nic", "host", "push-server", "version", "Exit codes"}},
+		{"no command", nil, exitUsage, nil, []string{"usage: standbynic <command>", "demo", "nic", "host", "push-server", "bench", "version", "Exit codes"}},
 		{"unknown command", []string{"frobnicate"}, exitUsage, nil, []string{`unknown command "frobnicate"`, "push-server"}},
 		{"help", []string{"help"}, exitOK, []string{"usage: standbynic <command>", "push-server"}, nil},
 		{"-h", []string{"-h"}, exitOK, []string{"commands:"}, nil},

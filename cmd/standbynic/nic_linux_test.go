@@ -23,6 +23,7 @@ import (
 	"github.com/google/gopacket/pcapgo"
 
 	"github.com/standbynic/standbynic/internal/netlab"
+	"github.com/standbynic/standbynic/internal/pushserver"
 	"github.com/standbynic/standbynic/nic"
 )
 
@@ -311,5 +312,89 @@ func TestIntegrationNICDaemonNoLink(t *testing.T) {
 	}
 	if _, err := os.Lstat(sock); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("socket exists after a failed start: %v", err)
+	}
+}
+
+// TestIntegrationDaemons runs the three daemons apart, as a person would:
+// the push server in srv, "standbynic nic" in nic, "standbynic host" in
+// host, joined by the NIC's control socket. The host's channels take the
+// NIC's hardware slots (and one software slot), the host sleeps, and a push
+// on a hardware channel wakes it and is acknowledged.
+func TestIntegrationDaemons(t *testing.T) {
+	lab := netlab.NewForTest(t, nil)
+	var srv *pushserver.Server
+	if err := lab.Do(netlab.Srv, func() error {
+		var err error
+		srv, err = pushserver.New(&pushserver.Config{
+			TCPAddr: netip.AddrPortFrom(lab.Addr.Srv4, 0).String(), WSAddr: netip.AddrPortFrom(lab.Addr.Srv4, 0).String(),
+			HTTPAddr: netip.AddrPortFrom(lab.Addr.Srv4, 0).String(),
+		})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "nic.sock")
+	hostIf, err := lab.Interface(netlab.Host, netlab.HostLink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nicd := startDaemon(t, lab, netlab.NIC, "nic", "--wire", netlab.WireLink, "--host", netlab.HostPortLink,
+		"--slots", "2", "--control", sock, "--host-mac", hostIf.HardwareAddr.String(), "--host-addr", lab.Addr.Host4.String(),
+		"--wake-pcap", filepath.Join(dir, "wake.pcap"))
+	nicd.stderr.waitFor(t, regexp.MustCompile(`msg="nic running"`), 20*time.Second)
+
+	cfg := fmt.Sprintf(`{
+  "server": {"tcp": %q, "websocket": %q},
+  "policy": {"interval_unit": "1s", "min_interval": 1},
+  "host": {"wake_hold": "300ms"},
+  "apps": [
+    {"name": "chat", "priority": 2, "channels": [{"id": "chat", "transport": "tcp", "slot": "hardware", "interval": "4s"}]},
+    {"name": "mail", "priority": 1, "channels": [{"id": "mail", "transport": "websocket", "slot": "hardware", "interval": "4s"}]},
+    {"name": "news", "channels": [{"id": "news", "transport": "tcp", "slot": "software", "interval": "30s"}]}
+  ]
+}`, srv.TCPAddr().String(), srv.WSURL())
+	cfgPath := filepath.Join(dir, "host.json")
+	if err := writeFile(cfgPath, cfg); err != nil {
+		t.Fatal(err)
+	}
+	hostd := startDaemon(t, lab, netlab.Host, "host", "--nic", sock, "--config", cfgPath, "--log-level", "debug")
+	hostd.stderr.waitFor(t, regexp.MustCompile(`msg="host in standby"`), 30*time.Second)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i, ch := range []string{"chat", "mail"} {
+		// Push while the host sleeps: after its (i+1)-th entry to standby.
+		hostd.stderr.waitFor(t, regexp.MustCompile(fmt.Sprintf(`(?s)(from=entering-standby to=standby.*){%d}`, i+1)), 20*time.Second)
+		id, err := srv.Push(ch, "wake up "+ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.WaitAcked(ctx, ch, id); err != nil {
+			t.Fatalf("push %d on %s not acknowledged: %v\nhost:\n%s\nnic:\n%s", id, ch, err, hostd.stderr, nicd.stderr)
+		}
+		hostd.stderr.waitFor(t, regexp.MustCompile(`msg="host in standby"(?s:.*)msg=push channel=`+ch), 10*time.Second)
+	}
+	if code := hostd.stop(t); code != exitOK {
+		t.Errorf("host exit %d; stderr:\n%s", code, hostd.stderr)
+	}
+	out := hostd.stdout.String()
+	for _, re := range []string{
+		`(?m)^chat\s+chat\s+tcp\s+RequestHardwareSlot\s+HardwareSlotAllocated\s+1\s+1\s`,
+		`(?m)^mail\s+mail\s+websocket\s+RequestHardwareSlot\s+HardwareSlotAllocated\s+1\s+1\s`,
+		`(?m)^news\s+news\s+tcp\s+RequestSoftwareSlot\s+SoftwareSlotAllocated\s`,
+		`(?m)^wakes: \d+, hardware-push [2-9]`,
+		`(?m)^slots armed: [2-9]`,
+	} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("host summary does not match %s:\n%s\nhost log:\n%s", re, out, hostd.stderr)
+		}
+	}
+	if code := nicd.stop(t); code != exitOK {
+		t.Errorf("nic exit %d; stderr:\n%s", code, nicd.stderr)
+	}
+	if !regexp.MustCompile(`msg=wake reason=\S+ slot=[12]`).MatchString(nicd.stderr.String()) {
+		t.Errorf("the NIC logged no slot wake:\n%s", nicd.stderr)
 	}
 }

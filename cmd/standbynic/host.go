@@ -21,6 +21,8 @@ const (
 	taskPush  = "push"
 	taskReset = "reset"
 	maxRun    = 365 * 24 * time.Hour
+	// maxRedials bounds the dials after a reset (about 25 s of pauses).
+	maxRedials = 8
 )
 
 func runHost(ctx context.Context, stdout, stderr io.Writer, args []string) int {
@@ -267,8 +269,9 @@ func (a *hostApps) push(ctx context.Context, ti *host.TaskInstance) {
 	}
 }
 
-// reset is the reset task: after the loss of the transport it dials again;
-// other resets are logged.
+// reset is the reset task: after the loss of the transport it dials again,
+// up to maxRedials times with a doubling pause (200 ms, 400 ms, …); other
+// resets are logged.
 func (a *hostApps) reset(ctx context.Context, ti *host.TaskInstance) {
 	ch := ti.Channel
 	a.log.Info("reset", "channel", ch.ID(), "reason", ti.Reset.String(), "cause", errString(ch.DisconnectCause()))
@@ -276,21 +279,37 @@ func (a *hostApps) reset(ctx context.Context, ti *host.TaskInstance) {
 		return
 	}
 	cc := a.chans[ch.ID()]
-	t, err := a.dial(ctx, cc)
-	if err != nil {
-		a.log.Error("reconnect", "channel", ch.ID(), "err", err)
-		return
+	pause := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		t, err := a.dial(ctx, cc)
+		if err == nil {
+			if err = ch.UsingTransport(t); err == nil {
+				st, _ := ch.WaitForPushEnabled()
+				a.mu.Lock()
+				a.redial[ch.ID()]++
+				a.mu.Unlock()
+				a.log.Info("reconnected", "channel", ch.ID(), "status", st.String(), "attempts", attempt)
+				return
+			}
+			t.Close()
+			if errors.Is(err, host.ErrChannelGone) || errors.Is(err, host.ErrClosed) || errors.Is(err, host.ErrHasTransport) {
+				return
+			}
+		}
+		if attempt == maxRedials || ctx.Err() != nil {
+			a.log.Error("reconnect failed", "channel", ch.ID(), "attempts", attempt, "err", err)
+			return
+		}
+		a.log.Warn("reconnect", "channel", ch.ID(), "attempt", attempt, "retry_in", pause, "err", err)
+		timer := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
+		pause *= 2
 	}
-	if err := ch.UsingTransport(t); err != nil {
-		t.Close()
-		a.log.Error("reconnect", "channel", ch.ID(), "err", err)
-		return
-	}
-	st, _ := ch.WaitForPushEnabled()
-	a.mu.Lock()
-	a.redial[ch.ID()]++
-	a.mu.Unlock()
-	a.log.Info("reconnected", "channel", ch.ID(), "status", st.String())
 }
 
 // wakeReasons lists the host's wake reasons in order.

@@ -134,3 +134,36 @@ func TestRunHostStandby(t *testing.T) {
 		t.Errorf("summary lacks the push-check wakes:\n%s", r.stdout)
 	}
 }
+
+// TestRunHostReconnect stops the push server under a running host and starts
+// a new one on the same ports: every channel's reset task dials again, with
+// pauses, until the new server answers.
+func TestRunHostReconnect(t *testing.T) {
+	r := startHost(t, `{"stay_awake": true}`)
+	tcpAddr, wsAddr := r.srv.TCPAddr().String(), r.srv.WSAddr().String()
+	r.srv.Close()
+	// Both transports see the loss and the first dial fails.
+	r.stderr.waitFor(t, regexp.MustCompile(`(?s)msg=reconnect channel=\S+ attempt=1 .*msg=reconnect channel=\S+ attempt=1 .*msg=reconnect channel=\S+ attempt=1 `), 10*time.Second)
+	srv, err := pushserver.New(&pushserver.Config{TCPAddr: tcpAddr, WSAddr: wsAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	r.srv = srv
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for _, ch := range []string{"m-ws", "m-tcp", "chat"} {
+		if err := srv.WaitConnected(ctx, ch); err != nil {
+			t.Fatalf("%s did not reconnect: %v\nstderr:\n%s", ch, err, r.stderr)
+		}
+		r.pushAndWait(t, ch, "back")
+	}
+	if code := r.stop(t); code != exitOK {
+		t.Fatalf("exit %d; stderr:\n%s", code, r.stderr)
+	}
+	for _, ch := range []string{"m-ws", "m-tcp", "chat"} {
+		if !regexp.MustCompile(`(?m)^` + ch + `\s.*\s1\s+1\s+1\s+-$`).MatchString(r.stdout.String()) {
+			t.Errorf("summary: %s lacks 1 push, 1 ack, 1 reconnect:\n%s", ch, r.stdout)
+		}
+	}
+}

@@ -259,10 +259,16 @@ func (d *Device) offloadNeighbour(rx *rxCtx) bool {
 func (d *Device) receive(se *slotEntry, f *wp.Frame, rxTime time.Time) offload.Verdict {
 	se.cnt.inc(sRxFrames)
 	d.engMu.Lock()
-	_, _, before, _ := d.eng.State(offload.SlotID(se.id))
 	d.out.rxTime = rxTime
 	v := d.eng.Receive(offload.SlotID(se.id), f, &d.out)
-	_, _, after, _ := d.eng.State(offload.SlotID(se.id))
+	// The drop reason is in the engine's counters: read them only when
+	// the frame was not simply absorbed, and compare with what was seen
+	// last time (se.seen, guarded by engMu).
+	before, after := se.seen, se.seen
+	if v != offload.Absorb && v != offload.Wake {
+		_, _, after, _ = d.eng.State(offload.SlotID(se.id))
+		se.seen = after
+	}
 	d.engMu.Unlock()
 	if v == offload.Answer {
 		d.cnt.inc(cD3TxAnswers)

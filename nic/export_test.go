@@ -27,3 +27,14 @@ func WaitCounter(d *Device, name string, want uint64, deadline time.Time) bool {
 	}
 	return true
 }
+
+// CounterFunc returns a reader of one device counter: a single atomic load
+// per call, for benchmarks that poll it.
+func CounterFunc(d *Device, name string) func() uint64 {
+	for i, n := range counterNames {
+		if n == name {
+			return d.cnt[i].Load
+		}
+	}
+	panic("no counter " + name)
+}

@@ -36,6 +36,7 @@ type slotEntry struct {
 	cfg   SlotConfig
 	armed time.Duration
 	cnt   slotCounters
+	seen  offload.Counters // the engine's counters at the last drop; guarded by engMu
 }
 
 // d3Table is the immutable classification table of the D3 datapath,

@@ -1,0 +1,275 @@
+package nic_test
+
+import (
+	"net/netip"
+	"runtime"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/standbynic/standbynic/internal/netlab"
+	"github.com/standbynic/standbynic/nic"
+	"github.com/standbynic/standbynic/offload"
+	wp "github.com/standbynic/standbynic/wakepattern"
+)
+
+// Benchmarks on a veth lab (root only): the device against the kernel
+// doing the same job. Run:
+//
+//	go test -run '^$' -bench 'BenchmarkIntegration' -benchtime 200000x ./nic/
+
+const (
+	benchWindow = 8192 // frames in flight: more than a ring block holds, fewer than the ring
+	benchBatch  = 64
+)
+
+func benchLab(b *testing.B) (*netlab.Lab, [6]byte, [6]byte) {
+	l := netlab.NewForTest(b, nil)
+	ifi, err := l.Interface(netlab.Host, netlab.HostLink)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sfi, err := l.Interface(netlab.Srv, netlab.SrvLink)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return l, [6]byte(ifi.HardwareAddr), [6]byte(sfi.HardwareAddr)
+}
+
+func benchOpen(b *testing.B, l *netlab.Lab, ns netlab.Namespace, link string) nic.Port {
+	var p nic.Port
+	if err := l.Do(ns, func() error {
+		var err error
+		p, err = nic.OpenPacketPort(link, nil)
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// pump sends n copies of frame from p, keeping at most benchWindow frames
+// ahead of done(), and waits for done() to reach n. It returns the frames
+// per second done() saw.
+func pump(b *testing.B, p nic.Port, frame []byte, n int, done func() uint64) float64 {
+	batch := make([][]byte, benchBatch)
+	for i := range batch {
+		batch[i] = frame
+	}
+	base := done()
+	start := time.Now()
+	sent := 0
+	for sent < n {
+		for int64(sent)-int64(done()-base) > benchWindow {
+			runtime.Gosched()
+		}
+		k := min(benchBatch, n-sent)
+		w, err := p.WriteBatch(batch[:k])
+		if err != nil {
+			b.Fatalf("send: %v", err)
+		}
+		sent += w
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for done()-base < uint64(n) {
+		if time.Now().After(deadline) {
+			b.Fatalf("received %d of %d frames", done()-base, n)
+		}
+		runtime.Gosched()
+	}
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// countLoop reads p until it is closed, counting frames: the plain
+// TPACKET receive loop the device is compared with.
+func countLoop(p nic.Port, count *atomic.Uint64, done chan<- struct{}) {
+	defer close(done)
+	pkts := make([]nic.Packet, benchBatch)
+	for i := range pkts {
+		pkts[i].Buf = make([]byte, 2048)
+	}
+	for {
+		n, err := p.ReadBatch(pkts)
+		if err != nil {
+			return
+		}
+		count.Add(uint64(n))
+	}
+}
+
+func ackFrame(b *testing.B, srcMAC, dstMAC [6]byte, src, dst netip.AddrPort, seq, ack uint32) []byte {
+	return tcpFrame(b, seg{src: src, dst: dst, srcMAC: srcMAC, dstMAC: dstMAC, seq: seq, ack: ack, window: 1000})
+}
+
+// benchRounds is how many times each side runs; the best rate of each is
+// kept, so a neighbour's burst on a shared machine does not decide the
+// ratio.
+const benchRounds = 3
+
+// BenchmarkIntegrationD3Classify measures the D3 datapath absorbing a
+// slot's pure ACKs on the wire port, against a plain TPACKET loop that
+// only counts the same frames on the same veth; the two run in turn.
+func BenchmarkIntegrationD3Classify(b *testing.B) {
+	l, hostMAC, srvMAC := benchLab(b)
+	hostAP := netip.AddrPortFrom(l.Addr.Host4, 40000)
+	srvAP := netip.AddrPortFrom(l.Addr.Srv4, 443)
+	frame := ackFrame(b, srvMAC, hostMAC, srvAP, hostAP, 5000, 1000)
+	src := benchOpen(b, l, netlab.Srv, netlab.SrvLink)
+	defer src.Close()
+	n := max(b.N/benchRounds, 10000)
+	snap := offload.Snapshot{LocalMAC: hostMAC, RemoteMAC: srvMAC, Local: hostAP, Remote: srvAP, SndNxt: 1000, RcvNxt: 5000,
+		SndWnd: 65535, RcvWnd: 65535, TTL: 64, MSS: 1460}
+	spec := offload.Spec{Kind: offload.KindTCPProbe, Interval: time.Hour, RetryInterval: time.Minute, RetryCount: 1}
+	var baseRate, devRate float64
+	var drops uint64
+	b.ResetTimer()
+	for range benchRounds {
+		var count atomic.Uint64
+		base := benchOpen(b, l, netlab.NIC, netlab.WireLink)
+		done := make(chan struct{})
+		go countLoop(base, &count, done)
+		baseRate = max(baseRate, pump(b, src, frame, n, count.Load))
+		drops += base.Stats().RxDropped
+		base.Close()
+		<-done
+
+		dev, err := nic.New(&nic.Config{Wire: benchOpen(b, l, netlab.NIC, netlab.WireLink), Host: benchOpen(b, l, netlab.NIC, netlab.HostPortLink),
+			MAC: hostMAC, Addrs: []netip.Addr{l.Addr.Host4}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := dev.Arm(nic.SlotConfig{Pattern: wp.TCPConn{Local: hostAP, Remote: srvAP}, Spec: spec, Snapshot: snap}); err != nil {
+			b.Fatal(err)
+		}
+		if err := dev.Sleep(); err != nil {
+			b.Fatal(err)
+		}
+		devRate = max(devRate, pump(b, src, frame, n, nic.CounterFunc(dev, "d3_rx_absorbed")))
+		d, _ := dev.Counter("d3_rx_dropped_kernel")
+		drops += d
+		dev.Close()
+	}
+	b.StopTimer()
+	b.ReportMetric(devRate, "frames/s")
+	b.ReportMetric(baseRate, "baseline-frames/s")
+	b.ReportMetric(100*devRate/baseRate, "%-of-baseline")
+	b.ReportMetric(float64(drops), "kernel-drops")
+	if drops != 0 {
+		b.Errorf("kernel drops: %d", drops)
+	}
+}
+
+// BenchmarkIntegrationD0Forward measures D0 forwarding wire → host
+// against a Linux bridge joining the same two veths.
+func BenchmarkIntegrationD0Forward(b *testing.B) {
+	l, hostMAC, srvMAC := benchLab(b)
+	frame := make([]byte, 60)
+	copy(frame[0:], hostMAC[:])
+	copy(frame[6:], srvMAC[:])
+	frame[12], frame[13] = 0x88, 0xb5 // local experimental EtherType: no kernel protocol handles it
+	src := benchOpen(b, l, netlab.Srv, netlab.SrvLink)
+	defer src.Close()
+	sink := benchOpen(b, l, netlab.Host, netlab.HostLink)
+	var count atomic.Uint64
+	done := make(chan struct{})
+	go countLoop(sink, &count, done)
+	defer func() { sink.Close(); <-done }()
+	n := max(b.N/benchRounds, 10000)
+
+	var devRate, brRate float64
+	b.ResetTimer()
+	for range benchRounds {
+		dev, err := nic.New(&nic.Config{Wire: benchOpen(b, l, netlab.NIC, netlab.WireLink), Host: benchOpen(b, l, netlab.NIC, netlab.HostPortLink), MAC: hostMAC})
+		if err != nil {
+			b.Fatal(err)
+		}
+		devRate = max(devRate, pump(b, src, frame, n, count.Load))
+		dev.Close()
+	}
+
+	if err := l.Do(netlab.NIC, func() error {
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
+		if err := netlink.LinkAdd(br); err != nil {
+			return err
+		}
+		for _, name := range []string{netlab.WireLink, netlab.HostPortLink} {
+			lk, err := netlink.LinkByName(name)
+			if err != nil {
+				return err
+			}
+			if err := netlink.LinkSetMaster(lk, br); err != nil {
+				return err
+			}
+		}
+		return netlink.LinkSetUp(br)
+	}); err != nil {
+		b.Fatalf("bridge: %v", err)
+	}
+	// The bridge forwards once its ports are forwarding: wait for the
+	// first frame through.
+	deadline := time.Now().Add(10 * time.Second)
+	for before := count.Load(); count.Load() == before; {
+		if time.Now().After(deadline) {
+			b.Fatal("bridge never forwarded")
+		}
+		src.WriteBatch([][]byte{frame})
+		time.Sleep(10 * time.Millisecond)
+	}
+	for range benchRounds {
+		brRate = max(brRate, pump(b, src, frame, n, count.Load))
+	}
+	b.StopTimer()
+	b.ReportMetric(devRate, "frames/s")
+	b.ReportMetric(brRate, "bridge-frames/s")
+	b.ReportMetric(100*devRate/brRate, "%-of-bridge")
+}
+
+// BenchmarkIntegrationWakeLatency measures, per wake, the time from the
+// wire port's kernel timestamp of a magic packet to the wake event
+// received from Device.Wakes.
+func BenchmarkIntegrationWakeLatency(b *testing.B) {
+	l, hostMAC, srvMAC := benchLab(b)
+	src := benchOpen(b, l, netlab.Srv, netlab.SrvLink)
+	defer src.Close()
+	dev, err := nic.New(&nic.Config{Wire: benchOpen(b, l, netlab.NIC, netlab.WireLink), Host: benchOpen(b, l, netlab.NIC, netlab.HostPortLink), MAC: hostMAC})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer dev.Close()
+	if err := dev.AddWakePattern(wp.Pattern{ID: 1, Kind: wp.KindMagic, Magic: wp.Magic{MAC: hostMAC}}); err != nil {
+		b.Fatal(err)
+	}
+	magic := append(append(append([]byte(nil), hostMAC[:]...), srvMAC[:]...), 0x08, 0x42)
+	for range 6 {
+		magic = append(magic, 0xff)
+	}
+	for range 16 {
+		magic = append(magic, hostMAC[:]...)
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		if err := dev.Sleep(); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := src.WriteBatch([][]byte{magic}); err != nil {
+			b.Fatal(err)
+		}
+		select {
+		case ev := <-dev.Wakes():
+			lat = append(lat, time.Since(ev.RxTime))
+		case <-time.After(5 * time.Second):
+			b.Fatal("no wake")
+		}
+		if err := dev.Resume(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-wake-ns")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-wake-ns")
+}

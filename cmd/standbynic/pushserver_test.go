@@ -236,3 +236,30 @@ func TestRunPushServerListenFails(t *testing.T) {
 		t.Errorf("exit %d, want 1 with the listen error; stderr: %s", code, stderr)
 	}
 }
+
+// TestRunPushServerJSONLog checks --log-format json: every log line is one
+// JSON object.
+func TestRunPushServerJSONLog(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stdout, stderr := newSyncBuffer(), newSyncBuffer()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, stdout, stderr, []string{"push-server", "--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log-format", "json"})
+	}()
+	stderr.waitFor(t, regexp.MustCompile(`"msg":"push server listening"`), 10*time.Second)
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Fatalf("exit %d", code)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	for _, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil || m["level"] == nil || m["time"] == nil {
+			t.Errorf("not a JSON log record: %q (%v)", l, err)
+		}
+	}
+	if len(lines) < 2 {
+		t.Errorf("%d log lines, want the start and the stop:\n%s", len(lines), stderr)
+	}
+}

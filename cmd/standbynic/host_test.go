@@ -21,6 +21,7 @@ type hostRig struct {
 
 func startHost(t *testing.T, hostSection string) *hostRig {
 	t.Helper()
+	checkGoroutines(t)
 	srv, err := pushserver.New(nil)
 	if err != nil {
 		t.Fatal(err)

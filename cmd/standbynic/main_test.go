@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http"
 	"os"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -254,3 +256,24 @@ func TestRunHostBadConfig(t *testing.T) {
 }
 
 func writeFile(path, data string) error { return os.WriteFile(path, []byte(data), 0o600) }
+
+// checkGoroutines registers, first, a cleanup that fails t unless every
+// goroutine started since has ended within 5 s of the test's end (after
+// the other cleanups).
+func checkGoroutines(t *testing.T) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		http.DefaultClient.CloseIdleConnections()
+		deadline := time.Now().Add(5 * time.Second)
+		for runtime.NumGoroutine() > before {
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<16)
+				t.Errorf("goroutines: %d before, %d after\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+				return
+			}
+			runtime.Gosched()
+			time.Sleep(time.Millisecond)
+		}
+	})
+}

@@ -25,6 +25,7 @@ var listeningRE = regexp.MustCompile(`"push server listening" tcp=(\S+) ws=(\S+)
 // returned stop is called; stop returns the exit code and stdout.
 func startPushServer(t *testing.T, extra ...string) (tcpAddr, wsURL, httpURL string, stop func() (int, string)) {
 	t.Helper()
+	checkGoroutines(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	stdout, stderr := newSyncBuffer(), newSyncBuffer()
 	done := make(chan int, 1)

@@ -27,20 +27,19 @@ const (
 
 // nicFlags are the parsed flags of the nic command.
 type nicFlags struct {
-	wire, host    string
-	slots         int
-	control       string
-	controlGroup  string
-	hostMAC       [6]byte
-	hostMACSet    bool
-	hostAddrs     []netip.Addr
-	wirePcap      string
-	wakePcap      string
-	faults        nic.Faults
-	logger        *slog.Logger
-	controlGID    int // -1: none
-	nsOffloads    int
-	controlAccess string
+	wire, host   string
+	slots        int
+	control      string
+	controlGroup string
+	hostMAC      [6]byte
+	hostMACSet   bool
+	hostAddrs    []netip.Addr
+	wirePcap     string
+	wakePcap     string
+	faults       nic.Faults
+	logger       *slog.Logger
+	controlGID   int // -1: none
+	nsOffloads   int
 }
 
 // parseNICFlags parses and validates the nic command's flags; on failure

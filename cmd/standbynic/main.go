@@ -44,6 +44,8 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string) int {
 		return exitUsage
 	}
 	switch args[0] {
+	case "demo":
+		return runDemo(ctx, stdout, stderr, args[1:])
 	case "bench":
 		return runBench(ctx, stdout, stderr, args[1:])
 	case "nic":

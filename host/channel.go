@@ -45,7 +45,7 @@ type Channel struct {
 	frozen        *Frozen
 	slot          nic.SlotID // armed NIC slot; 0 when none
 	lastSlot      nic.SlotID // the slot of the last standby (wake attribution)
-	armIn, armOut uint64     // the NIC's segment counts of the connection at the freeze
+	armRcvNxt     uint32     // RCV.NXT of the slot's snapshot
 	coalesced     bool       // a NIC coalescing filter holds its frames in standby
 	nicSent       uint64     // stream bytes the NIC sent for the channel (all hand-backs)
 	nicAbsorbed   uint64     // stream bytes the NIC absorbed for it

@@ -16,14 +16,49 @@ import (
 // retries, instead of failing the transport.
 type gateConn struct {
 	*net.TCPConn
+	tap *streamTap // nil: no recording (tests set it)
 
 	mu     sync.Mutex
 	thawed chan struct{} // non-nil while frozen; closed at the thaw
 }
 
+// streamTap records the stream bytes the host itself read and wrote on a
+// connection (tests compare them with the peer's record).
+type streamTap struct {
+	mu            sync.Mutex
+	read, written []byte
+}
+
+func (t *streamTap) record(dst *[]byte, p []byte) {
+	if t == nil || len(p) == 0 {
+		return
+	}
+	t.mu.Lock()
+	*dst = append(*dst, p...)
+	t.mu.Unlock()
+}
+
+// bytes returns copies of what was read and written.
+func (t *streamTap) bytes() (read, written []byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]byte(nil), t.read...), append([]byte(nil), t.written...)
+}
+
+func (g *gateConn) Write(p []byte) (int, error) {
+	n, err := g.TCPConn.Write(p)
+	if g.tap != nil {
+		g.tap.record(&g.tap.written, p[:n])
+	}
+	return n, err
+}
+
 func (g *gateConn) Read(p []byte) (int, error) {
 	for {
 		n, err := g.TCPConn.Read(p)
+		if g.tap != nil {
+			g.tap.record(&g.tap.read, p[:max(n, 0)])
+		}
 		if err == nil || !errors.Is(err, syscall.EPERM) {
 			return n, err
 		}
@@ -76,6 +111,10 @@ func gateOf(t Transport) *gateConn {
 // and returns the WebSocket transport on it, with the freeze-aware
 // connection under gorilla's reader.
 func DialWebSocket(ctx context.Context, d *websocket.Dialer, url string) (*WebSocket, error) {
+	return dialWebSocketTap(ctx, d, url, nil)
+}
+
+func dialWebSocketTap(ctx context.Context, d *websocket.Dialer, url string, tap *streamTap) (*WebSocket, error) {
 	var dd websocket.Dialer
 	if d != nil {
 		dd = *d
@@ -99,7 +138,7 @@ func DialWebSocket(ctx context.Context, d *websocket.Dialer, url string) (*WebSo
 			c.Close()
 			return nil, errors.New("dial websocket: not a TCP connection")
 		}
-		return &gateConn{TCPConn: tc}, nil
+		return &gateConn{TCPConn: tc, tap: tap}, nil
 	}
 	ws, _, err := dd.DialContext(ctx, url, nil)
 	if err != nil {

@@ -395,6 +395,9 @@ func (h *Host) Close() error {
 		h.mu.Lock()
 		h.closed = true
 		if h.nic != nil && (h.state == Standby || h.state == Resuming) {
+			if h.state == Standby {
+				h.nic.Wake() // an error says a frame woke it already
+			}
 			h.handBackLocked()
 		}
 		for _, ch := range h.order {

@@ -135,7 +135,7 @@ func (h *Host) armLocked(ch *Channel) error {
 		return fmt.Errorf("arm: %w", err)
 	}
 	ch.frozen, ch.slot, ch.lastSlot = fz, slot, slot
-	ch.armIn, ch.armOut = learned.SegmentsIn, learned.SegmentsOut
+	ch.armRcvNxt = st.RcvNxt
 	h.stats.Armed++
 	return nil
 }
@@ -171,18 +171,20 @@ func waitLearned(ctx context.Context, n NIC, c wp.TCPConn, in uint64, st TCPStat
 	}
 }
 
-// checkFrozenLocked runs once the NIC sleeps: a frame the NIC forwarded
-// to a socket between its freeze and the NIC's sleep made the slot's
-// snapshot stale (the kernel processed it, even in repair mode). The NIC
-// counted it while learning; such a channel is taken back at once and
-// kept alive by the host this time.
+// checkFrozenLocked runs once the NIC sleeps: data (or a FIN) the NIC
+// forwarded to a socket between its freeze and the NIC's sleep made the
+// slot's snapshot stale (the kernel processed it, even in repair mode).
+// The NIC learned it (its RCV.NXT moved past the snapshot's); such a
+// channel is taken back at once and kept alive by the host this time. A
+// bare ACK (the peer's answer to the last thaw's window probe) changes
+// no sequence number and is harmless.
 func (h *Host) checkFrozenLocked() {
 	for _, ch := range h.order {
 		if ch.slot == 0 {
 			continue
 		}
 		l, ok := h.nic.Learned(connOf(ch.transport.Conn()))
-		if ok && l.SegmentsIn == ch.armIn && l.SegmentsOut == ch.armOut {
+		if ok && l.RcvNxt == ch.armRcvNxt {
 			continue
 		}
 		h.takeBackLocked(ch, h.clock.Now())
@@ -307,6 +309,10 @@ func (h *Host) takeBackLocked(ch *Channel, now time.Duration) {
 	fz := ch.frozen
 	ch.frozen = nil
 	if err == nil {
+		// The transport learns what the NIC did before the reader can
+		// read it: the Thaw wakes the reader on the absorbed bytes, and
+		// the Pings among them were answered already.
+		ch.transport.HandBack(rep.Books.Sent, rep.Books.Absorbed)
 		err = fz.Thaw(rep.Books.Sent, rep.Books.Absorbed)
 	}
 	gateOf(ch.transport).releaseIf()
@@ -322,7 +328,6 @@ func (h *Host) takeBackLocked(ch *Channel, now time.Duration) {
 	h.stats.HandBacks++
 	ch.nicSent += uint64(len(rep.Books.Sent))
 	ch.nicAbsorbed += uint64(len(rep.Books.Absorbed))
-	ch.transport.HandBack(rep.Books.Sent, rep.Books.Absorbed)
 	if !ch.closed && ch.status != slotmgr.TransportDisconnected {
 		h.planner.Remove(ch.id)
 		h.planner.Add(ch.id, ch.interval, now)

@@ -64,7 +64,8 @@ type Transport interface {
 	// none and the app's KeepAlive task must keep it alive.
 	KeepAlive() (bool, error)
 	// HandBack tells the transport the stream bytes the NIC exchanged for
-	// it while the host slept (called after the socket is thawed).
+	// it while the host slept; it is called just before the socket is
+	// thawed, so before the reader can read the absorbed bytes.
 	HandBack(sent, absorbed []byte)
 	// Close closes the connection.
 	Close() error
@@ -138,7 +139,7 @@ func (s *Stream) Write(p []byte) error {
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	_, err := s.conn.Write(append(append(make([]byte, 0, len(p)+1), p...), '\n'))
+	_, err := s.g.Write(append(append(make([]byte, 0, len(p)+1), p...), '\n'))
 	return err
 }
 

@@ -39,7 +39,7 @@ func (p *idlePort) Close() error {
 	return nil
 }
 
-func benchFrame(b *testing.B) []byte {
+func benchFrame(testing.TB) []byte {
 	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: testPeer4.AsSlice(), DstIP: testHost4.AsSlice()}
 	tcp := &layers.TCP{SrcPort: 443, DstPort: 40000, Seq: 5000, Ack: 1000, ACK: true, Window: 1000}
 	tcp.SetNetworkLayerForChecksum(ip)

@@ -1,4 +1,101 @@
 // Package nic is the emulated connected-standby network adapter: a bump in
 // the wire between the host's link and the network's link that forwards
 // frames while the host is awake (D0) and guards it while it sleeps (D3).
+//
+// # Ports
+//
+// A Device sits between two Ports: Wire (towards the network) and Host
+// (towards the host). OpenPacketPort opens an AF_PACKET port with a
+// TPACKET_V3 receive ring on Linux; nic/porttest holds an in-memory pipe
+// for unit tests. The device owns both ports from New on and closes them
+// in Close.
+//
+// # Power states
+//
+//	        Sleep()                        ok
+//	┌────┐ ─────────▶ ┌────────┐ ─────────────────▶ ┌────┐
+//	│ D0 │            │ arming │                    │ D3 │
+//	└────┘ ◀───────── └────────┘                    └────┘
+//	  ▲      error                                     │ slot wake (data, FIN, RST,
+//	  │                                                │ keep-alive timeout, books full),
+//	  │ Resume(): deliver the post-wake buffer         │ wake pattern, or Wake()
+//	  │           in order, then forward               ▼
+//	  └──────────────────────────────────────────── ┌────────┐
+//	                                                │ waking │
+//	                                                └────────┘
+//	any state ── Close() ──▶ closed
+//
+// Every transition is counted (pm_d0_to_arming, pm_arming_to_d3,
+// pm_arming_to_d0, pm_d3_to_waking, pm_waking_to_d0, pm_to_closed).
+//
+//   - D0: every frame is forwarded both ways, in batches. Connections
+//     registered with Track are learned from the segments crossing the
+//     device (SND.NXT, RCV.NXT, windows, window scales, TSval/TS.Recent,
+//     TTL/TOS, MACs): Learned, Learned.Snapshot.
+//   - Arming: Sleep compiles the wake table (wakepattern.Compile over the
+//     armed slots' connection patterns and the extra wake patterns),
+//     attaches the kernel prefilter to the wire port (the patterns'
+//     classic BPF behind the device's own ARP/NS prefix), and swaps the
+//     table in with atomic.Pointer.
+//   - D3: nothing reaches the host, and frames from the host are dropped
+//     (d3_host_tx_dropped). Per wire frame, decoded with checksum
+//     verification: ARP requests and neighbour solicitations for the
+//     host's addresses are answered (d3_arp_replies, d3_ns_replies); a
+//     slot's segment goes to the offload engine, which absorbs it
+//     (d3_rx_absorbed), answers it (d3_tx_answers), drops it (by reason:
+//     d3_rx_dropped_out_of_window, _paws, _slot) or wakes; an extra
+//     pattern's match wakes with reason pattern; everything else is dropped
+//     by reason: d3_rx_dropped_no_match, _malformed, _bad_csum, _fragment,
+//     _wrong_vlan, and the kernel's counts d3_rx_dropped_bpf (frames the
+//     prefilter rejected, where the port can tell) and d3_rx_dropped_kernel
+//     (ring overflow).
+//   - Waking: a wake event (WakeEvent: reason, slot or pattern ID, device
+//     time, wire receive time, the saved packet cut to
+//     Capabilities.WakePacketSave) is sent on Wakes() and to
+//     Config.OnWake; the prefilter is detached; the wake frame and every
+//     later wire frame go to the bounded post-wake buffer
+//     (postwake_buffered, postwake_dropped_overflow), except the frames
+//     armed slots still absorb and the ARP/NS the device still answers;
+//     frames from the host are forwarded (the host is thawing its
+//     sockets). Resume delivers the buffer to the host in order
+//     (postwake_delivered) and returns to D0.
+//
+// Slots stay armed until Disarm, which returns the engine's report: state,
+// status, counters and the books of the stream bytes the slot sent and
+// absorbed, with which the host thaws its socket byte-exact.
+//
+// # Goroutines and locks
+//
+// One reader per port, one timer loop (keep-alives, delayed frames), the
+// engine's transmit queue (the engine never blocks: a full queue drops and
+// counts timer_queue_dropped), and one writer per pcap. Close stops and
+// waits for all of them and is idempotent. Control operations hold Device.mu;
+// the offload engine is guarded by engMu; the post-wake buffer by its own
+// lock, taken in that order. The per-frame path takes no lock in D0 and
+// only the engine's in D3, and allocates nothing (alloc_test.go).
+//
+// # Knobs
+//
+// Config: the ports; the host's MAC and addresses (at most ARPOffloads
+// IPv4 and NSOffloads IPv6); Capabilities (Slots 1–64, default 8;
+// WakePacketSave ≥ 128 bytes, default 1514; PostWakeFrames 1–65536,
+// default 1024; ARPOffloads 1–8, default 8; NSOffloads 2–8, default 2;
+// MaxFrame 1518–262144, default 9234); Patterns (wake-pattern limits,
+// default wakepattern.DefaultCapabilities with the connection patterns
+// clamped to Slots); Engine (the offload engine's books and answer rate
+// limits); Clock (default CLOCK_BOOTTIME; a clock implementing
+// AdvancingClock, such as ManualClock, drives the timer loop in tests);
+// Faults (seeded loss, corruption, duplication, reordering, delay with
+// jitter on the wire port, both directions, with a bounded queue:
+// fault_* counters); WirePcap and WakePcap (nanosecond pcaps written off
+// the hot path: pcap_* counters); Logger; OnWake; Batch (frames per read,
+// default 64); NoPrefilter (keep every frame in userspace so every drop is
+// counted by reason).
+//
+// # Counters
+//
+// Counters returns the device's counters, then each armed slot's
+// ("slot3_keepalives_sent", "slot3_rx_absorbed", …), in a stable order and
+// named the way ethtool -S names a driver's statistics; WritePrometheus
+// writes them in the Prometheus text format.
 package nic

@@ -25,7 +25,7 @@ func testHostAddrs() *hostAddrs {
 	return &hostAddrs{mac: testHostMAC, v4: []netip.Addr{testHost4}, v6: []netip.Addr{testHost6}}
 }
 
-func serialize(t *testing.T, ls ...gopacket.SerializableLayer) []byte {
+func serialize(t testing.TB, ls ...gopacket.SerializableLayer) []byte {
 	t.Helper()
 	buf := gopacket.NewSerializeBuffer()
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
@@ -44,7 +44,7 @@ func ethLayers(src, dst [6]byte, et layers.EthernetType, vlan uint16) []gopacket
 	}
 }
 
-func arpFrame(t *testing.T, op uint16, srcMAC [6]byte, srcIP, dstIP netip.Addr, dstMAC [6]byte, vlan uint16) []byte {
+func arpFrame(t testing.TB, op uint16, srcMAC [6]byte, srcIP, dstIP netip.Addr, dstMAC [6]byte, vlan uint16) []byte {
 	s, d := srcIP.As4(), dstIP.As4()
 	ls := ethLayers(srcMAC, dstMAC, layers.EthernetTypeARP, vlan)
 	var tha [6]byte
@@ -87,7 +87,7 @@ func TestARPReply(t *testing.T) {
 	}
 }
 
-func nsFrame(t *testing.T, src, dst, target netip.Addr, hop uint8, code uint8, vlan uint16) []byte {
+func nsFrame(t testing.TB, src, dst, target netip.Addr, hop uint8, code uint8, vlan uint16) []byte {
 	ipv6 := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolICMPv6, HopLimit: hop, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
 	icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborSolicitation, code)}
 	icmp.SetNetworkLayerForChecksum(ipv6)
@@ -100,7 +100,7 @@ func nsFrame(t *testing.T, src, dst, target netip.Addr, hop uint8, code uint8, v
 	return serialize(t, ls...)
 }
 
-func naFrame(t *testing.T, dstMAC [6]byte, dst netip.Addr, flags uint8, vlan uint16) []byte {
+func naFrame(t testing.TB, dstMAC [6]byte, dst netip.Addr, flags uint8, vlan uint16) []byte {
 	ipv6 := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolICMPv6, HopLimit: 255, SrcIP: testHost6.AsSlice(), DstIP: dst.AsSlice()}
 	icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborAdvertisement, 0)}
 	icmp.SetNetworkLayerForChecksum(ipv6)

@@ -169,3 +169,28 @@ func TestPcapWireAndWake(t *testing.T) {
 		t.Errorf("wake pcap holds %d frames, want the push cut to 128 bytes", len(k))
 	}
 }
+
+func TestFaultDelayOnRealClock(t *testing.T) {
+	r := newRig(t, func(c *nic.Config) {
+		c.Clock = nil // the real clock: the timer loop must wake for the held frames
+		c.Faults = nic.Faults{Seed: 3, Delay: 5 * time.Millisecond, Jitter: 2 * time.Millisecond}
+	})
+	var sent [][]byte
+	for i := range 20 {
+		f := udpFrame(t, uint16(2000+i), []byte{byte(i)})
+		sent = append(sent, f)
+		send(t, r.host, f)
+	}
+	got := map[string]bool{}
+	for range sent {
+		got[string(r.recv(r.srv))] = true
+	}
+	for i, f := range sent {
+		if !got[string(f)] {
+			t.Errorf("frame %d never left the delay queue", i)
+		}
+	}
+	if n := r.counter("fault_delayed"); n != 20 {
+		t.Errorf("fault_delayed = %d, want 20", n)
+	}
+}

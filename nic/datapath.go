@@ -25,6 +25,7 @@ func (d *Device) fromWire(rx *rxCtx, frame []byte, rxTime time.Time) {
 		// Faults first: the frame comes back through rxWireFaulted, now
 		// or when its delay is over.
 		d.wireIn.apply(frame, d.clock.Now())
+		d.kickHeld()
 		return
 	}
 	d.rxWire(rx, frame, rxTime)
@@ -131,6 +132,7 @@ func (d *Device) flushWire(rx *rxCtx) {
 		for _, f := range rx.fwd {
 			d.wireOut.apply(f, now)
 		}
+		d.kickHeld()
 	} else {
 		d.writeWire(rx.fwd)
 	}
@@ -142,11 +144,20 @@ func (d *Device) flushWire(rx *rxCtx) {
 func (d *Device) sendWire(one *[1][]byte, frame []byte) {
 	if d.wireOut != nil {
 		d.wireOut.apply(frame, d.clock.Now())
+		d.kickHeld()
 		return
 	}
 	one[0] = frame
 	d.writeWire(one[:])
 	one[0] = nil
+}
+
+// kickHeld wakes the timer loop when the faults may have held a frame,
+// so it sleeps until the frame is due rather than the next keep-alive.
+func (d *Device) kickHeld() {
+	if d.faultsHold {
+		d.kickTimer()
+	}
 }
 
 // sendWireOne is the engine transmit queue's output.

@@ -117,6 +117,7 @@ type Device struct {
 	post *postWake
 
 	wireIn, wireOut *faultDir // nil without faults
+	faultsHold      bool      // delay or reordering configured: frames wait in the fault queues
 	faultRx         rxCtx     // guarded by wireIn.mu
 	faultOne        [1][]byte // guarded by wireOut.mu
 	txOne           [1][]byte // the transmit queue goroutine's
@@ -210,6 +211,7 @@ func New(cfg *Config) (*Device, error) {
 	if faults.Enabled() {
 		d.wireIn = newFaultDir(faults, 1, &d.cnt, d.rxWireFaulted)
 		d.wireOut = newFaultDir(faults, 2, &d.cnt, d.txWireRaw)
+		d.faultsHold = faults.Delay > 0 || faults.Jitter > 0 || faults.Reorder > 0
 	}
 	if cfg.WirePcap != nil {
 		d.wirePcap = newPcapSink(cfg.WirePcap, "wire", caps.MaxFrame, 1024, &d.cnt, cPcapWireFrames, d.log)

@@ -215,7 +215,7 @@ func TestSummaryWrite(t *testing.T) {
 	for _, want := range []string{
 		"summary: 1m0s asleep, 4 hardware slots, 3 channels, seed 1",
 		"software→hardware",
-		"21.0 ms", "12.0 s",
+		"21.0 ms", "12.00 s",
 		"host wakes: 5 (hardware-push 4, user 1)",
 		"nic wake events: data 4, host 1",
 		"20 sent, 0 retried, 19 replies absorbed, 3 server Pings answered; host woken by them: 0",

@@ -44,6 +44,12 @@ func reexecInUserNamespace(ctx context.Context, argv []string, stdout, stderr io
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 30 * time.Second
 	if err := cmd.Start(); err != nil {
+		switch {
+		case errors.Is(err, unix.ENOSPC):
+			err = fmt.Errorf("%w (the user namespace limit user.max_user_namespaces is reached or 0)", err)
+		case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+			err = fmt.Errorf("%w (the kernel forbids unprivileged user namespaces)", err)
+		}
 		return 0, fmt.Errorf("new user namespace: %w", err)
 	}
 	err = cmd.Wait()

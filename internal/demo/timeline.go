@@ -129,9 +129,9 @@ func formatLatency(d time.Duration) string {
 		return "-"
 	case d < time.Millisecond:
 		return fmt.Sprintf("%d µs", d.Microseconds())
-	case d < 10*time.Second:
+	case d < time.Second:
 		return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
 	default:
-		return fmt.Sprintf("%.1f s", d.Seconds())
+		return fmt.Sprintf("%.2f s", d.Seconds())
 	}
 }

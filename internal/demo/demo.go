@@ -30,8 +30,10 @@ const (
 	resumeLatency    = 20 * time.Millisecond  // modelled resume time
 	wakeHold         = 500 * time.Millisecond // awake after a hardware wake
 	softwareWakeHold = 300 * time.Millisecond // awake after a software wake
-	pollInterval     = 50 * time.Millisecond  // slot counters → timeline
-	flushWait        = 2 * time.Second        // an app's FlushTransport
+	wireDelay        = time.Millisecond       // the wire's latency, each way
+	wireJitter       = 200 * time.Microsecond
+	pollInterval     = 50 * time.Millisecond // slot counters → timeline
+	flushWait        = 2 * time.Second       // an app's FlushTransport
 	dialWait         = 10 * time.Second
 	resetWait        = 3 * time.Second // for the host to sleep before the reset
 )
@@ -197,7 +199,7 @@ func (r *runner) startNIC() error {
 		MAC:          [6]byte(ifi.HardwareAddr),
 		Addrs:        []netip.Addr{r.lab.Addr.Host4, r.lab.Addr.Host6},
 		Capabilities: nic.Capabilities{Slots: o.Slots},
-		Faults:       nic.Faults{Seed: o.Seed, Loss: o.Loss},
+		Faults:       nic.Faults{Seed: o.Seed, Loss: o.Loss, Delay: wireDelay, Jitter: wireJitter},
 		WirePcap:     r.wireF,
 		WakePcap:     r.wakeF,
 		OnWake: func(ev nic.WakeEvent) {
@@ -212,8 +214,8 @@ func (r *runner) startNIC() error {
 		hport.Close()
 		return fmt.Errorf("nic: %w", err)
 	}
-	r.tl.add("nic", "NIC between %s and %s: %d hardware slots, wire loss %g%% (seed %d)",
-		netlab.WireLink, netlab.HostPortLink, r.dev.Capabilities().Slots, 100*o.Loss, o.Seed)
+	r.tl.add("nic", "NIC between %s and %s: %d hardware slots; wire delay %v ± %v, loss %g%% (seed %d)",
+		netlab.WireLink, netlab.HostPortLink, r.dev.Capabilities().Slots, wireDelay, wireJitter, 100*o.Loss, o.Seed)
 	return nil
 }
 

@@ -235,6 +235,9 @@ func BuildBPF(patterns []Pattern, opt BPFOptions) (*BPFProgram, error) {
 		g.accept = snap
 		g.program()
 		ins, err := g.link(max)
+		if err == nil {
+			ins, err = bpfInitScratch(ins, max)
+		}
 		if errors.Is(err, errBPFTooLong) {
 			continue
 		}
@@ -976,4 +979,81 @@ func (g *bpfGen) tree(fields []bpfField, keys [][]uint32, c int, fail bpfTarget)
 		search(gs[mid+1:])
 	}
 	search(groups)
+}
+
+// bpfUnsafeScratch returns the scratch cells the program loads on some
+// path before storing them, as a bit set — the cells Linux's classic-BPF
+// checker (check_load_and_stores in net/core/filter.c) refuses, making
+// SO_ATTACH_FILTER fail with EINVAL. It follows the kernel's dataflow
+// exactly: a cell is valid after a store, a jump's targets keep only the
+// cells valid on every edge into them, and the cells valid after a jump
+// (or a return) are reset to all.
+func bpfUnsafeScratch(raw []bpf.RawInstruction) uint16 {
+	masks := make([]uint16, len(raw)+1)
+	for i := range masks {
+		masks[i] = 0xffff
+	}
+	var valid, unsafe uint16
+	mark := func(to int) {
+		if to >= 0 && to < len(masks) {
+			masks[to] &= valid
+		}
+	}
+	for pc, ins := range raw {
+		valid &= masks[pc]
+		k := uint16(1) << (ins.K & 0xf)
+		switch {
+		case ins.Op == cbpfST || ins.Op == cbpfSTX:
+			valid |= k
+		case ins.Op == cbpfLDMem || ins.Op == cbpfLDXMem:
+			if valid&k == 0 {
+				unsafe |= k
+				valid |= k // report each cell once per path
+			}
+		case ins.Op&cbpfClassMask == cbpfJMP:
+			if ins.Op == cbpfJA {
+				mark(pc + 1 + int(ins.K))
+			} else {
+				mark(pc + 1 + int(ins.Jt))
+				mark(pc + 1 + int(ins.Jf))
+			}
+			valid = 0xffff
+		}
+	}
+	return unsafe
+}
+
+// Classic-BPF opcodes (linux/filter.h), for bpfUnsafeScratch.
+const (
+	cbpfClassMask = 0x07
+	cbpfST        = 0x02        // BPF_ST
+	cbpfSTX       = 0x03        // BPF_STX
+	cbpfJMP       = 0x05        // BPF_JMP
+	cbpfLDMem     = 0x00 | 0x60 // BPF_LD | BPF_MEM
+	cbpfLDXMem    = 0x01 | 0x60 // BPF_LDX | BPF_MEM
+	cbpfJA        = 0x05 | 0x00 // BPF_JMP | BPF_JA
+)
+
+// bpfInitScratch makes ins acceptable to the kernel's checker: when some
+// path loads a scratch cell it did not store, the program starts by
+// zeroing those cells. Prepending leaves every relative jump intact.
+func bpfInitScratch(ins []bpf.Instruction, max int) ([]bpf.Instruction, error) {
+	raw, err := bpf.Assemble(ins)
+	if err != nil {
+		return nil, err
+	}
+	unsafe := bpfUnsafeScratch(raw)
+	if unsafe == 0 {
+		return ins, nil
+	}
+	pre := []bpf.Instruction{bpf.LoadConstant{Dst: bpf.RegA, Val: 0}}
+	for cell := range 16 {
+		if unsafe&(1<<cell) != 0 {
+			pre = append(pre, bpf.StoreScratch{Src: bpf.RegA, N: cell})
+		}
+	}
+	if len(pre)+len(ins) > max {
+		return nil, errBPFTooLong
+	}
+	return append(pre, ins...), nil
 }

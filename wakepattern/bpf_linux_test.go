@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"golang.org/x/net/bpf"
 	"net"
 	"net/netip"
 	"os"
@@ -136,6 +137,17 @@ func TestIntegrationBPFAttach(t *testing.T) {
 		bpfSkipIfEPERM(t, "AF_PACKET socket", err)
 	}
 	defer unix.Close(tx)
+	// The kernel's checker accepts every shape of program the compiler
+	// makes: ARP/NS accepts, both families, every pattern kind.
+	for _, c := range bpfScratchCases() {
+		raw, err := CompileBPFRaw(c.patterns, c.opt)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if err := bpfAttach(rx, raw); err != nil {
+			t.Errorf("%s: the kernel refuses the program (%d instructions): %v", c.name, len(raw), err)
+		}
+	}
 	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
 	if err := unix.SetsockoptSockFprog(rx, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
 		t.Fatalf("SO_ATTACH_FILTER: %v", err)
@@ -191,4 +203,14 @@ func TestIntegrationBPFAttach(t *testing.T) {
 
 func netipPrefixToIPNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// bpfAttach attaches raw to fd with SO_ATTACH_FILTER.
+func bpfAttach(fd int, raw []bpf.RawInstruction) error {
+	filter := make([]unix.SockFilter, len(raw))
+	for i, r := range raw {
+		filter[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	}
+	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	return unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog)
 }

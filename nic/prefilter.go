@@ -13,11 +13,11 @@ import (
 // program (wakepattern.CompileBPF) behind a short prefix that lets the
 // neighbour-offload frames through: ARP requests for the host's IPv4
 // addresses and ICMPv6 neighbour solicitations (the datapath validates
-// them and checks the target). The prefix is the device's own because the
-// kernel refuses programs compiled with BPFOptions.AcceptARPFor (EINVAL
-// from SO_ATTACH_FILTER on Linux 6.x: a scratch-memory load the classic
-// checker cannot prove initialised), so the device does not use those
-// options.
+// them and checks the target). The device keeps its own prefix rather than
+// BPFOptions.AcceptARPFor/AcceptNSFor so that neighbour solicitations for
+// any target reach the datapath and are counted there (an early version
+// also worked around programs the kernel refused for reading scratch
+// memory before storing it; wakepattern now zeroes such cells itself).
 
 // Offsets in the frame as the kernel shows it to the filter (outer VLAN
 // tag removed).

@@ -133,6 +133,15 @@ func runEngine(ctx context.Context, n int, lead, span time.Duration) (engineRun,
 	return r, nil
 }
 
+// fmtSamples formats samples with three significant digits.
+func fmtSamples(xs []float64) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = fmtVal(x, "")
+	}
+	return out
+}
+
 func slotsParam(n int) string {
 	if e := math.Log10(float64(n)); e == math.Trunc(e) {
 		return fmt.Sprintf("10^%d slots", int(e))
@@ -160,11 +169,21 @@ func runKeepalive(ctx context.Context, e *env, s *Scenario) error {
 		s.Skipped = append(s.Skipped, fmt.Sprintf("kernel keep-alive: %v", err))
 		kcpu, kmem, kparam = nil, nil, ""
 	}
+	// The kernel's CPU is measured against the whole machine's: when the
+	// rest of the machine's load swamps it, there is no baseline to give.
+	cpuBase := kcpu != nil && median(kcpu.Samples) > 0
+	if kcpu != nil && !cpuBase {
+		kcpu.BaselineImpl = ""
+		s.Notes = append(s.Notes, fmt.Sprintf("kernel CPU per probe could not be told apart from the machine's other load in this run (median of keep-alive minus idle windows %.0f ns, samples %v ns): the engine's CPU rows carry no ratio", median(kcpu.Samples), fmtSamples(kcpu.Samples)))
+	}
 	var cpuS, p50S, p99S, memS Series
 	cpuS.Name, p50S.Name, p99S.Name, memS.Name = implEngine, implEngine+" p50", implEngine+" p99", implEngine
 	for _, n := range counts {
 		param := slotsParam(n)
 		add := func(metric, unit string, withBase bool) *Measurement {
+			if metric == metricCPU {
+				withBase = withBase && cpuBase
+			}
 			m := &Measurement{Impl: implEngine, Param: param, X: float64(n), Metric: metric, Unit: unit}
 			if withBase && kparam != "" {
 				m.BaselineImpl, m.BaselineParam = implKernelKA, kparam
@@ -195,8 +214,10 @@ func runKeepalive(ctx context.Context, e *env, s *Scenario) error {
 	cpuPlot.Series = append(cpuPlot.Series, cpuS)
 	memPlot.Series = append(memPlot.Series, memS)
 	latePlot.Series = append(latePlot.Series, p50S, p99S)
-	if kcpu != nil {
+	if cpuBase {
 		cpuPlot.Series = append(cpuPlot.Series, Series{Name: implKernelKA, Points: []Point{{kcpu.X, median(kcpu.Samples)}}})
+	}
+	if kmem != nil {
 		memPlot.Series = append(memPlot.Series, Series{Name: implKernelKA + " (slab per socket)", Points: []Point{{kmem.X, median(kmem.Samples)}}})
 	}
 	s.Plots = append(s.Plots, cpuPlot, latePlot, memPlot)

@@ -35,6 +35,9 @@ type Machine struct {
 	Kernel    string `json:"kernel"`
 	GoVersion string `json:"go_version"`
 	Race      bool   `json:"race"` // built with the race detector
+	// LoadAvg is /proc/loadavg's 1, 5 and 15 minute load when the run
+	// started: other work on the machine shares its CPUs with the run.
+	LoadAvg string `json:"load_avg,omitempty"`
 }
 
 // Scenario is the outcome of one scenario: its measurements, the tables
@@ -148,7 +151,7 @@ func (s *Scenario) finish() {
 			if bp == "" {
 				bp = m.Param
 			}
-			if b := s.find(m.BaselineImpl, bp, m.Metric); b != nil && b.Median != 0 && !math.IsNaN(float64(b.Median)) {
+			if b := s.find(m.BaselineImpl, bp, m.Metric); b != nil && b.Median > 0 && !math.IsNaN(float64(b.Median)) {
 				m.Ratio = m.Median / b.Median
 			}
 		}
@@ -249,6 +252,9 @@ func (r *Report) WriteMarkdown(w io.Writer, imgDir string) error {
 	fmt.Fprintf(&b, "- started: %s, took %.0f s; %d runs per row (the median is shown)%s\n", r.Started.UTC().Format(time.RFC3339), r.Seconds, r.Runs, map[bool]string{true: "; --quick sizes", false: ""}[r.Quick])
 	m := r.Machine
 	fmt.Fprintf(&b, "- machine: %d CPUs, %s, Linux kernel %s, %s/%s, %s%s\n", m.CPUs, m.CPUModel, m.Kernel, m.GOOS, m.GOARCH, m.GoVersion, map[bool]string{true: ", race detector on (figures are not representative)", false: ""}[m.Race])
+	if m.LoadAvg != "" {
+		fmt.Fprintf(&b, "- load average when the run started: %s (other work shares the CPUs with the run)\n", m.LoadAvg)
+	}
 	b.WriteString("- every baseline is measured on the same machine in the same run; \"÷ baseline\" is this row's median divided by the baseline row's median (for a cost, below 1 means cheaper than the baseline; for a rate, above 1 means faster)\n\n")
 	for _, s := range r.Scenarios {
 		writeScenarioMarkdown(&b, s, imgDir, "##")

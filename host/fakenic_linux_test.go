@@ -15,14 +15,14 @@ import (
 )
 
 // fakeNIC records what the host asks of it and wakes the host on demand.
-// It learns a connection from the socket itself (sock, read in repair
+// It learns a connection from the socket itself (socks, read in repair
 // mode: the host asks while the socket is frozen), as the real NIC
 // learns it from the wire.
 type fakeNIC struct {
 	mu        sync.Mutex
 	slots     int
-	sock      *net.TCPConn
-	learned   nic.Learned
+	socks     map[wp.TCPConn]*net.TCPConn
+	learned   map[wp.TCPConn]nic.Learned
 	armed     map[nic.SlotID]offload.Snapshot
 	specs     map[nic.SlotID]offload.Spec
 	next      nic.SlotID
@@ -38,7 +38,15 @@ type fakeNIC struct {
 
 func newFakeNIC(slots int) *fakeNIC {
 	return &fakeNIC{slots: slots, armed: map[nic.SlotID]offload.Snapshot{}, specs: map[nic.SlotID]offload.Spec{},
-		coalesced: map[wp.TCPConn]bool{}, wakes: make(chan nic.WakeEvent, 8)}
+		coalesced: map[wp.TCPConn]bool{}, wakes: make(chan nic.WakeEvent, 8),
+		socks: map[wp.TCPConn]*net.TCPConn{}, learned: map[wp.TCPConn]nic.Learned{}}
+}
+
+// add lets the fake learn conn.
+func (f *fakeNIC) add(conn *net.TCPConn) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.socks[connOf(conn)] = conn
 }
 
 func (f *fakeNIC) Capabilities() nic.Capabilities { return nic.Capabilities{Slots: f.slots} }
@@ -48,20 +56,22 @@ func (f *fakeNIC) Untrack(c wp.TCPConn) error     { return nil }
 func (f *fakeNIC) Learned(c wp.TCPConn) (nic.Learned, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.sock == nil {
+	sock := f.socks[c]
+	if sock == nil {
 		return nic.Learned{}, false
 	}
-	raw, err := f.sock.SyscallConn()
+	raw, err := sock.SyscallConn()
 	if err != nil {
 		return nic.Learned{}, false
 	}
 	var st TCPState
 	if repairControl(raw, func(fd int) error { st, err = repairReadState(fd); return err }) == nil {
-		f.learned = nic.Learned{Conn: c, LocalMAC: [6]byte{2, 0, 0, 0, 0, 2}, RemoteMAC: [6]byte{2, 0, 0, 0, 0, 1},
+		f.learned[c] = nic.Learned{Conn: c, LocalMAC: [6]byte{2, 0, 0, 0, 0, 2}, RemoteMAC: [6]byte{2, 0, 0, 0, 0, 1},
 			SndNxt: st.SndNxt, RcvNxt: st.RcvNxt, HasTS: st.Timestamps, TSRecent: 4242,
 			SeenIn: true, SeenOut: true, SegmentsIn: 1, SegmentsOut: 1}
 	}
-	return f.learned, f.learned.SeenIn
+	l := f.learned[c]
+	return l, l.SeenIn
 }
 
 func (f *fakeNIC) Arm(s nic.SlotConfig) (nic.SlotID, error) {
@@ -163,9 +173,7 @@ func TestIntegrationFakeNICHandBack(t *testing.T) {
 	ch, _ := h.NewChannel("hw", 10*time.Second, slotmgr.RequestHardwareSlot, "app", 0)
 	ch.SetPushTask("push")
 	tr := dialStream(t, s, "hw", nil)
-	fn.mu.Lock()
-	fn.sock = tr.Conn()
-	fn.mu.Unlock()
+	fn.add(tr.Conn())
 	if err := ch.UsingTransport(tr); err != nil {
 		t.Fatal(err)
 	}

@@ -106,6 +106,7 @@ type Host struct {
 	pushCheck time.Duration
 
 	holdUntil time.Duration
+	holdFixed bool              // holdUntil holds whatever arrives (software wakes)
 	expect    map[*Channel]bool // channels whose wake message is awaited
 
 	wakeReason WakeReason
@@ -536,10 +537,10 @@ func (h *Host) stepLocked() {
 	if h.target != Standby || h.running > 0 || len(h.pending) > 0 {
 		return
 	}
-	if len(h.expect) > 0 && now < h.holdUntil {
-		return
-	}
-	if now < h.holdUntil {
+	// A hardware wake holds the host until the woken channel's message
+	// (or disconnection) arrived, at most WakeHold; a software wake holds
+	// it SoftwareWakeHold.
+	if now < h.holdUntil && (h.holdFixed || len(h.expect) > 0) {
 		return
 	}
 	if !h.quietLocked() {
@@ -668,6 +669,7 @@ func (h *Host) finishResumeLocked() {
 	if h.cfg.PushCheckInterval > 0 {
 		h.pushCheck = now + h.cfg.PushCheckInterval
 	}
+	h.holdFixed = false
 	switch h.wakeReason {
 	case WakeHardwarePush, WakeHardwareReset:
 		h.holdUntil = now + h.cfg.WakeHold
@@ -676,6 +678,7 @@ func (h *Host) finishResumeLocked() {
 		}
 	case WakeSoftwareKeepAlive, WakeSoftwarePushCheck:
 		h.holdUntil = now + h.cfg.SoftwareWakeHold
+		h.holdFixed = true
 	default:
 		h.holdUntil = now
 	}

@@ -29,7 +29,7 @@ const labInterval = time.Second
 
 // labHost is one host runtime on a real NIC in a lab.
 type labHost struct {
-	t   *testing.T
+	t   testing.TB
 	lab *netlab.Lab
 	srv *pushserver.Server
 	dev *nic.Device
@@ -57,7 +57,7 @@ func labDeadline(t testing.TB) context.Context {
 // slots, and a host on it with the push task "push" registered: it reads
 // every queued message, records it and acknowledges "push <id> …" with
 // "ack <id>".
-func newLabHost(t *testing.T, slots int, mod func(*Config)) *labHost {
+func newLabHost(t testing.TB, slots int, mod func(*Config)) *labHost {
 	t.Helper()
 	before := runtime.NumGoroutine()
 	lab := netlab.NewForTest(t, nil)
@@ -131,7 +131,7 @@ func newLabHost(t *testing.T, slots int, mod func(*Config)) *labHost {
 }
 
 // waitGoroutines fails when goroutines started by the test outlive it.
-func waitGoroutines(t *testing.T, before int) {
+func waitGoroutines(t testing.TB, before int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for runtime.NumGoroutine() > before {

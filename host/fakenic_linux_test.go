@@ -213,9 +213,14 @@ func TestIntegrationFakeNICHandBack(t *testing.T) {
 	case <-ctxT(t).Done():
 		t.Fatal("absorbed bytes never reached the task")
 	}
+	// The message arrived: the host goes back to standby and arms the
+	// channel again.
+	if err := h.Wait(ctxT(t), func(st *Stats) bool { return st.State == Standby && st.Armed == 2 }); err != nil {
+		t.Fatalf("back to standby: %v", err)
+	}
 	st := h.Stats()
-	if st.Wake(WakeHardwarePush) != 1 || st.HandBacks != 1 || st.Armed != 1 {
-		t.Errorf("wakes %d hand-backs %d armed %d; want 1 each", st.Wake(WakeHardwarePush), st.HandBacks, st.Armed)
+	if st.Wake(WakeHardwarePush) != 1 || st.HandBacks != 1 || st.Armed != 2 {
+		t.Errorf("wakes %d hand-backs %d armed %d; want 1, 1, 2", st.Wake(WakeHardwarePush), st.HandBacks, st.Armed)
 	}
 	fn.mu.Lock()
 	calls := append([]string(nil), fn.calls...)

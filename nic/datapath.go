@@ -245,15 +245,16 @@ func (d *Device) offloadNeighbour(rx *rxCtx) bool {
 			return false
 		}
 		n := d.addrs.arpReply(rx.reply, f)
-		d.sendWire(&rx.one, rx.reply[:n])
+		// Counted before it leaves: whoever sees the reply sees the count.
 		d.cnt.inc(cD3ArpReplies)
+		d.sendWire(&rx.one, rx.reply[:n])
 		return true
 	case wp.EtherTypeIPv6:
 		switch d.addrs.checkNS(f) {
 		case nsValid:
 			n := d.addrs.naReply(rx.reply, f)
-			d.sendWire(&rx.one, rx.reply[:n])
 			d.cnt.inc(cD3NsReplies)
+			d.sendWire(&rx.one, rx.reply[:n])
 			return true
 		case nsBadChecksum:
 			d.cnt.inc(cD3RxDroppedBadCsum)

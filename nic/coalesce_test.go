@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,6 +109,15 @@ func TestCoalescingHoldsWithoutWakeAndDeliversInOrder(t *testing.T) {
 			}
 			if got := r.counter("postwake_delivered"); got != 4 {
 				t.Errorf("postwake_delivered = %d, want 4", got)
+			}
+			// The device's counter list (and so ethtool-style dumps and
+			// Prometheus) carries them too.
+			if got, ok := r.dev.Counter("d3_rx_coalesced"); !ok || got != 3 {
+				t.Errorf("Counter(d3_rx_coalesced) = %d, %v; want 3, true", got, ok)
+			}
+			var prom strings.Builder
+			if err := r.dev.WritePrometheus(&prom); err != nil || !strings.Contains(prom.String(), "d3_rx_coalesced") {
+				t.Errorf("Prometheus exposition lacks d3_rx_coalesced (err %v)", err)
 			}
 		})
 	}

@@ -288,7 +288,8 @@ func (d *Device) Counters() []Counter {
 	st := d.wire.Stats()
 	d.cnt.set(cD3RxDroppedKernel, st.RxDropped)
 	d.cnt.set(cD3RxDroppedBPF, st.RxFiltered)
-	out := d.cnt.appendTo(make([]Counter, 0, int(numCounters)+8*int(numSlotCounters)))
+	out := d.cnt.appendTo(make([]Counter, 0, int(numCounters)+3+8*int(numSlotCounters)))
+	out = append(out, d.CoalescingCounters()...)
 	d.mu.Lock()
 	ids := make([]SlotID, 0, len(d.slots))
 	for id := range d.slots {

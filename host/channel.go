@@ -312,6 +312,22 @@ func (h *Host) readLoop(ch *Channel, t Transport, gen uint64) {
 // the slot freed (a hardware slot promotes another channel), a reset event.
 func (h *Host) disconnectLocked(ch *Channel, cause error) {
 	ch.disconnectErr = cause
+	h.detachLocked(ch)
+	res, err := h.pool.MarkDisconnected(ch.id, cause.Error())
+	if err == nil {
+		ch.result, ch.status = res, res.Status
+	}
+	h.poolEventsLocked()
+	ch.resets++
+	ch.lastReset = ResetTransportDisconnected
+	h.fireLocked(ch, TriggerReset, ResetTransportDisconnected)
+}
+
+// detachLocked takes ch off everything that schedules or guards it — the
+// pending-wake set, the software planners, the NIC's learning and its
+// hardware slot, TCP_REPAIR — and closes its transport. Its place in the
+// slot pool is the caller's business.
+func (h *Host) detachLocked(ch *Channel) {
 	delete(h.expect, ch)
 	h.planner.Remove(ch.id)
 	h.shadow.Remove(ch.id)
@@ -326,16 +342,8 @@ func (h *Host) disconnectLocked(ch *Channel, cause error) {
 	}
 	if ch.transport != nil {
 		gateOf(ch.transport).releaseIf()
+		ch.transport.Close()
 	}
-	ch.transport.Close()
-	res, err := h.pool.MarkDisconnected(ch.id, cause.Error())
-	if err == nil {
-		ch.result, ch.status = res, res.Status
-	}
-	h.poolEventsLocked()
-	ch.resets++
-	ch.lastReset = ResetTransportDisconnected
-	h.fireLocked(ch, TriggerReset, ResetTransportDisconnected)
 }
 
 // DisconnectCause returns the error that ended the last transport, or nil.
@@ -483,24 +491,7 @@ func (h *Host) closeChannelLocked(ch *Channel) {
 	}
 	ch.closed = true
 	ch.gen++
-	delete(h.expect, ch)
-	h.planner.Remove(ch.id)
-	h.shadow.Remove(ch.id)
-	h.untrackLocked(ch)
-	if ch.slot != 0 && h.nic != nil {
-		h.nic.Disarm(ch.slot)
-		ch.slot = 0
-	}
-	if ch.frozen != nil {
-		ch.frozen.Abort()
-		ch.frozen = nil
-	}
-	if ch.transport != nil {
-		gateOf(ch.transport).releaseIf()
-	}
-	if ch.transport != nil {
-		ch.transport.Close()
-	}
+	h.detachLocked(ch)
 	if ch.placed() && !h.closed {
 		h.pool.Release(ch.id)
 		h.poolEventsLocked()

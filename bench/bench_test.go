@@ -216,7 +216,7 @@ var wantRows = map[string][]string{
 	"rx":          {implD3, implTPacket, implRecv},
 	"forward":     {implD0, implBridge},
 	"keepalive":   {implEngine, implKernelKA},
-	"wakelatency": {implWakeSend, implWakeRx, implRingRead, implRecvRead},
+	"wakelatency": {implWakeSend, implWakeRx, implHostWake, implHostTask, implRingRead, implRecvRead},
 	"hostwakes":   {hostWakesImpl(0, false), hostWakesImpl(16, true)},
 }
 
@@ -393,5 +393,38 @@ func TestIntegrationQuickReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkReportDir(t, dir, Scenarios(), MinRuns, true)
+	checkTaskStart(t, r)
 	t.Logf("quick run took %.1f s (race detector %v)", r.Seconds, raceEnabled)
+}
+
+// checkTaskStart checks that scenario 5 reaches the push task's start:
+// its CDF has the wake event and the task start of every push, each
+// after the frame's receive time.
+func checkTaskStart(t *testing.T, r *Report) {
+	t.Helper()
+	for _, s := range r.Scenarios {
+		if s.ID != "wakelatency" {
+			continue
+		}
+		got := map[string][]Point{}
+		for _, p := range s.Plots {
+			for _, sr := range p.Series {
+				got[sr.Name] = sr.Points
+			}
+		}
+		for _, impl := range []string{implHostWake, implHostTask} {
+			pts := got[impl]
+			if want := 20 * r.Runs; len(pts) != want {
+				t.Errorf("wakelatency: series %q has %d points, want %d (20 pushes × %d runs)", impl, len(pts), want, r.Runs)
+			}
+			for _, p := range pts {
+				if !(p.X > 0) {
+					t.Errorf("wakelatency: %q: latency %v µs, want > 0", impl, p.X)
+					break
+				}
+			}
+		}
+		return
+	}
+	t.Error("no wakelatency scenario")
 }

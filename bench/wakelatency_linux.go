@@ -42,9 +42,10 @@ func isMagic(f []byte) bool {
 
 func runWakeLatency(ctx context.Context, e *env, s *Scenario) error {
 	per := pick(e, 40, 200)
+	perHost := pick(e, 20, 100)
 	s.Notes = append(s.Notes,
 		fmt.Sprintf("%d wakes per run: the device in D3 with a magic-packet wake pattern; srv0 sends one magic packet (AF_PACKET); the time runs from just before the send to the wake event received from Device.Wakes, and from the wire port's kernel receive timestamp (WakeEvent.RxTime) to the same event; the device goes back to sleep between wakes", per),
-		"host task start is not measured: the harness does not yet run the host runtime on the device (host.Config.NIC with a channel frozen by TCP_REPAIR), so the figures stop at the wake event — wake event only; the host model adds its modelled resume latency (host.Config.ResumeLatency) and the hand-back after that",
+		fmt.Sprintf("%d pushes per run to the host runtime on the device (host.Config.NIC = the device with one hardware slot, resume latency 0): the push server in srv pushes to one stream channel whose socket is frozen by TCP_REPAIR and armed on the slot while the host is in standby; the push's TCP segment wakes the device (WakeData); from the same frame's kernel receive timestamp on wire0 (WakeEvent.RxTime), the time to the wake event (nic.Config.OnWake, as the device raises it) and to the start of the channel's push task (host.Config.OnTaskStart: the host's hand-back — disarm, thaw, resume — and the read of the push); each push has a %v deadline (standby re-entry, push, acknowledgement); a modelled resume latency (host.Config.ResumeLatency) adds to the task start as it is; the ratio of these rows is against the recvfrom read of the magic packet on the same veth", perHost, hostPushWait),
 		"baselines: the same frame read by a reader blocked on the same veth — the plain TPACKET_V3 ring port (the device's own receive path: the kernel retires a partly filled ring block after its 1 ms timeout, which bounds its latency) and a recvfrom loop on a plain packet socket",
 		"baseline: "+implRecvRead,
 	)
@@ -64,14 +65,17 @@ func runWakeLatency(ctx context.Context, e *env, s *Scenario) error {
 	}
 	defer src.Close()
 
-	impls := []string{implWakeSend, implWakeRx, implRingRead, implRecvRead}
+	impls := []string{implWakeSend, implWakeRx, implHostWake, implHostTask, implRingRead, implRecvRead}
 	ms := map[string][2]*Measurement{}
 	all := map[string][]float64{}
-	param := "magic packet"
 	for _, impl := range impls {
+		param := "magic packet"
+		if impl == implHostWake || impl == implHostTask {
+			param = "push (TCP segment)"
+		}
 		ms[impl] = [2]*Measurement{
-			s.add(&Measurement{Impl: impl, Param: param, Metric: metricWakeP50, Unit: "µs", BaselineImpl: implRecvRead}),
-			s.add(&Measurement{Impl: impl, Param: param, Metric: metricWakeP99, Unit: "µs", BaselineImpl: implRecvRead}),
+			s.add(&Measurement{Impl: impl, Param: param, Metric: metricWakeP50, Unit: "µs", BaselineImpl: implRecvRead, BaselineParam: "magic packet"}),
+			s.add(&Measurement{Impl: impl, Param: param, Metric: metricWakeP99, Unit: "µs", BaselineImpl: implRecvRead, BaselineParam: "magic packet"}),
 		}
 	}
 	record := func(impl string, lat []float64) {
@@ -87,6 +91,12 @@ func runWakeLatency(ctx context.Context, e *env, s *Scenario) error {
 		}
 		record(implWakeSend, send)
 		record(implWakeRx, rx)
+		hw, ht, err := hostWakes(ctx, l, perHost)
+		if err != nil {
+			return fmt.Errorf("host: %w", err)
+		}
+		record(implHostWake, hw)
+		record(implHostTask, ht)
 		ring, err := ringReads(ctx, l, src, magic, per)
 		if err != nil {
 			return err
@@ -102,7 +112,7 @@ func runWakeLatency(ctx context.Context, e *env, s *Scenario) error {
 	if err != nil {
 		return err
 	}
-	plot := &Plot{File: "wakelatency.svg", Title: "Wake latency CDF", XLabel: "latency (µs)", YLabel: "fraction of wakes (CDF)", LogX: true}
+	plot := &Plot{File: "wakelatency.svg", Title: "Wake latency CDF: frame on the wire → wake event → task start", XLabel: "latency (µs)", YLabel: "fraction of wakes (CDF)", LogX: true}
 	for _, impl := range impls {
 		v := all[impl]
 		slices.Sort(v)

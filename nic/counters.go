@@ -160,6 +160,13 @@ func (c *counters) add(id counterID, n uint64)  { c[id].Add(n) }
 func (c *counters) get(id counterID) uint64     { return c[id].Load() }
 func (c *counters) frame(f, b counterID, n int) { c[f].Add(1); c[b].Add(uint64(n)) }
 func (c *counters) set(id counterID, v uint64)  { c[id].Store(v) }
+
+// unframe takes back a frame counted by frame (the write failed).
+func (c *counters) unframe(f, b counterID, n int) {
+	c[f].Add(^uint64(0))
+	c[b].Add(^uint64(n - 1))
+}
+
 func (c *counters) appendTo(dst []Counter) []Counter {
 	for i := range c {
 		dst = append(dst, Counter{Name: counterNames[i], Value: c[i].Load()})

@@ -102,18 +102,33 @@ func (d *Device) flushHost(rx *rxCtx) {
 	rx.fwd = rx.fwd[:0]
 }
 
-// writeHost writes frames to the host port, skipping a frame the port
-// refuses and counting it.
+// writeHost writes frames to the host port.
 func (d *Device) writeHost(frames [][]byte) {
+	d.writeFrames(d.host, frames, cHostTxFrames, cHostTxBytes, cHostTxErrors)
+}
+
+// writeFrames writes frames to p, skipping a frame the port refuses. The
+// frames are counted before they are written, so whoever sees one on the
+// other side of the link sees it counted; a refused frame (or, once p is
+// closed, every unwritten one) is taken back out of the count and counted
+// as an error.
+func (d *Device) writeFrames(p Port, frames [][]byte, cFrames, cBytes, cErrors counterID) {
+	for _, f := range frames {
+		d.cnt.frame(cFrames, cBytes, len(f))
+	}
 	for len(frames) > 0 {
-		n, err := d.host.WriteBatch(frames)
-		for _, f := range frames[:n] {
-			d.cnt.frame(cHostTxFrames, cHostTxBytes, len(f))
-		}
-		if err == nil {
+		n, err := p.WriteBatch(frames)
+		if err == nil || n >= len(frames) {
 			return
 		}
-		d.cnt.inc(cHostTxErrors)
+		d.cnt.inc(cErrors)
+		unsent := frames[n : n+1]
+		if isClosed(err) {
+			unsent = frames[n:]
+		}
+		for _, f := range unsent {
+			d.cnt.unframe(cFrames, cBytes, len(f))
+		}
 		if isClosed(err) {
 			return
 		}
@@ -175,20 +190,7 @@ func (d *Device) writeWire(frames [][]byte) {
 	for _, f := range frames {
 		d.wirePcap.capture(f)
 	}
-	for len(frames) > 0 {
-		n, err := d.wire.WriteBatch(frames)
-		for _, f := range frames[:n] {
-			d.cnt.frame(cTxFrames, cTxBytes, len(f))
-		}
-		if err == nil {
-			return
-		}
-		d.cnt.inc(cTxErrors)
-		if isClosed(err) {
-			return
-		}
-		frames = frames[n+1:]
-	}
+	d.writeFrames(d.wire, frames, cTxFrames, cTxBytes, cTxErrors)
 }
 
 // d3 classifies one wire frame while the host sleeps: answer ARP/NS for

@@ -357,3 +357,40 @@ func nonZero(cs []nic.Counter) []nic.Counter {
 	}
 	return out
 }
+
+// TestTxCountsWhatLeft: a frame the host port refuses (too big for its
+// MTU) is counted as an error and not as sent, the frames around it are
+// delivered, and the counts of the delivered frames are visible as soon as
+// the frames are.
+func TestTxCountsWhatLeft(t *testing.T) {
+	var host *porttest.Port
+	r := newRig(t, func(c *nic.Config) {
+		c.Host.Close()
+		a, b, err := porttest.NewPipe(&porttest.Config{NameA: "hport0", NameB: "host0", MTU: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Host, host = a, b
+	})
+	small := make([]byte, 60)
+	copy(small, hostMAC[:])
+	big := make([]byte, 1400) // fits the wire (MTU 1500), not the host (MTU 1000)
+	copy(big, hostMAC[:])
+	last := append([]byte(nil), small...)
+	last[59] = 1
+	send(t, r.srv, small, big, last)
+	for _, want := range [][]byte{small, last} {
+		if got := r.recv(host); !bytes.Equal(got, want) {
+			t.Fatalf("host got %d bytes, want %d", len(got), len(want))
+		}
+	}
+	// The second frame was seen: its count must already be there.
+	if got := r.counter("host_tx_frames"); got != 2 {
+		t.Errorf("host_tx_frames = %d right after the frames arrived, want 2", got)
+	}
+	r.waitCounter("host_tx_errors", 1)
+	if diff := cmp.Diff(map[string]uint64{"host_tx_frames": 2, "host_tx_bytes": 120, "host_tx_errors": 1},
+		r.counters("host_tx_frames", "host_tx_bytes", "host_tx_errors")); diff != "" {
+		t.Errorf("counters (-want +got):\n%s", diff)
+	}
+}

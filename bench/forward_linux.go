@@ -14,11 +14,6 @@ import (
 	"github.com/standbynic/standbynic/internal/netlab"
 )
 
-const (
-	implD0     = "standbynic D0 forwarding"
-	implBridge = "Linux bridge"
-)
-
 func runForward(ctx context.Context, e *env, s *Scenario) error {
 	n := pick(e, 20_000, 200_000)
 	tcpBytes := pick(e, 8<<20, 64<<20)

@@ -14,10 +14,7 @@ import (
 )
 
 const (
-	implD3      = "standbynic D3 datapath (absorb)"
-	implTPacket = "plain TPACKET_V3 ring loop"
-	implRecv    = "recvfrom loop"
-	metricRate  = "frames per second"
+	metricRate = "frames per second"
 )
 
 // slotFixture is one guarded connection of the lab: its pattern, a

@@ -17,8 +17,6 @@ import (
 )
 
 const (
-	implHostWake = "host: push's rx timestamp on wire0 → wake event"
-	implHostTask = "host: push's rx timestamp on wire0 → push task start"
 
 	// hostPushWait bounds one push: standby re-entry, the push, its
 	// acknowledgement.

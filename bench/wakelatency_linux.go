@@ -14,10 +14,6 @@ import (
 )
 
 const (
-	implWakeSend  = "standbynic: send on srv0 → wake event"
-	implWakeRx    = "standbynic: kernel rx timestamp on wire0 → wake event"
-	implRingRead  = "TPACKET_V3 ring read: send → frame read"
-	implRecvRead  = "recvfrom: send → frame read"
 	metricWakeP50 = "latency p50"
 	metricWakeP99 = "latency p99"
 )

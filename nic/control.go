@@ -1791,15 +1791,7 @@ func (s *ControlServer) getTrack(w http.ResponseWriter, r *http.Request, _ *Cred
 }
 
 func (s *ControlServer) postTrack(w http.ResponseWriter, r *http.Request, _ *Cred) error {
-	b, err := s.readBody(w, r)
-	if err != nil {
-		return err
-	}
-	var j connJSON
-	if err := decodeStrict(b, &j, ""); err != nil {
-		return err
-	}
-	c, err := j.conn("")
+	c, err := s.readConn(w, r)
 	if err != nil {
 		return err
 	}
@@ -1821,6 +1813,19 @@ func (s *ControlServer) deleteTrack(w http.ResponseWriter, r *http.Request, _ *C
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// readConn reads a request body holding one connection.
+func (s *ControlServer) readConn(w http.ResponseWriter, r *http.Request) (wp.TCPConn, error) {
+	b, err := s.readBody(w, r)
+	if err != nil {
+		return wp.TCPConn{}, err
+	}
+	var j connJSON
+	if err := decodeStrict(b, &j, ""); err != nil {
+		return wp.TCPConn{}, err
+	}
+	return j.conn("")
 }
 
 // trackValues is the query string naming c.
@@ -1851,15 +1856,7 @@ func (s *ControlServer) getCoalescing(w http.ResponseWriter, r *http.Request, _ 
 }
 
 func (s *ControlServer) postCoalescing(w http.ResponseWriter, r *http.Request, _ *Cred) error {
-	b, err := s.readBody(w, r)
-	if err != nil {
-		return err
-	}
-	var j connJSON
-	if err := decodeStrict(b, &j, ""); err != nil {
-		return err
-	}
-	c, err := j.conn("")
+	c, err := s.readConn(w, r)
 	if err != nil {
 		return err
 	}

@@ -585,23 +585,25 @@ func (s *Server) line(c *conn, text string) {
 	s.notifyLocked()
 }
 
+// pong records a Pong from c's client.
 func (s *Server) pong(c *conn, payload string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c.ch == nil || c.ch.c != c {
-		return
-	}
-	c.ch.info.Pongs = append(c.ch.info.Pongs, payload)
-	s.notifyLocked()
+	s.recordControl(c, func(info *Channel) { info.Pongs = append(info.Pongs, payload) })
 }
 
+// pingReceived records a Ping from c's client.
 func (s *Server) pingReceived(c *conn, payload string) {
+	s.recordControl(c, func(info *Channel) { info.PingsReceived = append(info.PingsReceived, payload) })
+}
+
+// recordControl applies add to the channel of c, when c is still its live
+// connection, and tells the waiters.
+func (s *Server) recordControl(c *conn, add func(*Channel)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c.ch == nil || c.ch.c != c {
 		return
 	}
-	c.ch.info.PingsReceived = append(c.ch.info.PingsReceived, payload)
+	add(&c.ch.info)
 	s.notifyLocked()
 }
 

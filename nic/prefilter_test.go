@@ -9,7 +9,9 @@ import (
 	wp "github.com/standbynic/standbynic/wakepattern"
 )
 
-func TestNeighbourPrefix(t *testing.T) {
+// TestPrefilterNeighbours: the D3 kernel filter lets through the
+// neighbour-offload frames for the host's addresses and no others.
+func TestPrefilterNeighbours(t *testing.T) {
 	conn := wp.TCPConn{Local: netip.MustParseAddrPort("198.18.0.2:40000"), Remote: netip.MustParseAddrPort("198.18.0.1:443")}
 	pats := []wp.Pattern{{ID: slotPatternID | 1, Priority: 255, Kind: wp.KindTCPConn, Conn: conn}}
 	for _, v6 := range []bool{false, true} {
@@ -39,6 +41,7 @@ func TestNeighbourPrefix(t *testing.T) {
 			{"ARP for the second address", arpFrame(t, wp.ARPOpRequest, testPeerMAC, testPeer4, netip.MustParseAddr("198.18.0.3"), [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 0), true},
 			{"ARP for another host", arpFrame(t, wp.ARPOpRequest, testPeerMAC, testPeer4, netip.MustParseAddr("198.18.0.9"), [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 0), false},
 			{"NS", nsFrame(t, testPeer6, solicited, testHost6, 255, 0, 0), v6},
+			{"NS for another target", nsFrame(t, testPeer6, solicited, netip.MustParseAddr("2001:2::99"), 255, 0, 0), false},
 		}
 		for _, tt := range tests {
 			n, err := vm.Run(tt.frame)

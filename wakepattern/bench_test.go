@@ -34,33 +34,43 @@ func benchConnSet(b testing.TB, n int) ([]Pattern, [][]byte) {
 			Remote: netip.AddrPortFrom(remote, 443),
 		}}
 	}
-	const nframes = 64
-	frames := make([][]byte, nframes)
+	return ps, benchKeepAlives(b, ps)
+}
+
+// benchKeepAlives returns 64 keep-alive ACKs (with timestamps) from the
+// remote ends of connection patterns spread over ps.
+func benchKeepAlives(b testing.TB, ps []Pattern) [][]byte {
+	frames := make([][]byte, 64)
 	for j := range frames {
-		c := ps[(j*7919)%n].Conn
+		c := ps[(j*7919)%len(ps)].Conn
 		frames[j] = fxTCP(b, fxSeg{src: c.Remote, dst: c.Local, seq: 1000, ack: 2000, flags: TCPFlagACK, opts: fxTSOpts(1, 2)})
 	}
-	return ps, frames
+	return frames
+}
+
+// benchMatchFrames times MatchFrame over frames, each of which must match.
+func benchMatchFrames(b *testing.B, ps []Pattern, frames [][]byte) {
+	m, err := Compile(ps, DefaultCapabilities())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var f Frame
+	var r Result
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if !m.MatchFrame(frames[i%len(frames)], &f, &r) {
+			b.Fatal("no match")
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/frame")
 }
 
 func BenchmarkMatchConn(b *testing.B) {
 	for _, n := range []int{1, 64, 4096, 1_000_000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			ps, frames := benchConnSet(b, n)
-			m, err := Compile(ps, DefaultCapabilities())
-			if err != nil {
-				b.Fatal(err)
-			}
-			var f Frame
-			var r Result
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if !m.MatchFrame(frames[i%len(frames)], &f, &r) {
-					b.Fatal("no match")
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/frame")
+			benchMatchFrames(b, ps, frames)
 		})
 	}
 }
@@ -78,12 +88,7 @@ func benchConnSet6(b testing.TB, n int) ([]Pattern, [][]byte) {
 			Remote: netip.AddrPortFrom(netip.AddrFrom16(r), 443),
 		}}
 	}
-	frames := make([][]byte, 64)
-	for j := range frames {
-		c := ps[(j*7919)%n].Conn
-		frames[j] = fxTCP(b, fxSeg{src: c.Remote, dst: c.Local, seq: 1000, ack: 2000, flags: TCPFlagACK, opts: fxTSOpts(1, 2)})
-	}
-	return ps, frames
+	return ps, benchKeepAlives(b, ps)
 }
 
 // BenchmarkMatchConnIPv6: MatchFrame on IPv6 keep-alives (the general
@@ -92,20 +97,7 @@ func BenchmarkMatchConnIPv6(b *testing.B) {
 	for _, n := range []int{64, 4096} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			ps, frames := benchConnSet6(b, n)
-			m, err := Compile(ps, DefaultCapabilities())
-			if err != nil {
-				b.Fatal(err)
-			}
-			var f Frame
-			var r Result
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if !m.MatchFrame(frames[i%len(frames)], &f, &r) {
-					b.Fatal("no match")
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/frame")
+			benchMatchFrames(b, ps, frames)
 		})
 	}
 }

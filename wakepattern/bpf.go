@@ -533,7 +533,7 @@ func (g *bpfGen) program() {
 		g.goTo(bpfReject)
 		return
 	}
-	l := bpfL2Labels{ip4: g.newLabel(), ip6: g.newLabel(), tcp4: g.newLabel()}
+	l := bpfL2Labels{ip4: g.newLabel(), ip6: g.newLabel(), tcp4: g.newLabel(), tcp6: g.newLabel()}
 	g.l2(l)
 	if g.needTCP(0) && g.level != BPFAnyTCP {
 		g.bind(l.tcp4)
@@ -541,7 +541,7 @@ func (g *bpfGen) program() {
 	}
 	if need6 {
 		g.bind(l.ip6)
-		g.ipv6()
+		g.ipv6(l.tcp6)
 	}
 }
 
@@ -593,7 +593,9 @@ func (g *bpfGen) magic() {
 	g.bind(done)
 }
 
-type bpfL2Labels struct{ ip4, ip6, tcp4 bpfTarget }
+// bpfL2Labels: the IPv4 TCP matcher (fields in scratch memory), the
+// general IPv6 path (header offset in X) and the IPv6 TCP matcher.
+type bpfL2Labels struct{ ip4, ip6, tcp4, tcp6 bpfTarget }
 
 // l2 parses Ethernet and up to two VLAN tags and dispatches on the
 // EtherType at each depth.
@@ -637,6 +639,9 @@ func (g *bpfGen) dispatch(off uint32, l bpfL2Labels) {
 	}
 	if need6 {
 		g.jne(uint32(EtherTypeIPv6), bpfReject)
+		if g.needTCP(1) {
+			g.ipv6TCP(off, l.tcp6)
+		}
 		g.emit(bpf.LoadConstant{Dst: bpf.RegX, Val: off})
 		g.goTo(l.ip6)
 	} else {
@@ -660,8 +665,47 @@ func (g *bpfGen) dispatch(off uint32, l bpfL2Labels) {
 
 // ipv4 checks an IPv4 header at the constant offset l as the decoder
 // does, and for a TCP segment stores its fields and jumps to tcp.
+//
+// A header without options (IHL 5, nearly every segment) takes a path of
+// absolute loads only: the kernel inlines an absolute load as a bounds
+// check and a direct read, while every X-relative load is a call to
+// bpf_skb_load_helper_*. Options take the general X-relative path.
 func (g *bpfGen) ipv4(l uint32, tcp bpfTarget) {
-	g.emit(bpf.LoadAbsolute{Off: l, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
+	opts := g.newLabel()
+	g.emit(bpf.LoadAbsolute{Off: l, Size: 1})
+	g.jne(0x45, opts)
+	g.emit(bpf.LoadAbsolute{Off: l + 2, Size: 2}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemTmp}) // total length
+	g.emit(bpf.LoadExtension{Num: bpf.ExtLen}, bpf.ALUOpConstant{Op: bpf.ALUOpSub, Val: l},
+		bpf.LoadScratch{Dst: bpf.RegX, N: bpfMemTmp})
+	g.jltX(bpfReject) // frame shorter than the IP packet
+	g.emit(bpf.LoadAbsolute{Off: l + 6, Size: 2})
+	g.jump(bpf.JumpBitsSet, 0x3fff, bpfReject, bpfNext) // fragment
+	g.emit(bpf.LoadAbsolute{Off: l + 9, Size: 1})
+	g.jne(uint32(ProtoTCP), bpfReject)
+	g.emit(bpf.LoadScratch{Dst: bpf.RegA, N: bpfMemTmp})
+	// Total length below header + fixed TCP header; it also rejects a
+	// total length below the IP header, as the decoder does (the
+	// decoder finds it malformed before looking at the protocol, and no
+	// pattern matches a malformed frame).
+	g.jlt(40, bpfReject)
+	g.emit(bpf.LoadAbsolute{Off: l + 32, Size: 1},
+		bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4},
+		bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 2})
+	g.jlt(20, bpfReject) // data offset
+	g.emit(bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: 20}, bpf.TAX{}, bpf.LoadScratch{Dst: bpf.RegA, N: bpfMemTmp})
+	g.jltX(bpfReject) // TCP header past the segment
+	if g.level == BPFAnyTCP {
+		g.goTo(bpfAccept)
+	} else {
+		g.emit(bpf.LoadAbsolute{Off: l + 20, Size: 4}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemPorts},
+			bpf.LoadAbsolute{Off: l + 33, Size: 1}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemFlags},
+			bpf.LoadAbsolute{Off: l + 12, Size: 4}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemSrc},
+			bpf.LoadAbsolute{Off: l + 16, Size: 4}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemDst})
+		g.goTo(tcp)
+	}
+
+	g.bind(opts)
+	g.emit(bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
 	g.jne(4, bpfReject)
 	g.emit(bpf.LoadAbsolute{Off: l + 2, Size: 2}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemTmp}, // total length
 		bpf.LoadMemShift{Off: l}, bpf.TXA{})
@@ -696,9 +740,46 @@ func (g *bpfGen) ipv4(l uint32, tcp bpfTarget) {
 	g.goTo(tcp)
 }
 
+// ipv6TCP is the path of absolute loads (see ipv4) for an IPv6 header at
+// the constant offset l directly followed by TCP: it checks the packet as
+// the decoder does, stores the segment's fields and jumps to tcp (or
+// accepts, at BPFAnyTCP). Any other next header falls through to the
+// general path.
+func (g *bpfGen) ipv6TCP(l uint32, tcp bpfTarget) {
+	other := g.newLabel()
+	g.emit(bpf.LoadAbsolute{Off: l + 6, Size: 1})
+	g.jne(uint32(ProtoTCP), other)
+	g.emit(bpf.LoadAbsolute{Off: l, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
+	g.jne(6, bpfReject)
+	g.emit(bpf.LoadAbsolute{Off: l + 4, Size: 2}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemTmp}, // payload length
+		bpf.LoadExtension{Num: bpf.ExtLen}, bpf.ALUOpConstant{Op: bpf.ALUOpSub, Val: l + 40},
+		bpf.LoadScratch{Dst: bpf.RegX, N: bpfMemTmp})
+	g.jltX(bpfReject) // frame shorter than the IP packet
+	g.emit(bpf.LoadScratch{Dst: bpf.RegA, N: bpfMemTmp})
+	g.jlt(20, bpfReject) // TCP segment shorter than its fixed header
+	g.emit(bpf.LoadAbsolute{Off: l + 52, Size: 1},
+		bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4},
+		bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 2})
+	g.jlt(20, bpfReject) // data offset
+	g.emit(bpf.TAX{}, bpf.LoadScratch{Dst: bpf.RegA, N: bpfMemTmp})
+	g.jltX(bpfReject) // TCP header past the segment
+	if g.level == BPFAnyTCP {
+		g.goTo(bpfAccept)
+	} else {
+		for i := range uint32(8) {
+			g.emit(bpf.LoadAbsolute{Off: l + 8 + 4*i, Size: 4}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemSrc + int(i)})
+		}
+		g.emit(bpf.LoadAbsolute{Off: l + 40, Size: 4}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemPorts},
+			bpf.LoadAbsolute{Off: l + 53, Size: 1}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemFlags})
+		g.goTo(tcp)
+	}
+	g.bind(other)
+}
+
 // ipv6 checks an IPv6 header at offset X, walks its extension chain as
-// the decoder does, and goes on to TCP or neighbour solicitation.
-func (g *bpfGen) ipv6() {
+// the decoder does, and goes on to TCP (tcp: the matcher, once the
+// segment's fields are stored) or neighbour solicitation.
+func (g *bpfGen) ipv6(tcp bpfTarget) {
 	tcp6, icmp6 := g.newLabel(), g.newLabel()
 	wantTCP, wantNS := g.needTCP(1), len(g.set.ns) > 0
 	g.emit(bpf.TXA{}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemL3},
@@ -763,6 +844,7 @@ func (g *bpfGen) ipv6() {
 			g.emit(bpf.LoadScratch{Dst: bpf.RegX, N: bpfMemPos},
 				bpf.LoadIndirect{Off: 0, Size: 4}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemPorts},
 				bpf.LoadIndirect{Off: 13, Size: 1}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemFlags})
+			g.bind(tcp)
 			g.tcp(1)
 		}
 	}

@@ -349,11 +349,9 @@ func (d *Device) toHostAfterWake(rx *rxCtx, frame []byte) {
 // raiseWake reports a wake: it moves D3 to waking, saves the packet and
 // sends the event. It never blocks.
 func (d *Device) raiseWake(ev WakeEvent, frame []byte, rxTime time.Time) {
-	if d.transition(D3, Waking) && !d.noBPF {
+	if d.transition(D3, Waking) {
 		// Every later wire frame is for the host now: let them all in.
-		if err := d.wire.SetFilter(nil); err != nil {
-			d.log.Warn("detach prefilter failed", "err", err)
-		}
+		d.detachPrefilter()
 	}
 	d.cnt.inc(cD3Wakes)
 	ev.At = d.clock.Now()

@@ -99,6 +99,7 @@ type Device struct {
 	batch  int
 	onWake func(WakeEvent)
 	noBPF  bool
+	filter atomic.Pointer[PrefilterInfo] // the attached prefilter; nil: none
 
 	cnt   counters
 	state atomic.Uint32 // PowerState

@@ -299,6 +299,9 @@ func TestD0ForwardsBothWaysAndLearns(t *testing.T) {
 
 func TestPowerTransitionsCounted(t *testing.T) {
 	r := newRig(t, nil)
+	if pf, ok := r.dev.Prefilter(); ok {
+		t.Errorf("prefilter attached in D0: %+v", pf)
+	}
 	if err := r.dev.Resume(); err == nil || !strings.Contains(err.Error(), "wrong power state") {
 		t.Errorf("Resume in D0 = %v, want a state error", err)
 	}
@@ -308,6 +311,9 @@ func TestPowerTransitionsCounted(t *testing.T) {
 		}
 		if s := r.dev.State(); s != nic.D3 {
 			t.Fatalf("state %v after Sleep, want D3", s)
+		}
+		if pf, ok := r.dev.Prefilter(); !ok || pf.Level != wp.BPFExact || pf.Instructions == 0 {
+			t.Errorf("prefilter in D3: attached %v, %+v; want the exact program", ok, pf)
 		}
 		if err := r.dev.Sleep(); err == nil {
 			t.Error("Sleep in D3 succeeded")
@@ -320,6 +326,9 @@ func TestPowerTransitionsCounted(t *testing.T) {
 		}
 		if s := r.dev.State(); s != nic.Waking {
 			t.Fatalf("state %v after Wake, want waking", s)
+		}
+		if pf, ok := r.dev.Prefilter(); ok {
+			t.Errorf("prefilter still attached after the wake: %+v", pf)
 		}
 		if err := r.dev.Resume(); err != nil {
 			t.Fatal(err)

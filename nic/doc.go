@@ -34,9 +34,10 @@
 //     TTL/TOS, MACs): Learned, Learned.Snapshot.
 //   - Arming: Sleep compiles the wake table (wakepattern.Compile over the
 //     armed slots' connection patterns and the extra wake patterns),
-//     attaches the kernel prefilter to the wire port (the patterns'
-//     classic BPF behind the device's own ARP/NS prefix), and swaps the
-//     table in with atomic.Pointer.
+//     attaches the kernel prefilter to the wire port (wakepattern's
+//     classic BPF for those patterns, which also accepts ARP requests and
+//     neighbour solicitations for the host's addresses; Prefilter reports
+//     its level and length), and swaps the table in with atomic.Pointer.
 //   - D3: nothing reaches the host, and frames from the host are dropped
 //     (d3_host_tx_dropped). Per wire frame, decoded with checksum
 //     verification: ARP requests and neighbour solicitations for the

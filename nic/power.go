@@ -50,11 +50,7 @@ func (d *Device) Resume() error {
 	if d.State() != Waking {
 		return fmt.Errorf("resume: %w: in %v, want waking", ErrState, d.State())
 	}
-	if !d.noBPF {
-		if err := d.wire.SetFilter(nil); err != nil {
-			d.log.Warn("detach prefilter failed", "err", err)
-		}
-	}
+	d.detachPrefilter()
 	d.post.mu.Lock()
 	defer d.post.mu.Unlock()
 	d.post.drain(d.resumeBatch, func(frames [][]byte) {

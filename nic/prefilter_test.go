@@ -19,9 +19,12 @@ func TestPrefilterNeighbours(t *testing.T) {
 		if v6 {
 			d.addrs.v6 = []netip.Addr{testHost6}
 		}
-		raw, err := d.prefilter(pats)
+		raw, info, err := d.prefilter(pats)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if info.Level != wp.BPFExact || info.Instructions != len(raw) {
+			t.Errorf("info %+v for %d instructions, want level exact", info, len(raw))
 		}
 		ins, ok := bpf.Disassemble(raw)
 		if !ok {

@@ -276,9 +276,9 @@ func (d *Device) installTable(t *d3Table) error {
 		if err := d.attachPrefilter(t); err != nil {
 			return err
 		}
-		if s := d.State(); s != D3 && s != Arming && !d.noBPF {
+		if s := d.State(); s != D3 && s != Arming {
 			// Woken meanwhile: the wake detached the filter first.
-			d.wire.SetFilter(nil)
+			d.detachPrefilter()
 		}
 	}
 	d.table.Store(t)
@@ -291,14 +291,26 @@ func (d *Device) attachPrefilter(t *d3Table) error {
 	if d.noBPF {
 		return nil
 	}
-	prog, err := d.prefilter(t.prefilterPatterns())
+	prog, info, err := d.prefilter(t.prefilterPatterns())
 	if err != nil {
 		return fmt.Errorf("compile prefilter: %w", err)
 	}
 	if err := d.wire.SetFilter(prog); err != nil {
 		return fmt.Errorf("attach prefilter: %w", err)
 	}
+	d.filter.Store(&info)
 	return nil
+}
+
+// detachPrefilter takes the prefilter off the wire port, if there is one.
+func (d *Device) detachPrefilter() {
+	if d.noBPF {
+		return
+	}
+	d.filter.Store(nil)
+	if err := d.wire.SetFilter(nil); err != nil {
+		d.log.Warn("detach prefilter failed", "err", err)
+	}
 }
 
 func (d *Device) appendSlotCounters(out []Counter, se *slotEntry) []Counter {

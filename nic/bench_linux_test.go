@@ -10,6 +10,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/standbynic/standbynic/internal/cpupin"
 	"github.com/standbynic/standbynic/internal/netlab"
 	"github.com/standbynic/standbynic/nic"
 	"github.com/standbynic/standbynic/offload"
@@ -104,14 +105,40 @@ func ackFrame(b *testing.B, srcMAC, dstMAC [6]byte, src, dst netip.AddrPort, seq
 	return tcpFrame(b, seg{src: src, dst: dst, srcMAC: srcMAC, dstMAC: dstMAC, seq: seq, ack: ack, window: 1000})
 }
 
-// benchRounds is how many times each side runs; the best rate of each is
-// kept, so a neighbour's burst on a shared machine does not decide the
-// ratio.
-const benchRounds = 3
+// benchRounds is how many times each side runs, in turn; the figures
+// reported are medians over the rounds, so that a neighbour's burst on a
+// shared machine decides neither a rate nor the ratio.
+const benchRounds = 7
+
+// benchPin gives the sender (the calling goroutine) a CPU of its own and
+// every other thread — the receiver under test, whichever it is — the
+// others (internal/cpupin). Without two CPUs it runs unpinned and says so.
+// It returns whether it pinned, for the "pinned" metric (b.ResetTimer
+// drops metrics reported before it).
+func benchPin(b *testing.B) float64 {
+	_, restore, err := cpupin.Split()
+	if err != nil {
+		b.Logf("sender not pinned: %v", err)
+		return 0
+	}
+	b.Cleanup(restore)
+	return 1
+}
+
+func median(v []float64) float64 {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
 
 // BenchmarkIntegrationD3Classify measures the D3 datapath absorbing a
 // slot's pure ACKs on the wire port, against a plain TPACKET loop that
-// only counts the same frames on the same veth; the two run in turn.
+// only counts the same frames on the same veth; the two run in turn
+// (which goes first alternates), and the ratio is the median of the
+// per-round ratios.
 func BenchmarkIntegrationD3Classify(b *testing.B) {
 	l, hostMAC, srvMAC := benchLab(b)
 	hostAP := netip.AddrPortFrom(l.Addr.Host4, 40000)
@@ -123,40 +150,59 @@ func BenchmarkIntegrationD3Classify(b *testing.B) {
 	snap := offload.Snapshot{LocalMAC: hostMAC, RemoteMAC: srvMAC, Local: hostAP, Remote: srvAP, SndNxt: 1000, RcvNxt: 5000,
 		SndWnd: 65535, RcvWnd: 65535, TTL: 64, MSS: 1460}
 	spec := offload.Spec{Kind: offload.KindTCPProbe, Interval: time.Hour, RetryInterval: time.Minute, RetryCount: 1}
-	var baseRate, devRate float64
+	var baseRates, devRates, ratios []float64
 	var drops uint64
-	b.ResetTimer()
-	for range benchRounds {
+	baseline := func() float64 {
 		var count atomic.Uint64
 		base := benchOpen(b, l, netlab.NIC, netlab.WireLink)
 		done := make(chan struct{})
 		go countLoop(base, &count, done)
-		baseRate = max(baseRate, pump(b, src, frame, n, count.Load))
+		rate := pump(b, src, frame, n, count.Load)
 		drops += base.Stats().RxDropped
 		base.Close()
 		<-done
-
+		return rate
+	}
+	device := func() float64 {
 		dev, err := nic.New(&nic.Config{Wire: benchOpen(b, l, netlab.NIC, netlab.WireLink), Host: benchOpen(b, l, netlab.NIC, netlab.HostPortLink),
 			MAC: hostMAC, Addrs: []netip.Addr{l.Addr.Host4}})
 		if err != nil {
 			b.Fatal(err)
 		}
+		defer dev.Close()
 		if _, err := dev.Arm(nic.SlotConfig{Pattern: wp.TCPConn{Local: hostAP, Remote: srvAP}, Spec: spec, Snapshot: snap}); err != nil {
 			b.Fatal(err)
 		}
 		if err := dev.Sleep(); err != nil {
 			b.Fatal(err)
 		}
-		devRate = max(devRate, pump(b, src, frame, n, nic.CounterFunc(dev, "d3_rx_absorbed")))
+		if pf, ok := dev.Prefilter(); !ok || pf.Level != wp.BPFExact {
+			b.Fatalf("D3 without the exact prefilter: attached %v, %+v", ok, pf)
+		}
+		rate := pump(b, src, frame, n, nic.CounterFunc(dev, "d3_rx_absorbed"))
 		d, _ := dev.Counter("d3_rx_dropped_kernel")
 		drops += d
-		dev.Close()
+		return rate
+	}
+	pinned := benchPin(b)
+	b.ResetTimer()
+	for r := range benchRounds {
+		var br, dr float64
+		if r%2 == 0 {
+			br, dr = baseline(), device()
+		} else {
+			dr, br = device(), baseline()
+		}
+		b.Logf("round %d: baseline %.0f frames/s, device %.0f frames/s, %.1f %%", r, br, dr, 100*dr/br)
+		baseRates, devRates, ratios = append(baseRates, br), append(devRates, dr), append(ratios, dr/br)
 	}
 	b.StopTimer()
-	b.ReportMetric(devRate, "frames/s")
-	b.ReportMetric(baseRate, "baseline-frames/s")
-	b.ReportMetric(100*devRate/baseRate, "%-of-baseline")
+	b.ReportMetric(median(devRates), "frames/s")
+	b.ReportMetric(median(baseRates), "baseline-frames/s")
+	b.ReportMetric(100*median(ratios), "%-of-baseline")
+	b.ReportMetric(100*slices.Min(ratios), "min-%")
 	b.ReportMetric(float64(drops), "kernel-drops")
+	b.ReportMetric(pinned, "pinned")
 	if drops != 0 {
 		b.Errorf("kernel drops: %d", drops)
 	}
@@ -179,14 +225,15 @@ func BenchmarkIntegrationD0Forward(b *testing.B) {
 	defer func() { sink.Close(); <-done }()
 	n := max(b.N/benchRounds, 10000)
 
-	var devRate, brRate float64
+	var devRates, brRates []float64
+	pinned := benchPin(b)
 	b.ResetTimer()
 	for range benchRounds {
 		dev, err := nic.New(&nic.Config{Wire: benchOpen(b, l, netlab.NIC, netlab.WireLink), Host: benchOpen(b, l, netlab.NIC, netlab.HostPortLink), MAC: hostMAC})
 		if err != nil {
 			b.Fatal(err)
 		}
-		devRate = max(devRate, pump(b, src, frame, n, count.Load))
+		devRates = append(devRates, pump(b, src, frame, n, count.Load))
 		dev.Close()
 	}
 
@@ -219,12 +266,13 @@ func BenchmarkIntegrationD0Forward(b *testing.B) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	for range benchRounds {
-		brRate = max(brRate, pump(b, src, frame, n, count.Load))
+		brRates = append(brRates, pump(b, src, frame, n, count.Load))
 	}
 	b.StopTimer()
-	b.ReportMetric(devRate, "frames/s")
-	b.ReportMetric(brRate, "bridge-frames/s")
-	b.ReportMetric(100*devRate/brRate, "%-of-bridge")
+	b.ReportMetric(median(devRates), "frames/s")
+	b.ReportMetric(median(brRates), "bridge-frames/s")
+	b.ReportMetric(100*median(devRates)/median(brRates), "%-of-bridge")
+	b.ReportMetric(pinned, "pinned")
 }
 
 // BenchmarkIntegrationWakeLatency measures, per wake, the time from the

@@ -11,15 +11,20 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/standbynic/standbynic/internal/cpupin"
 	"github.com/standbynic/standbynic/internal/netlab"
 	"github.com/standbynic/standbynic/nic"
 )
 
-// Flow control of the senders: frames in flight stay below the veth
-// backlog and the ring, so nothing is lost and a rate is a rate with zero
-// drops.
+// Flow control of the senders: frames in flight stay below what the
+// receive ring holds (64 blocks of 128 KiB, about 900 short frames a
+// block), so nothing is lost and a rate is a rate with zero drops; and
+// above what one block holds, or the sender would wait for the ring's
+// 1 ms block timeout to hand each block over, and the rate would be the
+// timeout's, not the receiver's. (On veth the sender's softirq drains
+// the backlog frame by frame: it never nears netdev_max_backlog.)
 const (
-	pumpWindow = 512
+	pumpWindow = 8192
 	pumpBatch  = 64
 	// drainWait bounds the wait for a device counter to catch up.
 	drainWait = 10 * time.Second
@@ -88,6 +93,23 @@ func labMACs(l *netlab.Lab) (host, srv [6]byte, err error) {
 // reached: lost outside the measured receiver (a veth backlog shared with
 // the rest of the machine), so the run is void and may be repeated.
 var errFramesLost = errors.New("frames lost on the way")
+
+// pinSender runs fn, which sends from the calling goroutine, with that
+// goroutine's thread alone on one CPU and every other thread of the
+// process on the others (internal/cpupin): on veth the receive path runs
+// in the sender's softirq, and a receiver the scheduler put on the
+// sender's CPU would take its time off the rate by chance. Without two
+// CPUs fn runs unpinned; the scenario's notes say which.
+func pinSender(s *Scenario, fn func() error) error {
+	gen, restore, err := cpupin.Split()
+	if err != nil {
+		s.Notes = append(s.Notes, fmt.Sprintf("sender not pinned: %v", err))
+		return fn()
+	}
+	defer restore()
+	s.Notes = append(s.Notes, fmt.Sprintf("the sender runs alone on CPU %d, every other thread (the receivers under test among them) on the other CPUs", gen))
+	return fn()
+}
 
 // stallWait is how long a pump waits without progress before it declares
 // the frames in flight lost.

@@ -181,13 +181,15 @@ func runRx(ctx context.Context, e *env, s *Scenario) error {
 		mRv.Samples = append(mRv.Samples, rate)
 		return nil
 	}
-	err = repeat(ctx, e.runs, func(int) error {
-		for _, fn := range []func() error{d3, ring, recv} {
-			if err := retryLost(&retries, fn); err != nil {
-				return err
+	err = pinSender(s, func() error {
+		return repeat(ctx, e.runs, func(int) error {
+			for _, fn := range []func() error{d3, ring, recv} {
+				if err := retryLost(&retries, fn); err != nil {
+					return err
+				}
 			}
-		}
-		return nil
+			return nil
+		})
 	})
 	if retries > 0 {
 		s.Notes = append(s.Notes, fmt.Sprintf("%d runs repeated because frames were lost before the receiver (a veth backlog shared with the machine)", retries))

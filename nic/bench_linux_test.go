@@ -1,9 +1,11 @@
 package nic_test
 
 import (
+	"fmt"
 	"net/netip"
 	"runtime"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -54,8 +56,8 @@ func benchOpen(b *testing.B, l *netlab.Lab, ns netlab.Namespace, link string) ni
 
 // pump sends n copies of frame from p, keeping at most benchWindow frames
 // ahead of done(), and waits for done() to reach n. It returns the frames
-// per second done() saw.
-func pump(b *testing.B, p nic.Port, frame []byte, n int, done func() uint64) float64 {
+// per second done() saw; what names the receiver in a failure.
+func pump(b *testing.B, what string, p nic.Port, frame []byte, n int, done func() uint64) float64 {
 	batch := make([][]byte, benchBatch)
 	for i := range batch {
 		batch[i] = frame
@@ -77,11 +79,34 @@ func pump(b *testing.B, p nic.Port, frame []byte, n int, done func() uint64) flo
 	deadline := time.Now().Add(10 * time.Second)
 	for done()-base < uint64(n) {
 		if time.Now().After(deadline) {
-			b.Fatalf("received %d of %d frames", done()-base, n)
+			b.Fatalf("%s: received %d of %d frames%s", what, done()-base, n, lossDiag())
 		}
 		runtime.Gosched()
 	}
 	return float64(n) / time.Since(start).Seconds()
+}
+
+// lossDiag is set by a benchmark to say where a lost frame may be (counters
+// along the path) when pump gives up waiting.
+var lossDiag = func() string { return "" }
+
+// countersDiag lists the non-zero counters of dev and the kernel drops of
+// the ports given.
+func countersDiag(dev *nic.Device, ports ...nic.Port) func() string {
+	return func() string {
+		var sb strings.Builder
+		for _, p := range ports {
+			fmt.Fprintf(&sb, "; %s kernel drops %d", p.Name(), p.Stats().RxDropped)
+		}
+		if dev != nil {
+			for _, c := range dev.Counters() {
+				if c.Value != 0 {
+					fmt.Fprintf(&sb, "; %s %d", c.Name, c.Value)
+				}
+			}
+		}
+		return sb.String()
+	}
 }
 
 // countLoop reads p until it is closed, counting frames: the plain
@@ -157,7 +182,8 @@ func BenchmarkIntegrationD3Classify(b *testing.B) {
 		base := benchOpen(b, l, netlab.NIC, netlab.WireLink)
 		done := make(chan struct{})
 		go countLoop(base, &count, done)
-		rate := pump(b, src, frame, n, count.Load)
+		lossDiag = countersDiag(nil, base)
+		rate := pump(b, "plain TPACKET loop", src, frame, n, count.Load)
 		drops += base.Stats().RxDropped
 		base.Close()
 		<-done
@@ -179,7 +205,8 @@ func BenchmarkIntegrationD3Classify(b *testing.B) {
 		if pf, ok := dev.Prefilter(); !ok || pf.Level != wp.BPFExact {
 			b.Fatalf("D3 without the exact prefilter: attached %v, %+v", ok, pf)
 		}
-		rate := pump(b, src, frame, n, nic.CounterFunc(dev, "d3_rx_absorbed"))
+		lossDiag = countersDiag(dev)
+		rate := pump(b, "device in D3", src, frame, n, nic.CounterFunc(dev, "d3_rx_absorbed"))
 		d, _ := dev.Counter("d3_rx_dropped_kernel")
 		drops += d
 		return rate
@@ -233,7 +260,8 @@ func BenchmarkIntegrationD0Forward(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		devRates = append(devRates, pump(b, src, frame, n, count.Load))
+		lossDiag = countersDiag(dev, sink)
+		devRates = append(devRates, pump(b, "device in D0", src, frame, n, count.Load))
 		dev.Close()
 	}
 
@@ -265,8 +293,9 @@ func BenchmarkIntegrationD0Forward(b *testing.B) {
 		src.WriteBatch([][]byte{frame})
 		time.Sleep(10 * time.Millisecond)
 	}
+	lossDiag = countersDiag(nil, sink)
 	for range benchRounds {
-		brRates = append(brRates, pump(b, src, frame, n, count.Load))
+		brRates = append(brRates, pump(b, "bridge", src, frame, n, count.Load))
 	}
 	b.StopTimer()
 	b.ReportMetric(median(devRates), "frames/s")

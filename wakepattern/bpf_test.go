@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -1102,5 +1103,56 @@ func TestBPFFuzzSeeds(t *testing.T) {
 	}
 	if matched < 5 {
 		t.Errorf("only %d seeds match: the corpus does not exercise the accept paths", matched)
+	}
+}
+
+// TestBPFUsualSegmentAbsoluteLoads: the usual segments — IPv4 without
+// options, IPv6 straight to TCP, untagged or behind tags — are matched
+// without a single X-relative load, which the kernel runs as a helper
+// call (bpf_skb_load_helper_*) where it inlines an absolute one. Every
+// LoadIndirect is replaced by a reject: the program must still accept
+// them, and still reject the same segments with options.
+func TestBPFUsualSegmentAbsoluteLoads(t *testing.T) {
+	ps := []Pattern{bpfConnPat(bpfLocal4.String(), bpfRemote4.String(), 0), bpfConnPat(bpfLocal6.String(), bpfRemote6.String(), 0),
+		bpfConnPat(bpfLocal4.String(), bpfRemote4.String(), 7)}
+	for i := range ps {
+		ps[i].ID = uint32(i + 1)
+	}
+	for _, strip := range []bool{false, true} {
+		p, err := BuildBPF(ps, BPFOptions{KernelStripsVLAN: strip})
+		if err != nil {
+			t.Fatal(err)
+		}
+		direct := slices.Clone(p.Instructions)
+		indirect := 0
+		for i, in := range direct {
+			if _, ok := in.(bpf.LoadIndirect); ok {
+				direct[i] = bpf.RetConstant{Val: 0}
+				indirect++
+			}
+		}
+		if indirect == 0 {
+			t.Fatal("no X-relative load in the program: the general paths are missing")
+		}
+		vm := bpfVM(t, direct)
+		for _, tt := range []struct {
+			name string
+			s    bpfSpec
+			want bool
+		}{
+			{"IPv4", bpfSpec{src: bpfRemote4, dst: bpfLocal4, ts: true}, true},
+			{"IPv4 with payload", bpfSpec{src: bpfRemote4, dst: bpfLocal4, payload: 100, pad: 2}, true},
+			{"IPv4 behind a tag", bpfSpec{src: bpfRemote4, dst: bpfLocal4, tags: []uint16{7}}, true},
+			{"IPv6", bpfSpec{src: bpfRemote6, dst: bpfLocal6, ts: true}, true},
+			{"IPv4 with options", bpfSpec{src: bpfRemote4, dst: bpfLocal4, ipOpts: true}, false},
+			{"IPv6 with a hop-by-hop header", bpfSpec{src: bpfRemote6, dst: bpfLocal6, ext: []uint8{0}}, false},
+		} {
+			if got := bpfAccepts(t, vm, bpfTCPFrame(t, tt.s)); got != tt.want {
+				t.Errorf("strip %v, %s: accepted %v without X-relative loads, want %v", strip, tt.name, got, tt.want)
+			}
+			if !bpfAccepts(t, bpfVM(t, p.Instructions), bpfTCPFrame(t, tt.s)) {
+				t.Errorf("strip %v, %s: the program rejects it", strip, tt.name)
+			}
+		}
 	}
 }

@@ -88,7 +88,7 @@ func runRx(ctx context.Context, e *env, s *Scenario) error {
 	s.Notes = append(s.Notes,
 		fmt.Sprintf("a sender on srv0 (AF_PACKET, sendmmsg in batches of %d) sends %d copies of the exact keep-alive reply (a pure ACK) of an armed slot per run to wire0 in the nic namespace, at most %d frames ahead of the receiver, so each rate is the rate with zero kernel drops (the drops are counted and shown)", pumpBatch, n, pumpWindow),
 		"standbynic: the device in D3 with one armed slot and its kernel prefilter, counted by d3_rx_absorbed (every frame is decoded, matched and classified by the offload engine); the baselines only count frames on the same veth: the plain TPACKET_V3 ring loop (nic.OpenPacketPort, ReadBatch) and a recvfrom loop on a plain AF_PACKET socket",
-		"only one receiver is open on wire0 at a time; the three alternate within each run",
+		"only one receiver is open on wire0 at a time; the three alternate within each run, each going first in turn",
 		"baseline: "+implTPacket,
 	)
 	l, err := newLab(ctx)
@@ -182,9 +182,12 @@ func runRx(ctx context.Context, e *env, s *Scenario) error {
 		return nil
 	}
 	err = pinSender(s, func() error {
-		return repeat(ctx, e.runs, func(int) error {
-			for _, fn := range []func() error{d3, ring, recv} {
-				if err := retryLost(&retries, fn); err != nil {
+		return repeat(ctx, e.runs, func(run int) error {
+			// Each receiver goes first in turn, so that none always
+			// follows the same one.
+			order := []func() error{d3, ring, recv}
+			for i := range order {
+				if err := retryLost(&retries, order[(run+i)%len(order)]); err != nil {
 					return err
 				}
 			}
@@ -195,6 +198,15 @@ func runRx(ctx context.Context, e *env, s *Scenario) error {
 		s.Notes = append(s.Notes, fmt.Sprintf("%d runs repeated because frames were lost before the receiver (a veth backlog shared with the machine)", retries))
 	}
 	mD3.Extra = append(mD3.Extra, fmt.Sprintf("kernel drops %d", dropsD3))
+	if len(mD3.Samples) == len(mTP.Samples) && len(mTP.Samples) > 0 {
+		// The two ran side by side in each run: the median of the
+		// per-run ratios is the steadier figure on a shared machine.
+		r := make([]float64, len(mTP.Samples))
+		for i := range r {
+			r[i] = mD3.Samples[i] / mTP.Samples[i]
+		}
+		mD3.Extra = append(mD3.Extra, fmt.Sprintf("median of the per-run ratios %.3g×", median(r)))
+	}
 	mTP.Extra = append(mTP.Extra, fmt.Sprintf("kernel drops %d", dropsTP))
 	mRv.Extra = append(mRv.Extra, fmt.Sprintf("kernel drops %d", dropsRv))
 	return err

@@ -65,7 +65,20 @@ var scenarios = []scenarioDef{
 	{"hostwakes", "6. Host wakes per hour and estimated energy", runHostWakes, 40 * time.Second},
 }
 
+// Flow control of the senders: frames in flight stay below what the
+// receive ring holds (64 blocks of 128 KiB, about 900 short frames a
+// block), so nothing is lost and a rate is a rate with zero drops; and
+// above what one block holds, or the sender would wait for the ring's
+// 1 ms block timeout to hand each block over, and the rate would be the
+// timeout's, not the receiver's. (On veth the sender's softirq drains
+// the backlog frame by frame: it never nears netdev_max_backlog.)
+
 // Scenarios returns the IDs of the scenarios in the order Run runs them.
+const (
+	pumpWindow = 8192
+	pumpBatch  = 64
+)
+
 func Scenarios() []string {
 	ids := make([]string, len(scenarios))
 	for i, s := range scenarios {

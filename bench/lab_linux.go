@@ -16,19 +16,8 @@ import (
 	"github.com/standbynic/standbynic/nic"
 )
 
-// Flow control of the senders: frames in flight stay below what the
-// receive ring holds (64 blocks of 128 KiB, about 900 short frames a
-// block), so nothing is lost and a rate is a rate with zero drops; and
-// above what one block holds, or the sender would wait for the ring's
-// 1 ms block timeout to hand each block over, and the rate would be the
-// timeout's, not the receiver's. (On veth the sender's softirq drains
-// the backlog frame by frame: it never nears netdev_max_backlog.)
-const (
-	pumpWindow = 8192
-	pumpBatch  = 64
-	// drainWait bounds the wait for a device counter to catch up.
-	drainWait = 10 * time.Second
-)
+// drainWait bounds the wait for a device counter to catch up.
+const drainWait = 10 * time.Second
 
 // errPrivilege is wrapped when the process cannot build a lab.
 var errPrivilege = errors.New("needs CAP_SYS_ADMIN (namespaces), CAP_NET_ADMIN and CAP_NET_RAW: run as root")

@@ -72,13 +72,12 @@ var scenarios = []scenarioDef{
 // 1 ms block timeout to hand each block over, and the rate would be the
 // timeout's, not the receiver's. (On veth the sender's softirq drains
 // the backlog frame by frame: it never nears netdev_max_backlog.)
-
-// Scenarios returns the IDs of the scenarios in the order Run runs them.
 const (
 	pumpWindow = 8192
 	pumpBatch  = 64
 )
 
+// Scenarios returns the IDs of the scenarios in the order Run runs them.
 func Scenarios() []string {
 	ids := make([]string, len(scenarios))
 	for i, s := range scenarios {

@@ -675,13 +675,7 @@ func (g *bpfGen) ipv4(l uint32, tcp bpfTarget) {
 	g.emit(bpf.LoadAbsolute{Off: l, Size: 1})
 	g.jne(0x45, opts)
 	g.emit(bpf.LoadAbsolute{Off: l + 2, Size: 2}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemTmp}) // total length
-	g.emit(bpf.LoadExtension{Num: bpf.ExtLen}, bpf.ALUOpConstant{Op: bpf.ALUOpSub, Val: l},
-		bpf.LoadScratch{Dst: bpf.RegX, N: bpfMemTmp})
-	g.jltX(bpfReject) // frame shorter than the IP packet
-	g.emit(bpf.LoadAbsolute{Off: l + 6, Size: 2})
-	g.jump(bpf.JumpBitsSet, 0x3fff, bpfReject, bpfNext) // fragment
-	g.emit(bpf.LoadAbsolute{Off: l + 9, Size: 1})
-	g.jne(uint32(ProtoTCP), bpfReject)
+	g.ipv4TCPPacket(l)
 	g.emit(bpf.LoadScratch{Dst: bpf.RegA, N: bpfMemTmp})
 	// Total length below header + fixed TCP header; it also rejects a
 	// total length below the IP header, as the decoder does (the
@@ -698,9 +692,8 @@ func (g *bpfGen) ipv4(l uint32, tcp bpfTarget) {
 		g.goTo(bpfAccept)
 	} else {
 		g.emit(bpf.LoadAbsolute{Off: l + 20, Size: 4}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemPorts},
-			bpf.LoadAbsolute{Off: l + 33, Size: 1}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemFlags},
-			bpf.LoadAbsolute{Off: l + 12, Size: 4}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemSrc},
-			bpf.LoadAbsolute{Off: l + 16, Size: 4}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemDst})
+			bpf.LoadAbsolute{Off: l + 33, Size: 1}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemFlags})
+		g.storeAddrs4(l)
 		g.goTo(tcp)
 	}
 
@@ -712,13 +705,7 @@ func (g *bpfGen) ipv4(l uint32, tcp bpfTarget) {
 	g.jlt(20, bpfReject) // header length
 	g.emit(bpf.LoadScratch{Dst: bpf.RegA, N: bpfMemTmp})
 	g.jltX(bpfReject) // total length < header length
-	g.emit(bpf.LoadExtension{Num: bpf.ExtLen}, bpf.ALUOpConstant{Op: bpf.ALUOpSub, Val: l},
-		bpf.LoadScratch{Dst: bpf.RegX, N: bpfMemTmp})
-	g.jltX(bpfReject) // frame shorter than the IP packet
-	g.emit(bpf.LoadAbsolute{Off: l + 6, Size: 2})
-	g.jump(bpf.JumpBitsSet, 0x3fff, bpfReject, bpfNext) // fragment
-	g.emit(bpf.LoadAbsolute{Off: l + 9, Size: 1})
-	g.jne(uint32(ProtoTCP), bpfReject)
+	g.ipv4TCPPacket(l)
 	g.emit(bpf.LoadMemShift{Off: l}, bpf.LoadScratch{Dst: bpf.RegA, N: bpfMemTmp}, bpf.ALUOpX{Op: bpf.ALUOpSub})
 	g.jlt(20, bpfReject) // TCP segment shorter than its fixed header
 	g.emit(bpf.StoreScratch{Src: bpf.RegA, N: bpfMemTmp},
@@ -734,10 +721,28 @@ func (g *bpfGen) ipv4(l uint32, tcp bpfTarget) {
 	}
 	g.emit(bpf.LoadMemShift{Off: l},
 		bpf.LoadIndirect{Off: l, Size: 4}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemPorts},
-		bpf.LoadIndirect{Off: l + 13, Size: 1}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemFlags},
-		bpf.LoadAbsolute{Off: l + 12, Size: 4}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemSrc},
-		bpf.LoadAbsolute{Off: l + 16, Size: 4}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemDst})
+		bpf.LoadIndirect{Off: l + 13, Size: 1}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemFlags})
+	g.storeAddrs4(l)
 	g.goTo(tcp)
+}
+
+// ipv4TCPPacket rejects, for the IPv4 header at l whose total length is in
+// M[tmp], a frame shorter than the packet, a fragment and any protocol but
+// TCP.
+func (g *bpfGen) ipv4TCPPacket(l uint32) {
+	g.emit(bpf.LoadExtension{Num: bpf.ExtLen}, bpf.ALUOpConstant{Op: bpf.ALUOpSub, Val: l},
+		bpf.LoadScratch{Dst: bpf.RegX, N: bpfMemTmp})
+	g.jltX(bpfReject) // frame shorter than the IP packet
+	g.emit(bpf.LoadAbsolute{Off: l + 6, Size: 2})
+	g.jump(bpf.JumpBitsSet, 0x3fff, bpfReject, bpfNext) // fragment
+	g.emit(bpf.LoadAbsolute{Off: l + 9, Size: 1})
+	g.jne(uint32(ProtoTCP), bpfReject)
+}
+
+// storeAddrs4 stores the addresses of the IPv4 header at l.
+func (g *bpfGen) storeAddrs4(l uint32) {
+	g.emit(bpf.LoadAbsolute{Off: l + 12, Size: 4}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemSrc},
+		bpf.LoadAbsolute{Off: l + 16, Size: 4}, bpf.StoreScratch{Src: bpf.RegA, N: bpfMemDst})
 }
 
 // ipv6TCP is the path of absolute loads (see ipv4) for an IPv6 header at

@@ -16,7 +16,8 @@
 //     under a mask (MQTT PINGREQ/PINGRESP), or an RFC 6455 client
 //     keep-alive (masked Ping expecting its Pong, unsolicited masked Pong,
 //     or responder: the server's Pings answered) — and when (Interval,
-//     RetryInterval, RetryCount, Tolerance). ParseSpec reads its JSON form.
+//     FirstDue, RetryInterval, RetryCount, Tolerance). ParseSpec reads its
+//     JSON form.
 //   - Engine: the slots. Arm, Disarm (returns the Report with the books),
 //     Receive (one frame the matcher attributed to a slot → Verdict), Fire
 //     (the timers due now → keep-alives, retries, deaths), NextDeadline,
@@ -34,7 +35,7 @@
 //	         │
 //	         ▼
 //	       armed ◄──────────────────────┐
-//	         │ Interval: keep-alive     │ reply
+//	         │ due: keep-alive          │ reply
 //	         ▼                          │
 //	   waiting-reply ───────────────────┤
 //	         │ RetryInterval: retry     │
@@ -48,6 +49,13 @@
 //
 //	armed, waiting-reply, retrying ──► woken
 //	       wake: data, FIN, RST (at RCV.NXT), books-full, buffer-full
+//
+// The first keep-alive is due FirstDue after Arm (Interval when FirstDue
+// is 0); each later one an Interval after the first keep-alive of the
+// cycle before (a cycle's retries do not move it). Disarm's Report says
+// when that last cycle started (LastKeepAlive), so a host that arms the
+// slot again at its next standby passes the time left as FirstDue and
+// the connection's schedule runs on across the host's wakes.
 //
 // Disarm frees the slot from any state. Dead and woken are final: the slot
 // keeps its books until Disarm, and Receive returns Wake for every later
@@ -77,7 +85,8 @@
 //	ChallengeACKLimit  1000 challenge ACKs per second in all (RFC 5961)
 //
 // Spec limits: Interval 1 s – 24 h (seconds so tests run quickly; real
-// deployments use minutes), RetryInterval 100 ms – Interval, RetryCount
+// deployments use minutes), FirstDue 0 – Interval (0 means Interval),
+// RetryInterval 100 ms – Interval, RetryCount
 // 0–16, Tolerance ≤ Interval/2, payloads ≤ 512 B, WebSocket payloads
 // ≤ 125 B (control frames), and every keep-alive ≤ the connection's MSS.
 //

@@ -152,7 +152,8 @@ func New(cfg *Config) *Engine {
 func (e *Engine) slotAt(i uint32) *slot { return &e.chunks[i/chunkSize][i%chunkSize] }
 
 // Arm validates snap and spec and arms slot id: its first keep-alive is
-// due one Interval from now.
+// due spec.FirstDue from now (one Interval when FirstDue is 0), the
+// following ones an Interval after the start of the previous cycle.
 func (e *Engine) Arm(id SlotID, snap Snapshot, spec Spec) error {
 	if err := snap.Validate(); err != nil {
 		return fmt.Errorf("arm slot %d: %w", id, err)
@@ -232,7 +233,11 @@ func (e *Engine) Arm(id SlotID, snap Snapshot, spec Spec) error {
 		}
 		s.ext = x
 	}
-	e.sched.Schedule(i, e.clock.Now()+s.interval, s.tolerance)
+	first := spec.FirstDue
+	if first == 0 {
+		first = spec.Interval
+	}
+	e.sched.Schedule(i, e.clock.Now()+first, s.tolerance)
 	return nil
 }
 
@@ -252,6 +257,9 @@ func (e *Engine) Disarm(id SlotID) (Report, error) {
 		SndUna:   s.sndUna,
 		RcvNxt:   s.rcvNxt,
 		TSRecent: s.tsRecent,
+	}
+	if s.counters.KeepalivesSent > 0 {
+		r.LastKeepAlive = s.cycleStart
 	}
 	if s.ext != nil {
 		r.Books = s.ext.books
@@ -331,7 +339,6 @@ func (e *Engine) fire(i uint32) {
 
 // startCycle sends the first keep-alive of a cycle and waits for its reply.
 func (e *Engine) startCycle(s *slot, i uint32, now time.Duration, out Output) {
-	s.cycleStart = now
 	s.retries = 0
 	s.flags |= flagReplyDue
 	if s.sndUna != s.sndNxt {
@@ -341,6 +348,7 @@ func (e *Engine) startCycle(s *slot, i uint32, now time.Duration, out Output) {
 	if !e.sendKeepAlive(s, i, now, out) {
 		return
 	}
+	s.cycleStart = now
 	s.counters.KeepalivesSent++
 	e.transition(s, StateWaitingReply)
 	e.sched.Schedule(i, now+s.retryInterval, 0)

@@ -410,3 +410,55 @@ func TestDefaultClockFollowsFire(t *testing.T) {
 		t.Fatalf("NextDeadline moved to %v after an older Fire", next2)
 	}
 }
+
+// TestFirstDueAndLastKeepAlive: the first keep-alive goes out FirstDue
+// after Arm, the next one an Interval after it, and the report says when
+// the last cycle started (retries do not move it).
+func TestFirstDueAndLastKeepAlive(t *testing.T) {
+	e, clk := newTest(t, nil)
+	out := &recorder{t: t, clock: clk}
+	snap := snap4()
+	snap.Timestamps = Timestamps{}
+	clk.t = 100 * time.Second
+	spec := probeSpec()
+	spec.FirstDue = 3 * time.Second
+	if err := e.Arm(1, snap, spec); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := e.NextDeadline(); d != 103*time.Second {
+		t.Fatalf("first deadline %v, want 103s (arm at 100s + FirstDue 3s)", d)
+	}
+	// A slot armed beside it without FirstDue keeps one Interval.
+	if err := e.Arm(2, snap6(), probeSpec()); err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.Disarm(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.LastKeepAlive != 0 || r.Counters.KeepalivesSent != 0 {
+		t.Errorf("report of a slot that sent nothing: last keep-alive %v, %d sent", r.LastKeepAlive, r.Counters.KeepalivesSent)
+	}
+
+	runUntil(e, clk, out, 103*time.Second)
+	reply := peerFrame(t, snap, seg{seq: 5000, ack: 1000, flags: flagsACK})
+	if v := e.Receive(1, reply, out); v != Absorb {
+		t.Fatalf("Receive(exact ACK) = %v, want absorb", v)
+	}
+	// Cycle 2 at 113 s goes unanswered: a retry at 115 s.
+	runUntil(e, clk, out, 116*time.Second)
+	var at []time.Duration
+	for _, f := range out.sent {
+		at = append(at, f.At)
+	}
+	if diff := cmp.Diff([]time.Duration{103 * time.Second, 113 * time.Second, 115 * time.Second}, at); diff != "" {
+		t.Errorf("sends (-want +got):\n%s", diff)
+	}
+	r, err = e.Disarm(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.LastKeepAlive != 113*time.Second || r.Counters.KeepalivesSent != 2 || r.Counters.Retries != 1 {
+		t.Errorf("report: last keep-alive %v, %d sent, %d retries; want 113s, 2, 1", r.LastKeepAlive, r.Counters.KeepalivesSent, r.Counters.Retries)
+	}
+}

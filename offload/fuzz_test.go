@@ -121,6 +121,7 @@ func FuzzParseSpec(f *testing.F) {
 	f.Add([]byte(`{"kind":"websocket","interval":"1m","retry_interval":"5s","retry_count":0,"websocket":{"mode":"pong","payload":""}}`))
 	f.Add([]byte(`{"kind":"tcp-probe","interval":"15m","retry_interval":"1s","retry_count":16,"probe":"one-byte"}`))
 	f.Add([]byte(`{"kind":"websocket","interval":"10s","retry_interval":"2s","websocket":{"mode":"responder"}}`))
+	f.Add([]byte(`{"kind":"tcp-probe","interval":"10m","first_due":"3m20s","retry_interval":"30s","retry_count":3}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := ParseSpec(b)
 		if err != nil {

@@ -139,6 +139,12 @@ type Report struct {
 	SndNxt, SndUna, RcvNxt uint32
 	// TSRecent is the peer's latest TSval to echo.
 	TSRecent uint32
+	// LastKeepAlive is the engine time of the first keep-alive of the
+	// slot's last cycle (retries do not move it): the next one was due an
+	// Interval after it. It is set only when Counters.KeepalivesSent > 0
+	// (0 otherwise). A host that arms the slot again continues the
+	// schedule from it (Spec.FirstDue).
+	LastKeepAlive time.Duration
 }
 
 // slot flags.
@@ -177,7 +183,7 @@ type slot struct {
 	tsAt                   time.Duration
 
 	interval, retryInterval, tolerance time.Duration
-	cycleStart                         time.Duration // first send of the current cycle
+	cycleStart                         time.Duration // first keep-alive of the current (last) cycle
 	lastDupACK, lastChallenge          time.Duration // rate limits; -1 never
 
 	counters Counters

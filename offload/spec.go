@@ -100,6 +100,12 @@ type Spec struct {
 	Kind Kind
 	// Interval is the time between keep-alives.
 	Interval time.Duration
+	// FirstDue is when the first keep-alive after Arm is due, counted from
+	// the arming; 0 means Interval. A host that re-arms a slot at every
+	// standby entry passes the time left in the connection's keep-alive
+	// schedule, so the schedule runs on across the host's wakes instead
+	// of restarting at each entry.
+	FirstDue time.Duration
 	// RetryInterval is how long to wait for a reply before a retry, and
 	// after the last retry before the peer is declared dead.
 	RetryInterval time.Duration
@@ -162,6 +168,9 @@ func (s *Spec) Validate() error {
 	}
 	if s.Interval < MinInterval || s.Interval > MaxInterval {
 		return specErr("Interval", "%v outside %v..%v", s.Interval, MinInterval, MaxInterval)
+	}
+	if s.FirstDue < 0 || s.FirstDue > s.Interval {
+		return specErr("FirstDue", "%v outside 0..Interval (%v)", s.FirstDue, s.Interval)
 	}
 	if s.RetryInterval < MinRetryInterval || s.RetryInterval > s.Interval {
 		return specErr("RetryInterval", "%v outside %v..Interval (%v)", s.RetryInterval, MinRetryInterval, s.Interval)
@@ -226,6 +235,7 @@ func (s *Spec) sendLen() int {
 type specJSON struct {
 	Kind          string         `json:"kind"`
 	Interval      string         `json:"interval"`
+	FirstDue      string         `json:"first_due,omitempty"`
 	RetryInterval string         `json:"retry_interval"`
 	RetryCount    int            `json:"retry_count"`
 	Tolerance     string         `json:"tolerance,omitempty"`
@@ -250,6 +260,9 @@ type websocketJSON struct {
 //	{"kind":"payload","interval":"30s","retry_interval":"3s","retry_count":3,
 //	 "tolerance":"1s","payload":{"request":"c000","reply":"d000"}}
 //
+// first_due (a duration, default: the interval) and tolerance may be left
+// out.
+//
 // Decoding is strict: unknown fields, duplicate documents, and values that
 // do not parse are errors naming the field.
 func ParseSpec(b []byte) (Spec, error) {
@@ -268,6 +281,9 @@ func ParseSpec(b []byte) (Spec, error) {
 		return Spec{}, err
 	}
 	if s.Interval, err = parseDuration("interval", j.Interval, true); err != nil {
+		return Spec{}, err
+	}
+	if s.FirstDue, err = parseDuration("first_due", j.FirstDue, false); err != nil {
 		return Spec{}, err
 	}
 	if s.RetryInterval, err = parseDuration("retry_interval", j.RetryInterval, true); err != nil {
@@ -318,6 +334,9 @@ func (s Spec) MarshalJSON() ([]byte, error) {
 		Interval:      s.Interval.String(),
 		RetryInterval: s.RetryInterval.String(),
 		RetryCount:    s.RetryCount,
+	}
+	if s.FirstDue != 0 {
+		j.FirstDue = s.FirstDue.String()
 	}
 	if s.Tolerance != 0 {
 		j.Tolerance = s.Tolerance.String()

@@ -1242,7 +1242,7 @@ func isNull(b json.RawMessage) bool {
 
 // specFields maps Spec's Go field names (in Validate's errors) to JSON.
 var specFields = map[string]string{
-	"Kind": "kind", "Interval": "interval", "RetryInterval": "retry_interval", "RetryCount": "retry_count",
+	"Kind": "kind", "Interval": "interval", "FirstDue": "first_due", "RetryInterval": "retry_interval", "RetryCount": "retry_count",
 	"Tolerance": "tolerance", "Probe": "probe", "Payload": "payload", "Payload.Request": "payload.request",
 	"Payload.Reply": "payload.reply", "Payload.ReplyMask": "payload.reply_mask", "WebSocket": "websocket",
 	"WebSocket.Mode": "websocket.mode", "WebSocket.Payload": "websocket.payload",

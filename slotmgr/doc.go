@@ -98,7 +98,9 @@
 //	Wake(at) ─────── sends those keep-alives, last = at, counts the wake
 //
 // With Coalesce off every channel has its own timer (the baseline). Counters
-// give wakes, keep-alives, and how many were sent early or late.
+// give wakes, keep-alives, and how many were sent early or late. Due(id)
+// says when a channel's next keep-alive is due, so a host that hands the
+// channel to a NIC slot can keep its schedule there.
 //
 // With coalescing the wake rate is bounded below by the shortest software
 // interval: hardware slots go by priority, so a short-interval channel left

@@ -123,6 +123,16 @@ func (p *Planner) Touch(channel string, at time.Duration) bool {
 	return ok
 }
 
+// Due returns when channel's next keep-alive is due (its last one plus its
+// interval), and false when channel is not planned.
+func (p *Planner) Due(channel string) (time.Duration, bool) {
+	i, ok := p.index[channel]
+	if !ok {
+		return 0, false
+	}
+	return p.chans[i].due(), true
+}
+
 // Len returns the number of planned channels.
 func (p *Planner) Len() int { return len(p.chans) }
 

@@ -253,3 +253,23 @@ func TestPlannerAllocs(t *testing.T) {
 		t.Errorf("NextWake+Wake allocate %v times per run, want 0", n)
 	}
 }
+
+func TestPlannerDue(t *testing.T) {
+	p := newPlanner(t, true, 5*sec)
+	addAll(t, p, []planned{{id: "a", interval: 60 * sec, last: 10 * sec}, {id: "b", interval: 58 * sec, last: 0}})
+	type due struct {
+		At time.Duration
+		OK bool
+	}
+	get := func(id string) due { at, ok := p.Due(id); return due{at, ok} }
+	if diff := cmp.Diff([]due{{70 * sec, true}, {58 * sec, true}, {0, false}}, []due{get("a"), get("b"), get("x")}); diff != "" {
+		t.Errorf("Due before the wake (-want +got):\n%s", diff)
+	}
+	// The wake at 58 s serves b, not a (due 70 s, beyond the 5 s tolerance).
+	p.Wake(58 * sec)
+	p.Touch("a", 20*sec)
+	p.Remove("b")
+	if diff := cmp.Diff([]due{{80 * sec, true}, {0, false}}, []due{get("a"), get("b")}); diff != "" {
+		t.Errorf("Due after wake, touch and remove (-want +got):\n%s", diff)
+	}
+}

@@ -111,6 +111,13 @@ type Device struct {
 	tracks atomic.Pointer[trackTable]
 	table  atomic.Pointer[d3Table]
 
+	// toHost is held for reading by whatever may forward wire frames to
+	// the host (the wire reader for a batch, the timer loop releasing
+	// delayed frames); Sleep takes it once after entering D3, so that it
+	// returns only when every frame taken in D0 or arming has been
+	// handed to the host port, and nothing reaches the host after it.
+	toHost sync.RWMutex
+
 	engMu sync.Mutex
 	eng   *offload.Engine
 	out   engineOutput
@@ -355,10 +362,12 @@ func (d *Device) readLoop(p Port, fromWire bool) {
 			continue
 		}
 		if fromWire {
+			d.toHost.RLock()
 			for i := range n {
 				d.fromWire(rx, pkts[i].Frame(), pkts[i].Time)
 			}
 			d.flushHost(rx)
+			d.toHost.RUnlock()
 		} else {
 			for i := range n {
 				d.fromHost(rx, pkts[i].Frame())
@@ -400,7 +409,9 @@ func (d *Device) timerLoop() {
 // runTimers runs what is due at now and returns the next deadline.
 func (d *Device) runTimers(now time.Duration) (time.Duration, bool) {
 	if d.wireIn != nil {
+		d.toHost.RLock()
 		d.wireIn.release(now)
+		d.toHost.RUnlock()
 		d.wireOut.release(now)
 	}
 	d.engMu.Lock()

@@ -403,3 +403,55 @@ func TestTxCountsWhatLeft(t *testing.T) {
 		t.Errorf("counters (-want +got):\n%s", diff)
 	}
 }
+
+// gatedPort holds every WriteBatch until the test opens the gate.
+type gatedPort struct {
+	nic.Port
+	entered chan struct{} // a write is waiting at the gate
+	gate    chan struct{}
+}
+
+func (p *gatedPort) WriteBatch(frames [][]byte) (int, error) {
+	select {
+	case p.entered <- struct{}{}:
+	default:
+	}
+	<-p.gate
+	return p.Port.WriteBatch(frames)
+}
+
+// TestSleepWaitsForFramesTakenInD0: a frame the device took in D0 and is
+// still handing to the host when Sleep runs holds Sleep back until it is
+// delivered, so that nothing reaches the host once Sleep has returned.
+func TestSleepWaitsForFramesTakenInD0(t *testing.T) {
+	var gp *gatedPort
+	r := newRig(t, func(c *nic.Config) {
+		gp = &gatedPort{Port: c.Host, entered: make(chan struct{}, 1), gate: make(chan struct{})}
+		c.Host = gp
+	})
+	frame := tcpFrame(t, fromPeer(5000, 1000, "late"))
+	send(t, r.srv, frame)
+	select {
+	case <-gp.entered: // the reader is handing the frame to the host
+	case <-time.After(waitFor):
+		t.Fatal("the frame never reached the host port")
+	}
+	slept := make(chan error, 1)
+	go func() { slept <- r.dev.Sleep() }()
+	select {
+	case err := <-slept:
+		close(gp.gate)
+		t.Fatalf("Sleep returned (%v) while a frame taken in D0 was still on its way to the host", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(gp.gate)
+	if err := <-slept; err != nil {
+		t.Fatal(err)
+	}
+	if got := r.recv(r.host); !bytes.Equal(got, frame) {
+		t.Errorf("host got %x, want the frame taken in D0 %x", got, frame)
+	}
+	if s := r.dev.State(); s != nic.D3 {
+		t.Errorf("state %v, want D3", s)
+	}
+}

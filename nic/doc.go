@@ -73,7 +73,10 @@
 // waits for all of them and is idempotent. Control operations hold Device.mu;
 // the offload engine is guarded by engMu; the post-wake buffer by its own
 // lock, taken in that order. The per-frame path takes no lock in D0 and
-// only the engine's in D3, and allocates nothing (alloc_test.go).
+// only the engine's in D3, and allocates nothing (alloc_test.go). Each
+// batch of wire frames holds a read lock that Sleep takes once after
+// entering D3: when Sleep returns, every frame taken in D0 has been handed
+// to the host port and no later one will be.
 //
 // # Knobs
 //

@@ -10,6 +10,8 @@ var zeroTime time.Time
 // Sleep puts the device in D3: D0 → arming (compile the wake table from
 // the armed slots and extra patterns, attach the kernel prefilter to the
 // wire port, swap the datapath table) → D3. On failure it returns to D0.
+// When it returns, every wire frame taken before D3 has been handed to the
+// host port, and no later one will be.
 func (d *Device) Sleep() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -25,6 +27,10 @@ func (d *Device) Sleep() error {
 		return fmt.Errorf("sleep: %w", err)
 	}
 	d.transition(Arming, D3)
+	// A batch read in D0 may still be on its way to the host port: wait
+	// for it, so that nothing reaches the host once Sleep has returned.
+	d.toHost.Lock()
+	d.toHost.Unlock()
 	return nil
 }
 

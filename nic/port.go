@@ -163,14 +163,28 @@ func (e *frameSizeError) Is(target error) bool { return target == ErrFrameSize }
 // PortConfig configures OpenPacketPort. A nil *PortConfig means defaults.
 type PortConfig struct {
 	// BlockSize is the size of one receive-ring block in bytes: a multiple
-	// of the page size that holds the largest frame plus 96 bytes of
-	// headers. 0 means DefaultBlockSize.
+	// of the page size that holds the largest frame plus 130 bytes of
+	// headers (a larger frame is truncated and counted). 0 means
+	// DefaultBlockSize. In Immediate mode a block must hold at least one
+	// frame slot (see Immediate), or OpenPacketPort fails.
 	BlockSize int
 	// Blocks is the number of ring blocks, 2–4096; 0 means DefaultBlocks.
 	// The kernel retires a partly filled block after 1 ms, so Blocks also
 	// bounds how many milliseconds a stalled reader survives without drops
 	// at low rates.
 	Blocks int
+	// Immediate receives through a TPACKET_V2 ring of fixed-size frame
+	// slots instead of the TPACKET_V3 ring of blocks, like libpcap's
+	// immediate mode: the kernel hands each frame over and wakes the
+	// reader as it arrives, where the V3 ring hands over a block only
+	// when it is full or 1 ms after its first frame. It removes that
+	// 1 ms floor from the latency of a lone frame (a wake packet) at the
+	// price of a wake-up per frame and of ring memory: every frame, however
+	// short, takes a slot of MTU+18+66 bytes rounded up to 16 (the MTU the
+	// link has when the port opens; a larger frame is truncated and
+	// counted), so the ring holds BlockSize/slot × Blocks frames (5248 at
+	// MTU 1500 with the defaults). The Port contract is the same.
+	Immediate bool
 	// NoPromisc leaves the link out of promiscuous mode. The NIC is a bump
 	// in the wire and needs every frame, so the default is promiscuous.
 	NoPromisc bool

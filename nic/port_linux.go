@@ -32,7 +32,22 @@ import (
 // A block belongs to the kernel while block_status has TP_STATUS_KERNEL
 // (0) and to us once it has TP_STATUS_USER; we hand it back by storing
 // TP_STATUS_KERNEL after reading all its packets. The kernel closes a block
-// when it is full or when the 1 ms retire timer fires.
+// when it is full or when the 1 ms retire timer fires, and wakes the reader
+// only then.
+//
+// In immediate mode (PortConfig.Immediate) the ring is TPACKET_V2: each
+// block is cut into fixed-size frame slots (the tail that does not fit a
+// slot is unused), and slot k of the ring is slot k%perBlock of block
+// k/perBlock:
+//
+//	slot 0                                     slot 1
+//	+------------------------------------------+ +----- …
+//	| tpacket2_hdr | sockaddr_ll | pad | frame | |
+//	|  tp_status … |  (at 32)    |     | (at tp_mac = 66, tp_snaplen)
+//	+------------------------------------------+
+//
+// A slot has its own tp_status, handed over the same way, and the kernel
+// wakes the reader for every frame.
 
 // Offsets into a block and a packet header.
 const (
@@ -42,6 +57,10 @@ const (
 	sockaddrLLOff      = 48 // TPACKET_ALIGN(sizeof(tpacket3_hdr))
 	sllPkttypeOff      = 10 // sockaddr_ll.sll_pkttype
 	ringFrameSize      = 2048
+	v3Headroom         = 48 + 82 // block descriptor, then tp_mac of the first frame
+	v2SockaddrLLOff    = 32      // TPACKET_ALIGN(sizeof(tpacket2_hdr))
+	v2MacOff           = 66      // TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - 14: tp_mac of an Ethernet frame
+	tpacketAlignment   = 16
 	retireBlockTimeout = 1 // ms, the smallest the kernel takes
 	maxWriteBatch      = 64
 	maxFilterLen       = 4096 // BPF_MAXINSNS
@@ -73,10 +92,18 @@ type packetPort struct {
 	ring      []byte
 	blockSize int
 	blocks    int
-	blk       int    // current block
-	blkPkt    uint32 // packets of blk already consumed
-	blkOff    uint32 // offset in blk of the next packet header
+	blk       int    // V3: current block
+	blkPkt    uint32 // V3: packets of blk already consumed
+	blkOff    uint32 // V3: offset in blk of the next packet header
 	rpoll     [3]unix.PollFd
+
+	// Immediate mode (TPACKET_V2): fixed after open, but for the cursor
+	// slot, which rmu guards.
+	immediate bool
+	slotSize  int // bytes of a frame slot
+	perBlock  int // slots in a block
+	slots     int // slots in the ring
+	slot      int // the next slot to read
 
 	wmu   sync.Mutex // WriteBatch: the scratch below
 	msgs  [maxWriteBatch]mmsghdr
@@ -102,10 +129,12 @@ var _ Port = (*packetPort)(nil)
 // thread's network namespace (run it inside netlab's Lab.Do, or on a thread
 // switched with netns, to open a port in another namespace: the socket stays
 // there). The port receives through a TPACKET_V3 memory-mapped ring with a
-// 1 ms block timeout, transmits with sendmmsg, ignores the frames it (or
-// anything else on the host) sends on the link (PACKET_IGNORE_OUTGOING, and
-// PACKET_OUTGOING packet types are skipped where the kernel lacks it), and
-// puts the link in promiscuous mode unless cfg.NoPromisc.
+// 1 ms block timeout (or, with cfg.Immediate, a TPACKET_V2 ring that hands
+// over every frame as it arrives), transmits with sendmmsg, ignores the
+// frames it (or anything else on the host) sends on the link
+// (PACKET_IGNORE_OUTGOING, and PACKET_OUTGOING packet types are skipped
+// where the kernel lacks it), and puts the link in promiscuous mode unless
+// cfg.NoPromisc.
 func OpenPacketPort(ifname string, cfg *PortConfig) (Port, error) {
 	p, err := openPacketPort(ifname, cfg)
 	if err != nil {
@@ -127,10 +156,10 @@ func openPacketPort(ifname string, cfg *PortConfig) (_ *packetPort, err error) {
 	}
 	page := os.Getpagesize()
 	if blockSize < page || blockSize%page != 0 || blockSize > 1<<30 {
-		return nil, fmt.Errorf("open packet port %s: block size %d is not a multiple of the page size %d (max 1 GiB)", ifname, blockSize, page)
+		return nil, fmt.Errorf("open packet port %s: BlockSize %d is not a multiple of the page size %d (max 1 GiB)", ifname, blockSize, page)
 	}
 	if blocks < 2 || blocks > 4096 {
-		return nil, fmt.Errorf("open packet port %s: %d blocks out of range 2–4096", ifname, blocks)
+		return nil, fmt.Errorf("open packet port %s: Blocks %d out of range 2–4096", ifname, blocks)
 	}
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
@@ -140,6 +169,16 @@ func openPacketPort(ifname string, cfg *PortConfig) (_ *packetPort, err error) {
 		name: ifname, addr: linkAddr(ifname), ifindex: ifi.Index, mtu: ifi.MTU,
 		fd: -1, closeFD: -1, kickFD: -1,
 		blockSize: blockSize, blocks: blocks,
+		immediate: cfg.Immediate,
+	}
+	if p.immediate {
+		p.slotSize = slotSize(p.mtu)
+		if p.slotSize > blockSize {
+			return nil, fmt.Errorf("open packet port %s: BlockSize %d cannot hold one immediate-mode frame slot of %d bytes (MTU %d + 18 + 66 bytes of headers); use at least %d",
+				ifname, blockSize, p.slotSize, p.mtu, (p.slotSize+page-1)/page*page)
+		}
+		p.perBlock = blockSize / p.slotSize
+		p.slots = p.perBlock * blocks
 	}
 	defer func() {
 		if err != nil {
@@ -152,21 +191,36 @@ func openPacketPort(ifname string, cfg *PortConfig) (_ *packetPort, err error) {
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
 	}
-	if err := unix.SetsockoptInt(p.fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
+	version := unix.TPACKET_V3
+	if p.immediate {
+		version = unix.TPACKET_V2
+	}
+	if err := unix.SetsockoptInt(p.fd, unix.SOL_PACKET, unix.PACKET_VERSION, version); err != nil {
 		return nil, os.NewSyscallError("setsockopt PACKET_VERSION", err)
 	}
 	// Older kernels (< 4.20) lack it; ReadBatch also skips PACKET_OUTGOING.
 	if err := unix.SetsockoptInt(p.fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil && err != unix.ENOPROTOOPT {
 		return nil, os.NewSyscallError("setsockopt PACKET_IGNORE_OUTGOING", err)
 	}
-	req := unix.TpacketReq3{
-		Block_size:     uint32(blockSize),
-		Block_nr:       uint32(blocks),
-		Frame_size:     ringFrameSize,
-		Frame_nr:       uint32(blockSize / ringFrameSize * blocks),
-		Retire_blk_tov: retireBlockTimeout,
+	if p.immediate {
+		req := unix.TpacketReq{
+			Block_size: uint32(blockSize),
+			Block_nr:   uint32(blocks),
+			Frame_size: uint32(p.slotSize),
+			Frame_nr:   uint32(p.slots),
+		}
+		err = unix.SetsockoptTpacketReq(p.fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req)
+	} else {
+		req := unix.TpacketReq3{
+			Block_size:     uint32(blockSize),
+			Block_nr:       uint32(blocks),
+			Frame_size:     ringFrameSize,
+			Frame_nr:       uint32(blockSize / ringFrameSize * blocks),
+			Retire_blk_tov: retireBlockTimeout,
+		}
+		err = unix.SetsockoptTpacketReq3(p.fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req)
 	}
-	if err := unix.SetsockoptTpacketReq3(p.fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
+	if err != nil {
 		return nil, os.NewSyscallError("setsockopt PACKET_RX_RING", err)
 	}
 	p.ring, err = unix.Mmap(p.fd, 0, blockSize*blocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
@@ -202,6 +256,16 @@ func openPacketPort(ifname string, cfg *PortConfig) (_ *packetPort, err error) {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// slotSize returns the size of an immediate-mode frame slot on a link
+// with the given MTU: the kernel puts an Ethernet frame at v2MacOff and
+// cuts it at the slot's end, so a slot holds MTU+18 bytes (Ethernet
+// header and one tag the kernel did not strip) after that offset,
+// rounded up to the ring's alignment.
+func slotSize(mtu int) int {
+	n := v2MacOff + mtu + EthernetHeaderLen + VLANTagLen
+	return (n + tpacketAlignment - 1) &^ (tpacketAlignment - 1)
+}
 
 // release frees whatever openPacketPort or Close acquired.
 func (p *packetPort) release() {
@@ -298,9 +362,13 @@ func (p *packetPort) ReadBatch(pkts []Packet) (int, error) {
 	}
 }
 
-// readRing copies frames from user-owned ring blocks into pkts and returns
-// how many it copied. It hands each block back once it is fully read.
+// readRing copies frames from user-owned ring blocks (or, in immediate
+// mode, slots) into pkts and returns how many it copied. It hands each
+// block back once it is fully read.
 func (p *packetPort) readRing(pkts []Packet) int {
+	if p.immediate {
+		return p.readSlots(pkts)
+	}
 	n := 0
 	for n < len(pkts) {
 		base := p.blk * p.blockSize
@@ -330,7 +398,7 @@ func (p *packetPort) readRing(pkts []Packet) int {
 			if end > len(block) || start > end {
 				continue
 			}
-			p.fill(&pkts[n], h, block[start:end])
+			p.fill(&pkts[n], h.Status, h.Len, uint16(h.Hv1.Vlan_tci), h.Hv1.Vlan_tpid, h.Sec, h.Nsec, block[start:end])
 			n++
 		}
 		if p.blkPkt >= num {
@@ -345,18 +413,49 @@ func (p *packetPort) readRing(pkts []Packet) int {
 	return n
 }
 
-// fill copies one frame into pkt, re-inserting the VLAN tag the kernel
-// moved out of the data.
-func (p *packetPort) fill(pkt *Packet, h *unix.Tpacket3Hdr, data []byte) {
-	buf := pkt.Buf
-	wire := int(h.Len)
-	var n int
-	if h.Status&unix.TP_STATUS_VLAN_VALID != 0 && len(data) >= 12 {
-		tpid := uint16(0x8100)
-		if h.Status&unix.TP_STATUS_VLAN_TPID_VALID != 0 && h.Hv1.Vlan_tpid != 0 {
-			tpid = h.Hv1.Vlan_tpid
+// readSlots is readRing in immediate mode: it copies frames from
+// user-owned TPACKET_V2 slots, in ring order, and hands each slot back as
+// soon as it is copied (or skipped).
+func (p *packetPort) readSlots(pkts []Packet) int {
+	n := 0
+	for n < len(pkts) {
+		off := p.slot/p.perBlock*p.blockSize + p.slot%p.perBlock*p.slotSize
+		slot := p.ring[off : off+p.slotSize : off+p.slotSize]
+		h := (*unix.Tpacket2Hdr)(unsafe.Pointer(&slot[0]))
+		if atomic.LoadUint32(&h.Status)&unix.TP_STATUS_USER == 0 {
+			break
 		}
-		tci := uint16(h.Hv1.Vlan_tci)
+		if slot[v2SockaddrLLOff+sllPkttypeOff] != unix.PACKET_OUTGOING {
+			start := int(h.Mac)
+			end := start + int(h.Snaplen)
+			if start <= end && end <= len(slot) {
+				p.fill(&pkts[n], h.Status, h.Len, h.Vlan_tci, h.Vlan_tpid, h.Sec, h.Nsec, slot[start:end])
+				n++
+			}
+		}
+		atomic.StoreUint32(&h.Status, unix.TP_STATUS_KERNEL)
+		p.slot++
+		if p.slot == p.slots {
+			p.slot = 0
+		}
+	}
+	return n
+}
+
+// fill copies one frame into pkt, re-inserting the VLAN tag the kernel
+// moved out of the data, from the fields of its ring header (tpacket3_hdr
+// or tpacket2_hdr): tp_status, tp_len, tp_vlan_tci, tp_vlan_tpid, tp_sec,
+// tp_nsec.
+func (p *packetPort) fill(pkt *Packet, status, wireLen uint32, vlanTCI, vlanTPID uint16, sec, nsec uint32, data []byte) {
+	buf := pkt.Buf
+	wire := int(wireLen)
+	var n int
+	if status&unix.TP_STATUS_VLAN_VALID != 0 && len(data) >= 12 {
+		tpid := uint16(0x8100)
+		if status&unix.TP_STATUS_VLAN_TPID_VALID != 0 && vlanTPID != 0 {
+			tpid = vlanTPID
+		}
+		tci := vlanTCI
 		tag := [4]byte{byte(tpid >> 8), byte(tpid), byte(tci >> 8), byte(tci)}
 		n = copy(buf, data[:12])
 		if n == 12 {
@@ -372,7 +471,7 @@ func (p *packetPort) fill(pkt *Packet, h *unix.Tpacket3Hdr, data []byte) {
 	pkt.N = n
 	pkt.Len = wire
 	pkt.Truncated = n < wire
-	pkt.Time = time.Unix(int64(h.Sec), int64(h.Nsec))
+	pkt.Time = time.Unix(int64(sec), int64(nsec))
 	p.rxFrames.Add(1)
 	p.rxBytes.Add(uint64(wire))
 	if pkt.Truncated {
@@ -504,12 +603,25 @@ func (p *packetPort) foldKernelStats() {
 	if p.fd < 0 {
 		return
 	}
+	if p.immediate {
+		var st unix.TpacketStats // struct tpacket_stats, the V2 layout
+		if getsockoptStats(p.fd, unsafe.Pointer(&st), unsafe.Sizeof(st)) {
+			p.drops += uint64(st.Drops)
+		}
+		return
+	}
 	var st unix.TpacketStatsV3
-	l := uint32(unsafe.Sizeof(st))
-	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(p.fd), unix.SOL_PACKET, unix.PACKET_STATISTICS, uintptr(unsafe.Pointer(&st)), uintptr(unsafe.Pointer(&l)), 0)
-	if errno == 0 {
+	if getsockoptStats(p.fd, unsafe.Pointer(&st), unsafe.Sizeof(st)) {
 		p.drops += uint64(st.Drops)
 	}
+}
+
+// getsockoptStats reads PACKET_STATISTICS into the size bytes at st and
+// reports whether it succeeded.
+func getsockoptStats(fd int, st unsafe.Pointer, size uintptr) bool {
+	l := uint32(size)
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_PACKET, unix.PACKET_STATISTICS, uintptr(st), uintptr(unsafe.Pointer(&l)), 0)
+	return errno == 0
 }
 
 // Close implements Port.Close.

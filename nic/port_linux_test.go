@@ -3,6 +3,7 @@
 package nic_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"github.com/standbynic/standbynic/internal/netlab"
 	"github.com/standbynic/standbynic/nic"
 	"github.com/standbynic/standbynic/nic/porttest"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,7 +26,14 @@ import (
 // packet port on each end.
 func vethPorts(t testing.TB, cfg *nic.PortConfig) (l *netlab.Lab, a, b nic.Port) {
 	t.Helper()
-	l = netlab.NewForTest(t, nil)
+	return vethPortsMTU(t, 0, cfg)
+}
+
+// vethPortsMTU is vethPorts in a lab whose veths have the given MTU (0:
+// netlab's default).
+func vethPortsMTU(t testing.TB, mtu int, cfg *nic.PortConfig) (l *netlab.Lab, a, b nic.Port) {
+	t.Helper()
+	l = netlab.NewForTest(t, &netlab.Options{MTU: mtu})
 	if err := l.AddVeth(netlab.NIC, "tpa0", netlab.NIC, "tpb0"); err != nil {
 		t.Fatal(err)
 	}
@@ -66,6 +75,43 @@ func TestIntegrationPacketPortContractSmallRing(t *testing.T) {
 	})
 }
 
+// TestIntegrationPacketPortContractImmediate runs the suite on the
+// immediate-mode (TPACKET_V2) port.
+func TestIntegrationPacketPortContractImmediate(t *testing.T) {
+	netlab.RequirePrivileges(t)
+	porttest.TestPort(t, func(t *testing.T) (nic.Port, nic.Port) {
+		_, a, b := vethPorts(t, &nic.PortConfig{Immediate: true})
+		return a, b
+	})
+}
+
+// TestIntegrationPacketPortContractImmediateSmallRing runs the suite on an
+// immediate-mode ring of 256 slots (two to a page), so the slot cursor
+// wraps many times; it still holds the 200 frames the suite writes at
+// once.
+func TestIntegrationPacketPortContractImmediateSmallRing(t *testing.T) {
+	netlab.RequirePrivileges(t)
+	porttest.TestPort(t, func(t *testing.T) (nic.Port, nic.Port) {
+		_, a, b := vethPorts(t, &nic.PortConfig{Immediate: true, BlockSize: os.Getpagesize(), Blocks: 128})
+		return a, b
+	})
+}
+
+// portModes are the receive rings the tests below run on.
+var portModes = []struct {
+	name string
+	cfg  nic.PortConfig
+}{
+	{"v3", nic.PortConfig{}},
+	{"immediate", nic.PortConfig{Immediate: true}},
+}
+
+// withMode returns cfg with the mode's ring kind.
+func withMode(cfg nic.PortConfig, mode nic.PortConfig) *nic.PortConfig {
+	cfg.Immediate = mode.Immediate
+	return &cfg
+}
+
 func testFrame(n int, seq uint32) []byte {
 	f := make([]byte, n)
 	copy(f, []byte{0x02, 0, 0x5e, 0, 0, 0x0b, 0x02, 0, 0x5e, 0, 0, 0x0a, 0x88, 0xb5})
@@ -76,7 +122,15 @@ func testFrame(n int, seq uint32) []byte {
 // TestIntegrationPacketPortKernelDrops fills a tiny ring without reading:
 // every frame is either read later or counted as a kernel drop.
 func TestIntegrationPacketPortKernelDrops(t *testing.T) {
-	_, a, b := vethPorts(t, &nic.PortConfig{BlockSize: os.Getpagesize(), Blocks: 2})
+	for _, mode := range portModes {
+		t.Run(mode.name, func(t *testing.T) {
+			testKernelDrops(t, withMode(nic.PortConfig{BlockSize: os.Getpagesize(), Blocks: 2}, mode.cfg))
+		})
+	}
+}
+
+func testKernelDrops(t *testing.T, cfg *nic.PortConfig) {
+	_, a, b := vethPorts(t, cfg)
 	const sent = 300
 	frames := make([][]byte, sent)
 	for i := range frames {
@@ -114,8 +168,94 @@ func TestIntegrationPacketPortKernelDrops(t *testing.T) {
 	}
 }
 
+// TestIntegrationPacketPortImmediateSlots: an immediate-mode ring holds a
+// fixed number of frames however short they are (two MTU-1500 slots to a
+// 4 KiB page), where a TPACKET_V3 block packs short frames densely. Sent
+// without a reader, exactly the first frames that fill the slots are read
+// back, and the rest are kernel drops.
+func TestIntegrationPacketPortImmediateSlots(t *testing.T) {
+	page := os.Getpagesize()
+	_, a, b := vethPorts(t, &nic.PortConfig{Immediate: true, BlockSize: page, Blocks: 2})
+	slots := 2 * (page / 1584) // 66 bytes of headers + 1518, rounded up to 16
+	const sent = 50
+	for i := range sent {
+		if n, err := a.WriteBatch([][]byte{testFrame(60, uint32(i))}); n != 1 || err != nil {
+			t.Fatalf("WriteBatch = %d, %v", n, err)
+		}
+	}
+	pkts := make([]nic.Packet, 8)
+	for i := range pkts {
+		pkts[i].Buf = make([]byte, 2048)
+	}
+	var seqs []uint32
+	for {
+		b.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		n, err := b.ReadBatch(pkts)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pkts[:n] {
+			seqs = append(seqs, binary.BigEndian.Uint32(p.Buf[14:]))
+		}
+	}
+	var want []uint32
+	for i := range slots {
+		want = append(want, uint32(i))
+	}
+	if fmt.Sprint(seqs) != fmt.Sprint(want) {
+		t.Errorf("read sequence numbers %v, want the first %d frames %v", seqs, slots, want)
+	}
+	if s := b.Stats(); s.RxDropped != sent-uint64(slots) {
+		t.Errorf("RxDropped = %d, want %d", s.RxDropped, sent-slots)
+	}
+}
+
+// TestIntegrationPacketPortJumbo: on a link with a 9000-byte MTU, frames
+// of the largest size, untagged and tagged, come back whole in both modes
+// (immediate-mode slots are sized from the link's MTU).
+func TestIntegrationPacketPortJumbo(t *testing.T) {
+	const mtu = 9000
+	for _, mode := range portModes {
+		t.Run(mode.name, func(t *testing.T) {
+			_, a, b := vethPortsMTU(t, mtu, withMode(nic.PortConfig{}, mode.cfg))
+			plain := testFrame(mtu+nic.EthernetHeaderLen, 1)
+			tagged := testFrame(mtu+nic.EthernetHeaderLen+nic.VLANTagLen, 2)
+			copy(tagged[12:], []byte{0x81, 0x00, 0x00, 0x05, 0x88, 0xb5})
+			frames := [][]byte{plain, tagged}
+			if n, err := a.WriteBatch(frames); n != 2 || err != nil {
+				t.Fatalf("WriteBatch = %d, %v", n, err)
+			}
+			pkts := make([]nic.Packet, 1)
+			pkts[0].Buf = make([]byte, 2*mtu)
+			b.SetReadDeadline(time.Now().Add(5 * time.Second))
+			for i, want := range frames {
+				if n, err := b.ReadBatch(pkts); n != 1 || err != nil {
+					t.Fatalf("ReadBatch = %d, %v", n, err)
+				}
+				if p := &pkts[0]; p.Truncated || p.Len != len(want) || !bytes.Equal(p.Frame(), want) {
+					t.Errorf("frame %d: %d of %d bytes, truncated %t; want %d bytes intact", i, p.N, p.Len, p.Truncated, len(want))
+				}
+			}
+			if s := b.Stats(); s.RxTruncated != 0 || s.RxDropped != 0 {
+				t.Errorf("RxTruncated %d, RxDropped %d; want 0", s.RxTruncated, s.RxDropped)
+			}
+		})
+	}
+}
+
 func TestIntegrationPacketPortAllocs(t *testing.T) {
-	_, a, b := vethPorts(t, nil)
+	for _, mode := range portModes {
+		t.Run(mode.name, func(t *testing.T) {
+			testPortAllocs(t, withMode(nic.PortConfig{}, mode.cfg))
+		})
+	}
+}
+
+func testPortAllocs(t *testing.T, cfg *nic.PortConfig) {
+	_, a, b := vethPorts(t, cfg)
 	frames := [][]byte{testFrame(100, 1), testFrame(200, 2)}
 	pkts := make([]nic.Packet, 8)
 	for i := range pkts {
@@ -143,15 +283,33 @@ func TestIntegrationPacketPortAllocs(t *testing.T) {
 
 func TestIntegrationOpenPacketPortErrors(t *testing.T) {
 	l := netlab.NewForTest(t, nil)
+	// A link whose MTU needs immediate-mode slots larger than a page.
+	if err := l.AddVeth(netlab.NIC, "jumbo0", netlab.NIC, "jumbo1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Do(netlab.NIC, func() error {
+		lk, err := netlink.LinkByName("jumbo0")
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetMTU(lk, 9000)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	page := os.Getpagesize()
 	tests := []struct {
 		name   string
 		ifname string
 		cfg    *nic.PortConfig
+		want   []string // in the error besides the link's name
 	}{
-		{"no such link", "nope0", nil},
-		{"block not page multiple", netlab.WireLink, &nic.PortConfig{BlockSize: 1000}},
-		{"one block", netlab.WireLink, &nic.PortConfig{Blocks: 1}},
-		{"too many blocks", netlab.WireLink, &nic.PortConfig{Blocks: 5000}},
+		{"no such link", "nope0", nil, nil},
+		{"block not page multiple", netlab.WireLink, &nic.PortConfig{BlockSize: 1000}, []string{"BlockSize 1000", "page size"}},
+		{"one block", netlab.WireLink, &nic.PortConfig{Blocks: 1}, []string{"Blocks 1", "2–4096"}},
+		{"too many blocks", netlab.WireLink, &nic.PortConfig{Blocks: 5000}, []string{"Blocks 5000", "2–4096"}},
+		{"immediate one block", netlab.WireLink, &nic.PortConfig{Immediate: true, Blocks: 1}, []string{"Blocks 1"}},
+		{"immediate slot larger than block", "jumbo0", &nic.PortConfig{Immediate: true, BlockSize: page},
+			[]string{fmt.Sprintf("BlockSize %d", page), "slot of 9088 bytes", "MTU 9000", fmt.Sprintf("at least %d", (9088+page-1)/page*page)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -165,10 +323,22 @@ func TestIntegrationOpenPacketPortErrors(t *testing.T) {
 			if err == nil {
 				t.Fatal("OpenPacketPort succeeded")
 			}
-			if !contains(err.Error(), tt.ifname) {
-				t.Errorf("error %q does not name the link %q", err, tt.ifname)
+			for _, w := range append([]string{tt.ifname}, tt.want...) {
+				if !contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
 			}
 		})
+	}
+	// The same jumbo link opens in immediate mode with the default blocks.
+	if err := l.Do(netlab.NIC, func() error {
+		p, err := nic.OpenPacketPort("jumbo0", &nic.PortConfig{Immediate: true})
+		if err != nil {
+			return err
+		}
+		return p.Close()
+	}); err != nil {
+		t.Errorf("immediate port on a 9000-byte MTU with default blocks: %v", err)
 	}
 	// A port in the nic namespace sees that namespace's links only.
 	if err := l.Do(netlab.NIC, func() error {

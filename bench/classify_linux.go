@@ -8,6 +8,7 @@ import (
 	"golang.org/x/net/bpf"
 
 	"github.com/standbynic/standbynic/internal/netlab"
+	"github.com/standbynic/standbynic/nic"
 	wp "github.com/standbynic/standbynic/wakepattern"
 )
 
@@ -41,6 +42,13 @@ func classifyKernel(ctx context.Context, e *env, s *Scenario, sets []*connSet, a
 			s.Notes = append(s.Notes, fmt.Sprintf("kernel rows: %d runs repeated because frames were lost before the receiver (a veth backlog shared with the machine)", retries))
 		}
 	}()
+	return pinSender(s, func() error { return classifyKernelSets(ctx, e, s, sets, addPoint, src, dst, &count, &retries, k) })
+}
+
+// classifyKernelSets measures each set's program on dst against no filter,
+// the two in turn (which goes first alternates by run).
+func classifyKernelSets(ctx context.Context, e *env, s *Scenario, sets []*connSet, addPoint func(impl string, x, y float64),
+	src, dst nic.Port, count *atomic.Uint64, retries *int, k int) error {
 	for _, cs := range sets {
 		prog, err := wp.CompileBPFRaw(cs.patterns, wp.BPFOptions{KernelStripsVLAN: true})
 		if err != nil {
@@ -50,16 +58,21 @@ func classifyKernel(ctx context.Context, e *env, s *Scenario, sets []*connSet, a
 		withF := s.add(&Measurement{Impl: implKernelBPF, Param: param, X: float64(cs.n), Metric: metricFrame, Unit: "ns", BaselineImpl: implDLP})
 		noF := s.add(&Measurement{Impl: implKernelNone, Param: param, X: float64(cs.n), Metric: metricFrame, Unit: "ns", BaselineImpl: implDLP})
 		before := dst.Stats().RxDropped
-		err = repeat(ctx, e.runs, func(int) error {
-			for _, c := range []struct {
+		err = repeat(ctx, e.runs, func(run int) error {
+			type side struct {
 				m    *Measurement
 				prog []bpf.RawInstruction
-			}{{withF, prog}, {noF, nil}} {
+			}
+			order := []side{{withF, prog}, {noF, nil}}
+			if run%2 == 1 {
+				order[0], order[1] = order[1], order[0]
+			}
+			for _, c := range order {
 				if err := dst.SetFilter(c.prog); err != nil {
 					return fmt.Errorf("attach %d-instruction filter: %w", len(c.prog), err)
 				}
 				var rate float64
-				err := retryLost(&retries, func() error {
+				err := retryLost(retries, func() error {
 					var err error
 					rate, err = pump(ctx, src, cs.frames, k, count.Load)
 					return err

@@ -3,13 +3,18 @@ package nic_test
 import (
 	"bytes"
 	"io"
+	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
+	"github.com/standbynic/standbynic/internal/netlab"
 	"github.com/standbynic/standbynic/nic"
+	"github.com/standbynic/standbynic/offload"
+	wp "github.com/standbynic/standbynic/wakepattern"
 )
 
 // The per-frame path allocates nothing: each run below pushes one frame
@@ -80,6 +85,70 @@ func TestAllocsD3AbsorbAndDrop(t *testing.T) {
 	}
 	if n := r.host.Queued(); n != 0 {
 		t.Errorf("host got %d frames while asleep", n)
+	}
+}
+
+// TestIntegrationAllocsD3AbsorbImmediate is the absorb case above on
+// AF_PACKET ports in a lab, the wire port in immediate mode (TPACKET_V2):
+// a slot's pure ACK sent from srv0 crosses the kernel prefilter, the
+// ring and the D3 datapath without an allocation.
+func TestIntegrationAllocsD3AbsorbImmediate(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skipf("AF_PACKET ports are Linux only, not %s", runtime.GOOS)
+	}
+	l := netlab.NewForTest(t, nil)
+	open := func(ns netlab.Namespace, link string, cfg *nic.PortConfig) nic.Port {
+		t.Helper()
+		var p nic.Port
+		if err := l.Do(ns, func() (err error) { p, err = nic.OpenPacketPort(link, cfg); return err }); err != nil {
+			t.Fatalf("open packet port %s/%s: %v", ns, link, err)
+		}
+		return p
+	}
+	mac := func(ns netlab.Namespace, link string) [6]byte {
+		t.Helper()
+		ifi, err := l.Interface(ns, link)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return [6]byte(ifi.HardwareAddr)
+	}
+	hostMAC, srvMAC := mac(netlab.Host, netlab.HostLink), mac(netlab.Srv, netlab.SrvLink)
+	hostAP := netip.AddrPortFrom(l.Addr.Host4, 40000)
+	srvAP := netip.AddrPortFrom(l.Addr.Srv4, 443)
+	src := open(netlab.Srv, netlab.SrvLink, nil)
+	defer src.Close()
+	dev, err := nic.New(&nic.Config{
+		Wire: open(netlab.NIC, netlab.WireLink, &nic.PortConfig{Immediate: true}), Host: open(netlab.NIC, netlab.HostPortLink, nil),
+		MAC: hostMAC, Addrs: []netip.Addr{l.Addr.Host4},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	snap := offload.Snapshot{LocalMAC: hostMAC, RemoteMAC: srvMAC, Local: hostAP, Remote: srvAP, SndNxt: 1000, RcvNxt: 5000,
+		SndWnd: 65535, RcvWnd: 65535, TTL: 64, MSS: 1460}
+	spec := offload.Spec{Kind: offload.KindTCPProbe, Interval: time.Hour, RetryInterval: time.Minute, RetryCount: 1}
+	if _, err := dev.Arm(nic.SlotConfig{Pattern: wp.TCPConn{Local: hostAP, Remote: srvAP}, Spec: spec, Snapshot: snap}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.Sleep(); err != nil {
+		t.Fatal(err)
+	}
+	frames := [][]byte{tcpFrame(t, seg{src: srvAP, dst: hostAP, srcMAC: srvMAC, dstMAC: hostMAC, seq: 5000, ack: 1000, window: 1000})}
+	want := nic.CounterValue(dev, "d3_rx_absorbed")
+	run := func() {
+		want++
+		if n, err := src.WriteBatch(frames); n != 1 || err != nil {
+			t.Fatalf("send: %d, %v", n, err)
+		}
+		if !nic.WaitCounter(dev, "d3_rx_absorbed", want, time.Now().Add(waitFor)) {
+			t.Fatalf("d3_rx_absorbed did not reach %d", want)
+		}
+	}
+	run()
+	if n := testing.AllocsPerRun(200, run); n != 0 {
+		t.Errorf("D3 absorb through an immediate-mode wire port: %v allocations per frame, want 0", n)
 	}
 }
 

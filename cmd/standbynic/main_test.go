@@ -111,6 +111,7 @@ func TestRunHelp(t *testing.T) {
 		want []string
 	}{
 		{"nic", []string{"usage: standbynic nic --wire IF --host IF", "--wire IF", "--host IF",
+			"--wire-rx batch|immediate", "(default batch)",
 			"--slots N", "hardware keep-alive slots, 1–64 (default 8)",
 			"--control PATH", "(default /run/standbynic/nic.sock)", "--control-group GROUP", "--host-mac MAC", "--host-addr ADDR",
 			"--wire-pcap FILE", "--wake-pcap FILE",
@@ -185,6 +186,7 @@ func TestRunBadFlags(t *testing.T) {
 		{"nic: control path too long", with(nic, "--control", "/"+strings.Repeat("s", 107)), []string{"-control: path of 108 bytes, longer than the 107"}},
 		{"nic: unknown group", with(nic, "--control-group", "no-such-group-sbn"), []string{`-control-group "no-such-group-sbn": no such group`}},
 		{"nic: bad log format", with(nic, "--log-format", "xml"), []string{"-log-format: want one of text|json"}},
+		{"nic: bad wire-rx", with(nic, "--wire-rx", "v2"), []string{`invalid value "v2" for flag -wire-rx: want one of batch|immediate`}},
 		{"nic: bad log level", with(nic, "--log-level", "trace"), []string{"-log-level: want one of debug|info|warn|error"}},
 		{"nic: extra argument", with(nic, "eth0"), []string{`unexpected argument "eth0"`}},
 

@@ -19,6 +19,12 @@ import (
 	"github.com/standbynic/standbynic/nic"
 )
 
+// Receive modes of the wire port (--wire-rx).
+const (
+	wireRxBatch     = "batch"     // TPACKET_V3 ring
+	wireRxImmediate = "immediate" // TPACKET_V2 ring, nic.PortConfig.Immediate
+)
+
 const (
 	defaultControlPath = "/run/standbynic/nic.sock"
 	maxSunPath         = 107 // bytes of a Unix socket path (sun_path less its NUL)
@@ -28,6 +34,7 @@ const (
 // nicFlags are the parsed flags of the nic command.
 type nicFlags struct {
 	wire, host   string
+	wireRx       string // receive mode of the wire port: wireRxBatch or wireRxImmediate
 	slots        int
 	control      string
 	controlGroup string
@@ -56,6 +63,8 @@ and runs until SIGINT or SIGTERM.`)
 	f := &nicFlags{controlGID: -1}
 	fs.StringVar(&f.wire, "wire", "", "`IF`: the interface towards the network (required)")
 	fs.StringVar(&f.host, "host", "", "`IF`: the interface towards the host (required)")
+	wireRx := newChoiceFlag(fs, "wire-rx", wireRxBatch, []string{wireRxBatch, wireRxImmediate},
+		"receive mode of the wire port: batch (TPACKET_V3 ring: frames handed over in blocks, a lone frame up to 1 ms late) or immediate (TPACKET_V2 ring: each frame as it arrives, for the lowest wake latency, at more CPU per frame)")
 	slots := newIntFlag(fs, "slots", nic.DefaultSlots, 1, nic.MaxSlots, "hardware keep-alive slots")
 	fs.StringVar(&f.control, "control", defaultControlPath, "`PATH` of the control API's Unix socket (its directory is created, mode 0755)")
 	fs.StringVar(&f.controlGroup, "control-group", "", "`GROUP` (name or number) whose members may use the control socket (socket mode 0660; default: root only, 0600)")
@@ -76,6 +85,7 @@ and runs until SIGINT or SIGTERM.`)
 		return nil, code, true
 	}
 	f.slots = *slots
+	f.wireRx = *wireRx
 	f.faults = nic.Faults{Seed: *seed, Loss: *loss, Duplicate: *dup, Reorder: *reorder, Corrupt: *corrupt, Delay: *delay, Jitter: *jitter}
 	f.logger = lf.logger(stderr)
 
@@ -199,7 +209,11 @@ func serveNIC(ctx context.Context, f *nicFlags) (err error) {
 	}
 	ports := make([]nic.Port, 2)
 	for i, name := range []string{f.wire, f.host} {
-		p, err := nic.OpenPacketPort(name, nil)
+		var cfg *nic.PortConfig
+		if i == 0 && f.wireRx == wireRxImmediate {
+			cfg = &nic.PortConfig{Immediate: true}
+		}
+		p, err := nic.OpenPacketPort(name, cfg)
 		if err != nil {
 			if errors.Is(err, os.ErrPermission) {
 				return fmt.Errorf("open port %s (needs CAP_NET_RAW and CAP_NET_ADMIN): %w", name, err)
@@ -244,7 +258,7 @@ func serveNIC(ctx context.Context, f *nicFlags) (err error) {
 		return fmt.Errorf("control socket: %w", err)
 	}
 
-	log.Info("nic running", "wire", f.wire, "host", f.host, "slots", f.slots, "control", f.control,
+	log.Info("nic running", "wire", f.wire, "wire_rx", f.wireRx, "host", f.host, "slots", f.slots, "control", f.control,
 		"host_mac", hwString(f.hostMAC, f.hostMACSet), "host_addrs", f.hostAddrs, "faults", f.faults.Enabled())
 	<-ctx.Done()
 	log.Info("nic stopping", "cause", context.Cause(ctx))

@@ -165,7 +165,7 @@ func TestIntegrationNICDaemon(t *testing.T) {
 		"--slots", "3", "--control", sock, "--control-group", fmt.Sprint(group),
 		"--host-mac", hostIf.HardwareAddr.String(), "--host-addr", lab.Addr.Host4.String(),
 		"--wire-pcap", wirePcap, "--log-level", "debug")
-	d.stderr.waitFor(t, regexp.MustCompile(`msg="nic running"`), 20*time.Second)
+	d.stderr.waitFor(t, regexp.MustCompile(`msg="nic running" wire=\S+ wire_rx=batch `), 20*time.Second)
 	if !strings.Contains(d.stderr.String(), `msg="capabilities dropped" kept=CAP_NET_ADMIN,CAP_NET_RAW no_new_privs=true`) {
 		t.Errorf("no capability drop logged:\n%s", d.stderr)
 	}
@@ -342,8 +342,8 @@ func TestIntegrationDaemons(t *testing.T) {
 	}
 	nicd := startDaemon(t, lab, netlab.NIC, "nic", "--wire", netlab.WireLink, "--host", netlab.HostPortLink,
 		"--slots", "2", "--control", sock, "--host-mac", hostIf.HardwareAddr.String(), "--host-addr", lab.Addr.Host4.String(),
-		"--wake-pcap", filepath.Join(dir, "wake.pcap"))
-	nicd.stderr.waitFor(t, regexp.MustCompile(`msg="nic running"`), 20*time.Second)
+		"--wake-pcap", filepath.Join(dir, "wake.pcap"), "--wire-rx", "immediate")
+	nicd.stderr.waitFor(t, regexp.MustCompile(`msg="nic running" wire=\S+ wire_rx=immediate `), 20*time.Second)
 
 	cfg := fmt.Sprintf(`{
   "server": {"tcp": %q, "websocket": %q},

@@ -57,9 +57,8 @@ const (
 	sockaddrLLOff      = 48 // TPACKET_ALIGN(sizeof(tpacket3_hdr))
 	sllPkttypeOff      = 10 // sockaddr_ll.sll_pkttype
 	ringFrameSize      = 2048
-	v3Headroom         = 48 + 82 // block descriptor, then tp_mac of the first frame
-	v2SockaddrLLOff    = 32      // TPACKET_ALIGN(sizeof(tpacket2_hdr))
-	v2MacOff           = 66      // TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - 14: tp_mac of an Ethernet frame
+	v2SockaddrLLOff    = 32 // TPACKET_ALIGN(sizeof(tpacket2_hdr))
+	v2MacOff           = 66 // TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - 14: tp_mac of an Ethernet frame
 	tpacketAlignment   = 16
 	retireBlockTimeout = 1 // ms, the smallest the kernel takes
 	maxWriteBatch      = 64

@@ -160,18 +160,26 @@ func median(v []float64) float64 {
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
+// slotBench builds the lab of the slot benchmarks: the guarded
+// connection's two ends, the peer's keep-alive reply (a pure ACK the slot
+// absorbs) and a sender on srv, closed with the benchmark.
+func slotBench(b *testing.B) (l *netlab.Lab, hostMAC, srvMAC [6]byte, hostAP, srvAP netip.AddrPort, frame []byte, src nic.Port) {
+	l, hostMAC, srvMAC = benchLab(b)
+	hostAP = netip.AddrPortFrom(l.Addr.Host4, 40000)
+	srvAP = netip.AddrPortFrom(l.Addr.Srv4, 443)
+	frame = ackFrame(b, srvMAC, hostMAC, srvAP, hostAP, 5000, 1000)
+	src = benchOpen(b, l, netlab.Srv, netlab.SrvLink)
+	b.Cleanup(func() { src.Close() })
+	return l, hostMAC, srvMAC, hostAP, srvAP, frame, src
+}
+
 // BenchmarkIntegrationD3Classify measures the D3 datapath absorbing a
 // slot's pure ACKs on the wire port, against a plain TPACKET loop that
 // only counts the same frames on the same veth; the two run in turn
 // (which goes first alternates), and the ratio is the median of the
 // per-round ratios.
 func BenchmarkIntegrationD3Classify(b *testing.B) {
-	l, hostMAC, srvMAC := benchLab(b)
-	hostAP := netip.AddrPortFrom(l.Addr.Host4, 40000)
-	srvAP := netip.AddrPortFrom(l.Addr.Srv4, 443)
-	frame := ackFrame(b, srvMAC, hostMAC, srvAP, hostAP, 5000, 1000)
-	src := benchOpen(b, l, netlab.Srv, netlab.SrvLink)
-	defer src.Close()
+	l, hostMAC, srvMAC, hostAP, srvAP, frame, src := slotBench(b)
 	n := max(b.N/benchRounds, 10000)
 	snap := offload.Snapshot{LocalMAC: hostMAC, RemoteMAC: srvMAC, Local: hostAP, Remote: srvAP, SndNxt: 1000, RcvNxt: 5000,
 		SndWnd: 65535, RcvWnd: 65535, TTL: 64, MSS: 1460}
@@ -243,12 +251,7 @@ func BenchmarkIntegrationD3Classify(b *testing.B) {
 // pass it), in turn; each ratio is the median of the per-round ratios
 // against the loop without a filter.
 func BenchmarkIntegrationPrefilterCost(b *testing.B) {
-	l, hostMAC, srvMAC := benchLab(b)
-	hostAP := netip.AddrPortFrom(l.Addr.Host4, 40000)
-	srvAP := netip.AddrPortFrom(l.Addr.Srv4, 443)
-	frame := ackFrame(b, srvMAC, hostMAC, srvAP, hostAP, 5000, 1000)
-	src := benchOpen(b, l, netlab.Srv, netlab.SrvLink)
-	defer src.Close()
+	l, _, _, hostAP, srvAP, frame, src := slotBench(b)
 	n := max(b.N/benchRounds/3, 10000)
 	acceptAll, err := bpf.Assemble([]bpf.Instruction{bpf.RetConstant{Val: 1 << 18}})
 	if err != nil {

@@ -975,8 +975,28 @@ type powerJSON struct {
 	State string `json:"state"`
 }
 
+// powerStatusJSON is the answer to GET and PUT /v1/power: the state and,
+// while one is attached, the D3 prefilter.
+type powerStatusJSON struct {
+	State     string         `json:"state"`
+	Prefilter *prefilterJSON `json:"prefilter,omitempty"`
+}
+
+type prefilterJSON struct {
+	Level        string `json:"level"`
+	Instructions int    `json:"instructions"`
+}
+
+func (s *ControlServer) powerStatus() powerStatusJSON {
+	j := powerStatusJSON{State: s.d.State().String()}
+	if pf, ok := s.d.Prefilter(); ok {
+		j.Prefilter = &prefilterJSON{Level: pf.Level.String(), Instructions: pf.Instructions}
+	}
+	return j
+}
+
 func (s *ControlServer) getPower(w http.ResponseWriter, r *http.Request, _ *Cred) error {
-	writeJSON(w, http.StatusOK, powerJSON{State: s.d.State().String()})
+	writeJSON(w, http.StatusOK, s.powerStatus())
 	return nil
 }
 
@@ -1024,7 +1044,7 @@ func (s *ControlServer) putPower(w http.ResponseWriter, r *http.Request, _ *Cred
 	default:
 		return errorf(http.StatusUnprocessableEntity, codeInvalid, "state", "D0, D3, waking", "state: %q is not \"D0\", \"D3\" or \"waking\"", j.State)
 	}
-	writeJSON(w, http.StatusOK, powerJSON{State: s.d.State().String()})
+	writeJSON(w, http.StatusOK, s.powerStatus())
 	return nil
 }
 

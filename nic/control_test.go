@@ -172,6 +172,9 @@ func TestControlEndpoints(t *testing.T) {
 	if st, err := cl.Power(cx); err != nil || st != nic.D0 {
 		t.Errorf("Power = %v, %v; want D0", st, err)
 	}
+	if pf, ok, err := cl.Prefilter(cx); err != nil || ok {
+		t.Errorf("Prefilter in D0 = %+v, %v, %v; want none", pf, ok, err)
+	}
 
 	// Track: learn from forwarded segments, read it back.
 	if err := cl.Track(cx, conn); err != nil {
@@ -261,6 +264,9 @@ func TestControlEndpoints(t *testing.T) {
 	defer stream.Close()
 	if st, err := cl.SetPower(cx, nic.D3); err != nil || st != nic.D3 {
 		t.Fatalf("SetPower(D3) = %v, %v", st, err)
+	}
+	if pf, ok, err := cl.Prefilter(cx); err != nil || !ok || pf != mustPrefilter(t, c.dev) || pf.Level != wp.BPFExact {
+		t.Errorf("Prefilter in D3 = %+v, %v, %v; want the device's, exact", pf, ok, err)
 	}
 	push := tcpFrame(t, fromPeer(peerISN, hostISN, "push!"))
 	send(t, c.srv, push)
@@ -1155,4 +1161,13 @@ func BenchmarkControlArmDisarm(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/arm+disarm")
+}
+
+func mustPrefilter(t *testing.T, d *nic.Device) nic.PrefilterInfo {
+	t.Helper()
+	pf, ok := d.Prefilter()
+	if !ok {
+		t.Fatal("no prefilter attached")
+	}
+	return pf
 }

@@ -198,6 +198,23 @@ func (c *ControlClient) Power(ctx context.Context) (PowerState, error) {
 	return parsePowerState(j.State)
 }
 
+// Prefilter returns the D3 prefilter attached to the wire port, and false
+// when none is (see Device.Prefilter).
+func (c *ControlClient) Prefilter(ctx context.Context) (PrefilterInfo, bool, error) {
+	var j powerStatusJSON
+	if _, err := c.do(ctx, "GET", "/v1/power", nil, &j); err != nil {
+		return PrefilterInfo{}, false, err
+	}
+	if j.Prefilter == nil {
+		return PrefilterInfo{}, false, nil
+	}
+	l, err := wp.ParseBPFLevel(j.Prefilter.Level)
+	if err != nil {
+		return PrefilterInfo{}, false, fmt.Errorf("prefilter: %w", err)
+	}
+	return PrefilterInfo{Level: l, Instructions: j.Prefilter.Instructions}, true, nil
+}
+
 // SetPower moves the device to D3 (Sleep), Waking (Wake) or D0 (Resume,
 // waking it first from D3) and returns the state it is in then.
 func (c *ControlClient) SetPower(ctx context.Context, s PowerState) (PowerState, error) {

@@ -123,6 +123,16 @@ func (l BPFLevel) String() string {
 	return fmt.Sprintf("bpf-level(%d)", uint8(l))
 }
 
+// ParseBPFLevel returns the level String names.
+func ParseBPFLevel(s string) (BPFLevel, error) {
+	for l := BPFExact; l < numBPFLevel; l++ {
+		if bpfLevelNames[l] == s {
+			return l, nil
+		}
+	}
+	return bpfLevelInvalid, fmt.Errorf("bpf level %q: want one of exact, local-port, local-addr, any-tcp, accept-all", s)
+}
+
 // BPFOptions tunes CompileBPF. The zero value is valid.
 type BPFOptions struct {
 	// AcceptARPFor: ARP requests whose target protocol address is one of

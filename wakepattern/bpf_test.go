@@ -1156,3 +1156,16 @@ func TestBPFUsualSegmentAbsoluteLoads(t *testing.T) {
 		}
 	}
 }
+
+func TestParseBPFLevel(t *testing.T) {
+	for l := BPFExact; l < numBPFLevel; l++ {
+		if got, err := ParseBPFLevel(l.String()); err != nil || got != l {
+			t.Errorf("ParseBPFLevel(%q) = %v, %v", l.String(), got, err)
+		}
+	}
+	for _, s := range []string{"", "invalid", "Exact"} {
+		if _, err := ParseBPFLevel(s); err == nil {
+			t.Errorf("ParseBPFLevel(%q) succeeded", s)
+		}
+	}
+}

@@ -43,12 +43,14 @@ type Channel struct {
 	lastReset     ResetReason
 	note          string // why the channel stayed software at the last standby
 	frozen        *Frozen
-	slot          nic.SlotID // armed NIC slot; 0 when none
-	lastSlot      nic.SlotID // the slot of the last standby (wake attribution)
-	armRcvNxt     uint32     // RCV.NXT of the slot's snapshot
-	coalesced     bool       // a NIC coalescing filter holds its frames in standby
-	nicSent       uint64     // stream bytes the NIC sent for the channel (all hand-backs)
-	nicAbsorbed   uint64     // stream bytes the NIC absorbed for it
+	slot          nic.SlotID    // armed NIC slot; 0 when none
+	lastSlot      nic.SlotID    // the slot of the last standby (wake attribution)
+	armRcvNxt     uint32        // RCV.NXT of the slot's snapshot
+	armedAt       time.Duration // when the slot was armed
+	armLast       time.Duration // the last keep-alive the slot's first due implies (due − interval)
+	coalesced     bool          // a NIC coalescing filter holds its frames in standby
+	nicSent       uint64        // stream bytes the NIC sent for the channel (all hand-backs)
+	nicAbsorbed   uint64        // stream bytes the NIC absorbed for it
 	received      uint64
 	disconnectErr error
 }

@@ -64,6 +64,17 @@
 // socket between its freeze and the sleep (the NIC counts what it
 // learns) makes that channel's slot stale, and it is taken back at once.
 //
+// A hardware channel keeps one keep-alive schedule whoever serves it. Its
+// slot's first keep-alive is due when the host's plan has the channel's
+// next one (offload.Spec.FirstDue: the time left, at least 100 ms, at most
+// the interval); at the hand-back the plan goes on from the slot's last
+// keep-alive (offload.Report.LastKeepAlive) or, when the slot sent none,
+// from the time its first was due (served by the host at once if that has
+// passed). So a channel whose interval is longer than the time between
+// the host's wakes still gets a keep-alive every interval; its interval
+// does not restart at each standby entry, which would let the NAT or
+// firewall mapping the keep-alive holds open expire.
+//
 // Before the entry the host waits, bounded by IdleWait in real time, for
 // every channel's socket to be quiet (nothing unsent, unacknowledged or
 // unread): bytes in flight would be stranded by a sleeping host. The NIC

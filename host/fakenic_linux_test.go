@@ -3,11 +3,13 @@ package host
 import (
 	"context"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/standbynic/standbynic/nic"
 	"github.com/standbynic/standbynic/offload"
 	"github.com/standbynic/standbynic/slotmgr"
@@ -34,12 +36,20 @@ type fakeNIC struct {
 	asleep    bool
 	wakes     chan nic.WakeEvent
 	armErr    error
+	// clock, when set, makes the fake keep its slots' keep-alive
+	// schedules as the engine does (first one FirstDue after Arm, or an
+	// Interval when FirstDue is 0, then every Interval, every one
+	// answered): Disarm reports them, and keepAlives records their times.
+	clock      Clock
+	armedAt    map[nic.SlotID]time.Duration
+	keepAlives []time.Duration
 }
 
 func newFakeNIC(slots int) *fakeNIC {
 	return &fakeNIC{slots: slots, armed: map[nic.SlotID]offload.Snapshot{}, specs: map[nic.SlotID]offload.Spec{},
 		coalesced: map[wp.TCPConn]bool{}, wakes: make(chan nic.WakeEvent, 8),
-		socks: map[wp.TCPConn]*net.TCPConn{}, learned: map[wp.TCPConn]nic.Learned{}}
+		socks: map[wp.TCPConn]*net.TCPConn{}, learned: map[wp.TCPConn]nic.Learned{},
+		armedAt: map[nic.SlotID]time.Duration{}}
 }
 
 // add lets the fake learn conn.
@@ -83,6 +93,9 @@ func (f *fakeNIC) Arm(s nic.SlotConfig) (nic.SlotID, error) {
 	f.next++
 	f.armed[f.next] = s.Snapshot
 	f.specs[f.next] = s.Spec
+	if f.clock != nil {
+		f.armedAt[f.next] = f.clock.Now()
+	}
 	f.calls = append(f.calls, "arm")
 	return f.next, nil
 }
@@ -97,7 +110,20 @@ func (f *fakeNIC) Disarm(slot nic.SlotID) (offload.Report, error) {
 	f.calls = append(f.calls, "disarm")
 	b := f.books
 	f.books = offload.Books{}
-	return offload.Report{State: offload.StateWoken, Books: b}, nil
+	r := offload.Report{State: offload.StateWoken, Books: b}
+	if f.clock != nil {
+		spec := f.specs[slot]
+		at := f.armedAt[slot] + spec.FirstDue
+		if spec.FirstDue == 0 {
+			at = f.armedAt[slot] + spec.Interval
+		}
+		for now := f.clock.Now(); at <= now; at += spec.Interval {
+			f.keepAlives = append(f.keepAlives, at)
+			r.Counters.KeepalivesSent++
+			r.LastKeepAlive = at
+		}
+	}
+	return r, nil
 }
 
 func (f *fakeNIC) AddCoalescing(c wp.TCPConn) error {
@@ -231,4 +257,149 @@ func TestIntegrationFakeNICHandBack(t *testing.T) {
 			t.Fatalf("NIC calls %v, want prefix %v", calls, want)
 		}
 	}
+}
+
+// kaStream is a Stream that records when the host sent its keep-alive.
+type kaStream struct {
+	*Stream
+	clk Clock
+	mu  sync.Mutex
+	at  []time.Duration
+}
+
+// KeepAlive implements Transport.KeepAlive.
+func (s *kaStream) KeepAlive() (bool, error) {
+	s.mu.Lock()
+	s.at = append(s.at, s.clk.Now())
+	s.mu.Unlock()
+	return s.Stream.KeepAlive()
+}
+
+// TestIntegrationFakeNICKeepAlivePhase: a hardware channel's keep-alive
+// schedule survives the host's wakes. A software channel wakes the host
+// every 4 min; every wake takes the hardware channel's slot back and arms
+// it again at the next standby. Each arming must carry the time left
+// (Spec.FirstDue) and each hand-back the slot's last keep-alive, or the
+// channel's interval restarts at every entry and it never gets a
+// keep-alive at all. A keep-alive due within the planner's tolerance
+// (30 s) after a wake is sent by the host at that wake.
+func TestIntegrationFakeNICKeepAlivePhase(t *testing.T) {
+	const (
+		horizon = 61 * time.Minute
+		m       = time.Minute
+		s       = time.Second
+	)
+	tests := []struct {
+		name          string
+		interval      time.Duration
+		byNIC, byHost []time.Duration
+	}{
+		{"the NIC keeps the phase", 10 * m,
+			[]time.Duration{10 * m, 20 * m, 30 * m, 40 * m, 50 * m, 60 * m}, nil},
+		{"a wake within the tolerance serves it", 10*m + 15*s,
+			[]time.Duration{10*m + 15*s, 30*m + 15*s, 50*m + 15*s}, []time.Duration{20 * m, 40 * m, 60 * m}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			byNIC, byHost, armings, wakes := runKeepAlivePhase(t, tt.interval, horizon)
+			if diff := cmp.Diff(tt.byNIC, byNIC); diff != "" {
+				t.Errorf("keep-alives by the NIC (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.byHost, byHost); diff != "" {
+				t.Errorf("keep-alives by the host (-want +got):\n%s", diff)
+			}
+			// The channel gets a keep-alive at least every interval (the
+			// host arms an overdue one with the smallest FirstDue, so
+			// late by that at most), up to the last hand-back.
+			all := slices.Sorted(slices.Values(append(slices.Clone(byNIC), byHost...)))
+			last := time.Duration(0) // the transport was attached at 0
+			for _, at := range append(all, wakes[len(wakes)-1]) {
+				if gap := at - last; gap > tt.interval+minFirstDue {
+					t.Errorf("no keep-alive from %v to %v (%v, interval %v)", last, at, gap, tt.interval)
+				}
+				last = at
+			}
+			// Each arming's FirstDue is the time left until an interval
+			// after the channel's last keep-alive.
+			var want, got []time.Duration
+			for _, a := range armings {
+				prev := time.Duration(0)
+				if i, _ := slices.BinarySearch(all, a.armedAt+1); i > 0 {
+					prev = all[i-1]
+				}
+				want = append(want, prev+tt.interval-a.armedAt)
+				got = append(got, a.firstDue)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("Spec.FirstDue of each arming (-want +got):\n%s", diff)
+			}
+			t.Logf("wakes %v; keep-alives by the NIC %v, by the host %v", wakes, byNIC, byHost)
+		})
+	}
+}
+
+type arming struct{ armedAt, firstDue time.Duration }
+
+// runKeepAlivePhase runs a hardware channel of the interval beside a
+// software channel of 4 min on a fake NIC up to horizon, and returns the
+// hardware channel's keep-alives sent by the NIC and by the host, its
+// armings and the host's wakes.
+func runKeepAlivePhase(t *testing.T, interval, horizon time.Duration) (byNIC, byHost []time.Duration, armings []arming, wakes []time.Duration) {
+	clk := NewFakeClock(0)
+	fn := newFakeNIC(1)
+	fn.clock = clk
+	h := newHost(t, &Config{Clock: clk, NIC: fn, Pool: secondsPool(1)})
+	s := newPushServer(t)
+	hw, _ := h.NewChannel("hw", interval, slotmgr.RequestHardwareSlot, "app", 1)
+	sw, _ := h.NewChannel("sw", 4*time.Minute, slotmgr.RequestSoftwareSlot, "app", 0)
+	tr := &kaStream{Stream: dialStream(t, s, "hw", []byte("ka")), clk: clk}
+	fn.add(tr.Conn())
+	if err := hw.UsingTransport(tr); err != nil {
+		t.Fatal(err)
+	}
+	if err := sw.UsingTransport(dialStream(t, s, "sw", []byte("ka"))); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := hw.WaitForPushEnabled(); st != slotmgr.HardwareSlotAllocated {
+		t.Fatalf("hw status %v", st)
+	}
+	if st, _ := sw.WaitForPushEnabled(); st != slotmgr.SoftwareSlotAllocated {
+		t.Fatalf("sw status %v", st)
+	}
+	if err := h.Standby(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, h, Standby)
+	if !hw.Armed() {
+		note := hw.Note()
+		if strings.Contains(note, "operation not permitted") {
+			t.Skipf("TCP_REPAIR needs CAP_NET_ADMIN: %s", note)
+		}
+		t.Fatalf("hardware channel not armed: %s", note)
+	}
+	for {
+		at, ok := clk.Next()
+		if !ok || at > horizon {
+			break
+		}
+		step(t, h, clk)
+		settle(t, h, Standby)
+		if !hw.Armed() {
+			t.Fatalf("hardware channel not armed again at %v: %s", at, hw.Note())
+		}
+		wakes = append(wakes, at)
+	}
+	if len(wakes) < 10 || wakes[0] != 4*time.Minute {
+		t.Fatalf("host wakes %v; want one every 4 min", wakes)
+	}
+	fn.mu.Lock()
+	byNIC = slices.Clone(fn.keepAlives)
+	for id := nic.SlotID(1); id <= fn.next; id++ {
+		armings = append(armings, arming{fn.armedAt[id], fn.specs[id].FirstDue})
+	}
+	fn.mu.Unlock()
+	tr.mu.Lock()
+	byHost = slices.Clone(tr.at)
+	tr.mu.Unlock()
+	return byNIC, byHost, armings, wakes
 }

@@ -390,32 +390,58 @@ func TestIntegrationStandbyKeepAlives(t *testing.T) {
 	lh := newLabHost(t, 4, nil)
 	ctx := labDeadline(t)
 	var chans []*Channel
+	var hwTr []*kaStream
 	for i := range 10 {
 		id := fmt.Sprintf("ch%d", i)
 		res, iv := slotmgr.RequestHardwareSlot, labInterval
 		if i >= 4 {
 			res, iv = slotmgr.RequestSoftwareSlot, 2*labInterval
 		}
-		chans = append(chans, lh.channelEvery(id, iv, res, "mail", 0, lh.dialStream(ctx, id, []byte("ka"))))
+		s := lh.dialStream(ctx, id, []byte("ka"))
+		var tr Transport = s
+		if i < 4 {
+			k := &kaStream{Stream: s, clk: lh.h.Clock()}
+			hwTr, tr = append(hwTr, k), k
+		}
+		chans = append(chans, lh.channelEvery(id, iv, res, "mail", 0, tr))
+	}
+	// hwKeepAlives counts the keep-alives the host itself sent on the
+	// hardware channels: a wake serves those due within the planner's
+	// tolerance too, since each hardware channel's schedule runs on
+	// across the wakes. The host sends them with its lock held, so a
+	// Wait condition reads a count consistent with its Stats.
+	hwKeepAlives := func() uint64 {
+		n := 0
+		for _, k := range hwTr {
+			k.mu.Lock()
+			n += len(k.at)
+			k.mu.Unlock()
+		}
+		return uint64(n)
 	}
 	lh.standby(ctx, chans...)
-	start := lh.h.Stats()
+	var start Stats
+	var hwStart uint64
+	lh.h.Wait(ctx, func(st *Stats) bool { start, hwStart = *st, hwKeepAlives(); return true })
 	const intervals = 3
 	// Wait for the third software wake (about 3 × 2 s of standby).
-	if err := lh.h.Wait(ctx, func(st *Stats) bool {
-		return st.Wake(WakeSoftwareKeepAlive) >= start.Wake(WakeSoftwareKeepAlive)+intervals && st.State == Standby
+	var st Stats
+	var hwKAs uint64
+	if err := lh.h.Wait(ctx, func(s *Stats) bool {
+		st, hwKAs = *s, hwKeepAlives()-hwStart
+		return s.Wake(WakeSoftwareKeepAlive) >= start.Wake(WakeSoftwareKeepAlive)+intervals && s.State == Standby
 	}); err != nil {
 		t.Fatalf("software wakes: %v; stats %+v", err, lh.h.Stats().Wakes)
 	}
-	st := lh.h.Stats()
 	if n := hardwareWakes(&st); n != 0 {
 		t.Errorf("%d wakes caused by hardware slots (%v), want 0", n, st.Wakes)
 	}
 	wakes := st.Wake(WakeSoftwareKeepAlive) - start.Wake(WakeSoftwareKeepAlive)
 	kas := st.KeepAlives - start.KeepAlives
-	if kas != 6*wakes {
-		t.Errorf("%d software keep-alives on %d wakes, want 6 per wake (coalesced)", kas, wakes)
+	if kas-hwKAs != 6*wakes {
+		t.Errorf("%d keep-alives (%d of hardware channels) on %d wakes, want 6 software ones per wake (coalesced)", kas, hwKAs, wakes)
 	}
+	t.Logf("%d wakes: %d keep-alives by the host, %d of them on hardware channels", wakes, kas, hwKAs)
 	if st.Resumes != st.Wake(WakeSoftwareKeepAlive) {
 		t.Errorf("resumes %d, software keep-alive wakes %d: other wakes %v", st.Resumes, st.Wake(WakeSoftwareKeepAlive), st.Wakes)
 	}

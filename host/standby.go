@@ -127,7 +127,8 @@ func (h *Host) armLocked(ch *Channel) error {
 		g.releaseIf()
 		return fmt.Errorf("arm: %w", err)
 	}
-	spec := h.specFor(ch)
+	now := h.clock.Now()
+	spec := h.specFor(ch, now)
 	slot, err := h.nic.Arm(nic.SlotConfig{Pattern: c, Spec: spec, Snapshot: snap, Owner: ch.app + "/" + ch.id})
 	if err != nil {
 		fz.Abort()
@@ -136,6 +137,8 @@ func (h *Host) armLocked(ch *Channel) error {
 	}
 	ch.frozen, ch.slot, ch.lastSlot = fz, slot, slot
 	ch.armRcvNxt = st.RcvNxt
+	ch.armedAt = now
+	ch.armLast = now + spec.FirstDue - spec.Interval
 	h.stats.Armed++
 	return nil
 }
@@ -260,10 +263,18 @@ func snapshotOf(st TCPState, l nic.Learned, now time.Duration) (offload.Snapshot
 	return s, nil
 }
 
-// specFor returns the NIC keep-alive of ch: TCP probes for a stream, the
-// WebSocket keep-alive (Ping initiator, Ping responder) for a WebSocket.
-func (h *Host) specFor(ch *Channel) offload.Spec {
+// specFor returns the NIC keep-alive of ch, armed at now: TCP probes for
+// a stream, the WebSocket keep-alive (Ping initiator, Ping responder) for
+// a WebSocket. The first keep-alive is due when the host's plan has the
+// channel's next one (FirstDue, at least minFirstDue, at most an
+// Interval), so the schedule runs on across standby entries.
+func (h *Host) specFor(ch *Channel, now time.Duration) offload.Spec {
 	iv := ch.interval
+	due, ok := h.planner.Due(ch.id)
+	if !ok {
+		due = now + iv
+	}
+	first := min(max(due-now, minFirstDue), iv)
 	retry := h.cfg.HardwareRetryInterval
 	if retry <= 0 {
 		retry = iv / 4
@@ -272,6 +283,7 @@ func (h *Host) specFor(ch *Channel) offload.Spec {
 	s := offload.Spec{
 		Kind:          offload.KindTCPProbe,
 		Interval:      iv,
+		FirstDue:      first,
 		RetryInterval: retry,
 		RetryCount:    h.cfg.HardwareRetryCount,
 	}
@@ -329,11 +341,26 @@ func (h *Host) takeBackLocked(ch *Channel, now time.Duration) {
 	ch.nicSent += uint64(len(rep.Books.Sent))
 	ch.nicAbsorbed += uint64(len(rep.Books.Absorbed))
 	if !ch.closed && ch.status != slotmgr.TransportDisconnected {
+		// The schedule goes on from the slot's last keep-alive, or, when
+		// it sent none, from where the slot's first one was due (the
+		// host serves it at this wake if that time has passed). A report
+		// without a LastKeepAlive in the slot's lifetime (a NIC that does
+		// not carry it) counts as none sent: the host's keep-alive comes
+		// early, never late.
+		last := ch.armLast
+		if rep.Counters.KeepalivesSent > 0 && rep.LastKeepAlive > ch.armedAt && rep.LastKeepAlive <= h.clock.Now() {
+			last = rep.LastKeepAlive
+		}
 		h.planner.Remove(ch.id)
-		h.planner.Add(ch.id, ch.interval, now)
+		h.planner.Add(ch.id, ch.interval, last)
 	}
 	if rep.State == offload.StateDead {
 		// The peer stopped answering: the connection is gone.
 		ch.transport.Close()
 	}
 }
+
+// minFirstDue is the least time from arming a slot to its first
+// keep-alive (Spec.FirstDue, whose 0 would mean a whole Interval): a
+// keep-alive overdue at standby entry goes out this soon.
+const minFirstDue = offload.MinRetryInterval

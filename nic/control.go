@@ -1428,6 +1428,9 @@ type reportJSON struct {
 	SndUna   uint32           `json:"snd_una"`
 	RcvNxt   uint32           `json:"rcv_nxt"`
 	TSRecent uint32           `json:"ts_recent"`
+	// LastKeepAlive is the device time (a Go duration) the slot's last
+	// keep-alive cycle began; absent when it sent none.
+	LastKeepAlive string `json:"last_keep_alive,omitempty"`
 }
 
 // booksJSON carries the books' bytes as base64 (encoding/json's []byte).
@@ -1448,6 +1451,9 @@ func reportToJSON(r *offload.Report) reportJSON {
 	j := reportJSON{State: r.State.String(), Status: r.Status.String(), Counters: r.Counters,
 		Books:  booksJSON{Sent: nonNil(r.Books.Sent), Absorbed: nonNil(r.Books.Absorbed), Entries: []entryJSON{}},
 		SndNxt: r.SndNxt, SndUna: r.SndUna, RcvNxt: r.RcvNxt, TSRecent: r.TSRecent}
+	if r.Counters.KeepalivesSent > 0 {
+		j.LastKeepAlive = r.LastKeepAlive.String()
+	}
 	for _, e := range r.Books.Entries {
 		j.Books.Entries = append(j.Books.Entries, entryJSON{Dir: e.Dir.String(), Seq: e.Seq, Len: e.Len, At: e.At.String()})
 	}

@@ -792,7 +792,7 @@ func TestReportJSONRoundTrip(t *testing.T) {
 			Counters: offload.Counters{KeepalivesSent: 3, RepliesAbsorbed: 2, PingsAnswered: 1},
 			Books: offload.Books{Sent: []byte{0x8a, 0x80, 1, 2, 3, 4}, Absorbed: []byte{0x89, 0, 0xff},
 				Entries: []offload.Entry{{Dir: offload.DirSent, Seq: 1000, Len: 6, At: time.Hour + 1}, {Dir: offload.DirAbsorbed, Seq: 5000, Len: 3, At: 2*time.Hour + 1500*time.Millisecond}}},
-			SndNxt: 1006, SndUna: 1000, RcvNxt: 5003, TSRecent: 0xfffffff0}},
+			SndNxt: 1006, SndUna: 1000, RcvNxt: 5003, TSRecent: 0xfffffff0, LastKeepAlive: 3*time.Hour + 250*time.Millisecond}},
 		{"dead", offload.Report{State: offload.StateDead, Status: offload.StatusNoResponse, SndNxt: 1, RcvNxt: 2}},
 	}
 	for _, tt := range tests {

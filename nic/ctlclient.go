@@ -359,6 +359,11 @@ func (j *reportJSON) report() (offload.Report, error) {
 	if r.Status, err = parseEnum[offload.Status]("status", j.Status); err != nil {
 		return r, err
 	}
+	if j.LastKeepAlive != "" {
+		if r.LastKeepAlive, err = time.ParseDuration(j.LastKeepAlive); err != nil {
+			return r, fmt.Errorf("nic control: last_keep_alive %q: %w", j.LastKeepAlive, err)
+		}
+	}
 	for _, e := range j.Books.Entries {
 		dir, err := parseEnum[offload.Dir]("books dir", e.Dir)
 		if err != nil {

@@ -91,7 +91,7 @@ func runForward(ctx context.Context, e *env, s *Scenario) error {
 		return nil
 	}
 
-	dev, err := newDevice(l, hostMAC, nil, nil)
+	dev, err := newDevice(l, hostMAC, nil, nil, nil)
 	if err != nil {
 		return err
 	}

@@ -53,10 +53,15 @@ func skipOrFail(s *Scenario, what string, err error) error {
 
 // openPort opens an AF_PACKET port on link in ns.
 func openPort(l *netlab.Lab, ns netlab.Namespace, link string) (nic.Port, error) {
+	return openPortCfg(l, ns, link, nil)
+}
+
+// openPortCfg is openPort with the port's configuration.
+func openPortCfg(l *netlab.Lab, ns netlab.Namespace, link string, cfg *nic.PortConfig) (nic.Port, error) {
 	var p nic.Port
 	err := l.Do(ns, func() error {
 		var err error
-		p, err = nic.OpenPacketPort(link, nil)
+		p, err = nic.OpenPacketPort(link, cfg)
 		return err
 	})
 	if err != nil {

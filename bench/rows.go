@@ -10,6 +10,7 @@ const (
 	implBridge   = "Linux bridge"
 	implWakeSend = "standbynic: send on srv0 → wake event"
 	implWakeRx   = "standbynic: kernel rx timestamp on wire0 → wake event"
+	implWakeImm  = "standbynic, immediate wire port: kernel rx timestamp on wire0 → wake event"
 	implRingRead = "TPACKET_V3 ring read: send → frame read"
 	implRecvRead = "recvfrom: send → frame read"
 	implHostWake = "host: push's rx timestamp on wire0 → wake event"

@@ -42,10 +42,11 @@ func newSlotFixture(l *netlab.Lab) (*slotFixture, error) {
 	return f, nil
 }
 
-// newDevice starts a device on the lab's nic ports; wire, when not nil,
-// wraps the wire port.
-func newDevice(l *netlab.Lab, hostMAC [6]byte, addrs []netip.Addr, wrap func(nic.Port) nic.Port) (*nic.Device, error) {
-	wire, err := openPort(l, netlab.NIC, netlab.WireLink)
+// newDevice starts a device on the lab's nic ports, the wire port opened
+// with wireCfg (nil: the defaults); wrap, when not nil, wraps the wire
+// port.
+func newDevice(l *netlab.Lab, hostMAC [6]byte, addrs []netip.Addr, wireCfg *nic.PortConfig, wrap func(nic.Port) nic.Port) (*nic.Device, error) {
+	wire, err := openPortCfg(l, netlab.NIC, netlab.WireLink, wireCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +121,7 @@ func runRx(ctx context.Context, e *env, s *Scenario) error {
 	retries := 0
 	d3 := func() error {
 		var cp *countingPort
-		dev, err := newDevice(l, fx.hostMAC, []netip.Addr{l.Addr.Host4}, func(p nic.Port) nic.Port { cp = &countingPort{Port: p}; return cp })
+		dev, err := newDevice(l, fx.hostMAC, []netip.Addr{l.Addr.Host4}, nil, func(p nic.Port) nic.Port { cp = &countingPort{Port: p}; return cp })
 		if err != nil {
 			return err
 		}

@@ -40,7 +40,7 @@ func runWakeLatency(ctx context.Context, e *env, s *Scenario) error {
 	per := pick(e, 40, 200)
 	perHost := pick(e, 20, 100)
 	s.Notes = append(s.Notes,
-		fmt.Sprintf("%d wakes per run: the device in D3 with a magic-packet wake pattern; srv0 sends one magic packet (AF_PACKET); the time runs from just before the send to the wake event received from Device.Wakes, and from the wire port's kernel receive timestamp (WakeEvent.RxTime) to the same event; the device goes back to sleep between wakes", per),
+		fmt.Sprintf("%d wakes per run: the device in D3 with a magic-packet wake pattern; srv0 sends one magic packet (AF_PACKET); the time runs from just before the send to the wake event received from Device.Wakes, and from the wire port's kernel receive timestamp (WakeEvent.RxTime) to the same event; the device goes back to sleep between wakes; the same again with the wire port in immediate mode (nic.PortConfig.Immediate: a TPACKET_V2 ring that hands over each frame as it arrives, nic --wire-rx immediate)", per),
 		fmt.Sprintf("%d pushes per run to the host runtime on the device (host.Config.NIC = the device with one hardware slot, resume latency 0): the push server in srv pushes to one stream channel whose socket is frozen by TCP_REPAIR and armed on the slot while the host is in standby; the push's TCP segment wakes the device (WakeData); from the same frame's kernel receive timestamp on wire0 (WakeEvent.RxTime), the time to the wake event (nic.Config.OnWake, as the device raises it) and to the start of the channel's push task (host.Config.OnTaskStart: the host's hand-back — disarm, thaw, resume — and the read of the push); each push has a %v deadline (standby re-entry, push, acknowledgement); a modelled resume latency (host.Config.ResumeLatency) adds to the task start as it is; the ratio of these rows is against the recvfrom read of the magic packet on the same veth", perHost, hostPushWait),
 		"baselines: the same frame read by a reader blocked on the same veth — the plain TPACKET_V3 ring port (the device's own receive path: the kernel retires a partly filled ring block after its 1 ms timeout, which bounds its latency) and a recvfrom loop on a plain packet socket",
 		"baseline: "+implRecvRead,
@@ -61,7 +61,7 @@ func runWakeLatency(ctx context.Context, e *env, s *Scenario) error {
 	}
 	defer src.Close()
 
-	impls := []string{implWakeSend, implWakeRx, implHostWake, implHostTask, implRingRead, implRecvRead}
+	impls := []string{implWakeSend, implWakeRx, implWakeImm, implHostWake, implHostTask, implRingRead, implRecvRead}
 	ms := map[string][2]*Measurement{}
 	all := map[string][]float64{}
 	for _, impl := range impls {
@@ -81,12 +81,17 @@ func runWakeLatency(ctx context.Context, e *env, s *Scenario) error {
 		all[impl] = append(all[impl], lat...)
 	}
 	err = repeat(ctx, e.runs, func(int) error {
-		send, rx, err := deviceWakes(ctx, l, hostMAC, src, magic, per)
+		send, rx, err := deviceWakes(ctx, l, hostMAC, src, magic, per, nil)
 		if err != nil {
 			return err
 		}
 		record(implWakeSend, send)
 		record(implWakeRx, rx)
+		_, rx, err = deviceWakes(ctx, l, hostMAC, src, magic, per, &nic.PortConfig{Immediate: true})
+		if err != nil {
+			return fmt.Errorf("immediate: %w", err)
+		}
+		record(implWakeImm, rx)
 		hw, ht, err := hostWakes(ctx, l, perHost)
 		if err != nil {
 			return fmt.Errorf("host: %w", err)
@@ -126,8 +131,8 @@ func runWakeLatency(ctx context.Context, e *env, s *Scenario) error {
 // deviceWakes runs per wakes of a fresh device and returns, in µs, the
 // latencies from the send and from the kernel's receive timestamp to the
 // wake event.
-func deviceWakes(ctx context.Context, l *netlab.Lab, hostMAC [6]byte, src nic.Port, magic [][]byte, per int) (send, rx []float64, err error) {
-	dev, err := newDevice(l, hostMAC, nil, nil)
+func deviceWakes(ctx context.Context, l *netlab.Lab, hostMAC [6]byte, src nic.Port, magic [][]byte, per int, wireCfg *nic.PortConfig) (send, rx []float64, err error) {
+	dev, err := newDevice(l, hostMAC, nil, wireCfg, nil)
 	if err != nil {
 		return nil, nil, err
 	}

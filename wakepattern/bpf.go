@@ -718,13 +718,8 @@ func (g *bpfGen) ipv4(l uint32, tcp bpfTarget) {
 	g.ipv4TCPPacket(l)
 	g.emit(bpf.LoadMemShift{Off: l}, bpf.LoadScratch{Dst: bpf.RegA, N: bpfMemTmp}, bpf.ALUOpX{Op: bpf.ALUOpSub})
 	g.jlt(20, bpfReject) // TCP segment shorter than its fixed header
-	g.emit(bpf.StoreScratch{Src: bpf.RegA, N: bpfMemTmp},
-		bpf.LoadIndirect{Off: l + 12, Size: 1},
-		bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4},
-		bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 2})
-	g.jlt(20, bpfReject) // data offset
-	g.emit(bpf.TAX{}, bpf.LoadScratch{Dst: bpf.RegA, N: bpfMemTmp})
-	g.jltX(bpfReject) // TCP header past the segment
+	g.emit(bpf.StoreScratch{Src: bpf.RegA, N: bpfMemTmp})
+	g.tcpHeaderFits(bpf.LoadIndirect{Off: l + 12, Size: 1})
 	if g.level == BPFAnyTCP {
 		g.goTo(bpfAccept)
 		return
@@ -747,6 +742,18 @@ func (g *bpfGen) ipv4TCPPacket(l uint32) {
 	g.jump(bpf.JumpBitsSet, 0x3fff, bpfReject, bpfNext) // fragment
 	g.emit(bpf.LoadAbsolute{Off: l + 9, Size: 1})
 	g.jne(uint32(ProtoTCP), bpfReject)
+}
+
+// tcpHeaderFits checks the TCP data offset that load brings (the byte
+// holding it) against the segment length in M[tmp]: a header of at least
+// 20 bytes, within the segment.
+func (g *bpfGen) tcpHeaderFits(load bpf.Instruction) {
+	g.emit(load,
+		bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4},
+		bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 2})
+	g.jlt(20, bpfReject) // data offset
+	g.emit(bpf.TAX{}, bpf.LoadScratch{Dst: bpf.RegA, N: bpfMemTmp})
+	g.jltX(bpfReject) // TCP header past the segment
 }
 
 // storeAddrs4 stores the addresses of the IPv4 header at l.
@@ -772,12 +779,7 @@ func (g *bpfGen) ipv6TCP(l uint32, tcp bpfTarget) {
 	g.jltX(bpfReject) // frame shorter than the IP packet
 	g.emit(bpf.LoadScratch{Dst: bpf.RegA, N: bpfMemTmp})
 	g.jlt(20, bpfReject) // TCP segment shorter than its fixed header
-	g.emit(bpf.LoadAbsolute{Off: l + 52, Size: 1},
-		bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4},
-		bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 2})
-	g.jlt(20, bpfReject) // data offset
-	g.emit(bpf.TAX{}, bpf.LoadScratch{Dst: bpf.RegA, N: bpfMemTmp})
-	g.jltX(bpfReject) // TCP header past the segment
+	g.tcpHeaderFits(bpf.LoadAbsolute{Off: l + 52, Size: 1})
 	if g.level == BPFAnyTCP {
 		g.goTo(bpfAccept)
 	} else {
@@ -848,11 +850,8 @@ func (g *bpfGen) ipv6(tcp bpfTarget) {
 		g.bind(tcp6)
 		g.emit(bpf.LoadScratch{Dst: bpf.RegA, N: bpfMemEnd}, bpf.ALUOpX{Op: bpf.ALUOpSub})
 		g.jlt(20, bpfReject)
-		g.emit(bpf.StoreScratch{Src: bpf.RegA, N: bpfMemTmp}, bpf.LoadIndirect{Off: 12, Size: 1},
-			bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 2})
-		g.jlt(20, bpfReject)
-		g.emit(bpf.TAX{}, bpf.LoadScratch{Dst: bpf.RegA, N: bpfMemTmp})
-		g.jltX(bpfReject)
+		g.emit(bpf.StoreScratch{Src: bpf.RegA, N: bpfMemTmp})
+		g.tcpHeaderFits(bpf.LoadIndirect{Off: 12, Size: 1})
 		if g.level == BPFAnyTCP {
 			g.goTo(bpfAccept)
 		} else {

@@ -353,14 +353,20 @@ func parsePush(s string) (id, seq uint64, ok bool) {
 	return id, seq, err1 == nil && err2 == nil
 }
 
-// keepAliveTask is the KeepAlive task of the TCP apps on software slots:
-// the app writes its own keep-alive line.
+// keepAliveTask is the KeepAlive task of the TCP apps: the app writes its
+// own keep-alive line — on a software slot at every keep-alive, on a
+// hardware slot when the host is awake anyway as the NIC's next one falls
+// due (the NIC takes the schedule on from there at the next standby).
 func (r *runner) keepAliveTask(ctx context.Context, ti *host.TaskInstance) {
 	if err := ti.Channel.Send([]byte("ka")); err != nil {
 		r.tl.add("app", "%-7s keep-alive not sent: %v", ti.Channel.ID(), err)
 		return
 	}
-	r.tl.add("app", "%-7s keep-alive line sent by the app's task (software slot)", ti.Channel.ID())
+	slot := "software slot"
+	if ti.Channel.Status() == slotmgr.HardwareSlotAllocated {
+		slot = "hardware slot, host awake as it fell due"
+	}
+	r.tl.add("app", "%-7s keep-alive line sent by the app's task (%s)", ti.Channel.ID(), slot)
 	fctx, cancel := context.WithTimeout(ctx, flushWait)
 	defer cancel()
 	ti.Channel.FlushTransport(fctx)
@@ -550,7 +556,7 @@ func (r *runner) watchHost() {
 			}
 		}
 		if n := st.KeepAlives - prev.KeepAlives; n > 0 {
-			r.tl.add("host", "%d software keep-alive(s) due: sent by the host", n)
+			r.tl.add("host", "%d keep-alive(s) due: sent by the host while awake", n)
 		}
 		if st.State != prev.State {
 			switch {

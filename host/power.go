@@ -135,8 +135,10 @@ type Stats struct {
 	EnergyMJ          float64
 	SoftwareOnlyMJ    float64
 	SoftwareOnlyWakes uint64
-	// KeepAlives counts software keep-alives sent by the host; Planner
-	// wakes are in Planner.
+	// KeepAlives counts the keep-alives the host sent itself: every one of
+	// a software channel, and those of a hardware channel that fell due
+	// within the tolerance of a wake (the NIC's schedule goes on from
+	// them); Planner wakes are in Planner.
 	KeepAlives uint64
 	// Tasks counts task runs by trigger; Unbound counts triggers that
 	// found no task bound to them.

@@ -379,7 +379,7 @@ func (a *hostApps) summary(w io.Writer, rows []channelRow) {
 			fmt.Fprintf(w, ", %s %d", r, n)
 		}
 	}
-	fmt.Fprintf(w, "\nslots armed: %d, hand-backs: %d (errors %d), software keep-alives: %d\n", st.Armed, st.HandBacks, st.HandBackErrors, st.KeepAlives)
+	fmt.Fprintf(w, "\nslots armed: %d, hand-backs: %d (errors %d), keep-alives sent by the host: %d\n", st.Armed, st.HandBacks, st.HandBackErrors, st.KeepAlives)
 	fmt.Fprintf(w, "energy: %.1f mJ; an all-software host: %.1f mJ with %d wakes\n", st.EnergyMJ, st.SoftwareOnlyMJ, st.SoftwareOnlyWakes)
 }
 

@@ -37,8 +37,8 @@ type Summary struct {
 	// every sleep: keep-alives sent, retries, replies absorbed, other
 	// pure ACKs absorbed, server Pings answered.
 	KeepAlivesSent, KeepAliveRetries, RepliesAbsorbed, ACKsAbsorbed, PingsAnswered uint64
-	// SoftwareKeepAlives counts the keep-alives the host sent on its
-	// own wakes.
+	// SoftwareKeepAlives counts the keep-alives the host sent itself
+	// while awake (host.Stats.KeepAlives).
 	SoftwareKeepAlives uint64
 	// EnergyMJ is the host's energy estimate over the run; SoftwareOnlyMJ
 	// the same timeline on a host without hardware slots.
@@ -143,7 +143,7 @@ func (s *Summary) Write(w io.Writer) error {
 	fmt.Fprintf(&b, "nic wake events: %s\n", orNone(strings.Join(nw, ", ")))
 	fmt.Fprintf(&b, "nic keep-alives: %d sent, %d retried, %d replies absorbed, %d server Pings answered; host woken by them: %d\n",
 		s.KeepAlivesSent, s.KeepAliveRetries, s.RepliesAbsorbed, s.PingsAnswered, s.HostWakes[host.WakeKeepAliveTimeout.String()]+uint64(len(s.Unexplained)))
-	fmt.Fprintf(&b, "host software keep-alives: %d; frames held for software channels without a wake: %d\n", s.SoftwareKeepAlives, s.Coalesced)
+	fmt.Fprintf(&b, "keep-alives sent by the host while awake: %d; frames held for software channels without a wake: %d\n", s.SoftwareKeepAlives, s.Coalesced)
 	for _, u := range s.Unexplained {
 		fmt.Fprintf(&b, "unexplained wake: %s\n", u)
 	}

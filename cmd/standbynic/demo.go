@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"io"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/standbynic/standbynic/internal/demo"
@@ -40,6 +42,10 @@ Exit codes: 0 every push delivered, 1 a push lost or a failure, 2 bad flags.`)
 	if err := opts.Validate(); err != nil {
 		return usageError(fs, "%v", err)
 	}
+	// `standbynic demo | head` must not kill the demo on its next line
+	// (SIGPIPE) with its namespaces and veths still up: the timeline's
+	// writes fail instead, and the run ends and cleans up as usual.
+	signal.Ignore(syscall.SIGPIPE)
 	argv := append([]string{"demo"}, args...)
 	if opts.OutDir == "" {
 		// A re-run in a user namespace writes to the same folder.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/standbynic/standbynic/bench"
 )
@@ -26,6 +28,8 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, args []string) int 
 	if code, done := parse(fs, args); done {
 		return code
 	}
+	// As for the demo: a closed stdout must not kill a run whose lab is up.
+	signal.Ignore(syscall.SIGPIPE)
 	cfg := &bench.Config{Quick: *quick, Runs: *runs, Command: "standbynic bench " + strings.Join(args, " "), Log: stderr}
 	if *only != "" {
 		for _, id := range strings.Split(*only, ",") {

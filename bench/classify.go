@@ -159,7 +159,7 @@ func runClassify(ctx context.Context, e *env, s *Scenario) error {
 	s.Notes = append(s.Notes,
 		fmt.Sprintf("each run classifies %d IPv4 keep-alive ACKs (with timestamps) cycling over %d frames that each match one of the connection patterns; time per frame includes decoding", k, connSetFrames),
 		"gopacket rows: decode, then look the 4-tuple up in a Go map of the patterns (what a user of gopacket would write)",
-		fmt.Sprintf("BPF rows: the program wakepattern.CompileBPF builds for the same patterns (a superset filter: beyond 4096 instructions it degrades to a coarser precision, listed below); the kernel rows time the whole path — sendmmsg on one end of a veth, the filter, the TPACKET_V3 ring, the reader — with at most %d frames in flight, so they include what the userspace rows do not", pumpWindow),
+		fmt.Sprintf("BPF rows: the program wakepattern.CompileBPF builds for the same patterns (a superset filter: beyond 4096 instructions it degrades to a coarser precision, listed below); the kernel rows time the whole path — sendmmsg on one end of a veth, the filter, the TPACKET_V3 ring, the reader — with at most %d frames in flight, so they include what the userspace rows do not", e.window()),
 		"baseline: "+implDLP,
 	)
 	var sets []*connSet

@@ -74,7 +74,7 @@ func classifyKernelSets(ctx context.Context, e *env, s *Scenario, sets []*connSe
 				var rate float64
 				err := retryLost(retries, func() error {
 					var err error
-					rate, err = pump(ctx, src, cs.frames, k, count.Load)
+					rate, err = pump(ctx, src, cs.frames, k, e.window(), count.Load)
 					return err
 				})
 				if err != nil {

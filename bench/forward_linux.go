@@ -18,7 +18,7 @@ func runForward(ctx context.Context, e *env, s *Scenario) error {
 	n := pick(e, 20_000, 200_000)
 	tcpBytes := pick(e, 8<<20, 64<<20)
 	s.Notes = append(s.Notes,
-		fmt.Sprintf("frames: %d 60-byte frames per run (local experimental EtherType 0x88b5, so no protocol stack touches them) from srv0 through the nic namespace to a TPACKET_V3 counter on host0, at most %d in flight", n, pumpWindow),
+		fmt.Sprintf("frames: %d 60-byte frames per run (local experimental EtherType 0x88b5, so no protocol stack touches them) from srv0 through the nic namespace to a TPACKET_V3 counter on host0, at most %d in flight", n, e.window()),
 		fmt.Sprintf("TCP: one connection from host to srv (Go net, default socket options, MTU 1500, veth offloads off) writes %d MiB per run; the time runs from the first write to the last byte read at srv", tcpBytes>>20),
 		"standbynic: the device in D0 (AF_PACKET ports on wire0 and hport0, forwarding both ways); baseline: a Linux bridge created with vishvananda/netlink in the nic namespace, enslaving the same two veths, after the device is closed",
 		"baseline: "+implBridge,
@@ -73,7 +73,7 @@ func runForward(ctx context.Context, e *env, s *Scenario) error {
 		var rate float64
 		err = retryLost(&retries, func() error {
 			var err error
-			rate, err = pump(ctx, src, frames, n, count.Load)
+			rate, err = pump(ctx, src, frames, n, e.window(), count.Load)
 			return err
 		})
 		sink.Close()

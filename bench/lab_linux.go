@@ -110,9 +110,9 @@ func pinSender(s *Scenario, fn func() error) error {
 const stallWait = time.Second
 
 // pump sends n frames from p (cycling over frames), keeping at most
-// pumpWindow of them ahead of done(), and waits until done() has counted
+// window of them ahead of done(), and waits until done() has counted
 // all n. It returns the frames per second done() saw.
-func pump(ctx context.Context, p nic.Port, frames [][]byte, n int, done func() uint64) (float64, error) {
+func pump(ctx context.Context, p nic.Port, frames [][]byte, n, window int, done func() uint64) (float64, error) {
 	batch := make([][]byte, pumpBatch)
 	base := done()
 	start := time.Now()
@@ -133,7 +133,7 @@ func pump(ctx context.Context, p nic.Port, frames [][]byte, n int, done func() u
 	for sent < n {
 		for spins := 0; ; spins++ {
 			v := done()
-			if uint64(sent)-(v-base) <= pumpWindow {
+			if uint64(sent)-(v-base) <= uint64(window) {
 				break
 			}
 			if spins&255 == 255 {

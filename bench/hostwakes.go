@@ -78,15 +78,7 @@ func simulateHostWakes(channels, hw int, coalesce bool, d time.Duration, seed ui
 			return wakeSim{}, fmt.Errorf("plan %s: %w", c.req.Channel, err)
 		}
 	}
-	now := time.Duration(0)
-	for {
-		at, _ := planner.NextWake(now)
-		if at < 0 || at >= d {
-			break
-		}
-		planner.Wake(at)
-		now = at
-	}
+	planner.RunUntil(0, d)
 	c := planner.Counters()
 	if c.Late != 0 {
 		return wakeSim{}, fmt.Errorf("%d keep-alives late", c.Late)

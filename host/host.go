@@ -234,16 +234,9 @@ func (h *Host) statsLocked() Stats {
 // advanceShadowLocked runs the all-software planner up to now: while the
 // host sleeps, each of its wakes counts.
 func (h *Host) advanceShadowLocked(now time.Duration) {
-	for {
-		at, served := h.shadow.NextWake(h.shadowAt)
-		if len(served) == 0 || at > now {
-			break
-		}
-		h.shadow.Wake(at)
-		if h.shadowOn {
-			h.stats.SoftwareOnlyWakes++
-		}
-		h.shadowAt = at
+	wakes, _ := h.shadow.RunUntil(h.shadowAt, now+1) // wakes at now included
+	if h.shadowOn {
+		h.stats.SoftwareOnlyWakes += uint64(wakes)
 	}
 	h.shadowAt = max(h.shadowAt, now)
 }

@@ -194,5 +194,21 @@ func (p *Planner) Wake(at time.Duration) []string {
 	return served
 }
 
+// RunUntil makes every wake the planner asks for from from until before
+// end, as a host that wakes for nothing else would, and returns how many
+// it made and when the last one was (from when none).
+func (p *Planner) RunUntil(from, end time.Duration) (wakes int, last time.Duration) {
+	last = from
+	for {
+		at, served := p.NextWake(last)
+		if len(served) == 0 || at >= end {
+			return wakes, last
+		}
+		p.Wake(at)
+		wakes++
+		last = at
+	}
+}
+
 // Counters returns the planner's books.
 func (p *Planner) Counters() PlannerCounters { return p.counters }

@@ -273,3 +273,29 @@ func TestPlannerDue(t *testing.T) {
 		t.Errorf("Due after wake, touch and remove (-want +got):\n%s", diff)
 	}
 }
+
+func TestPlannerRunUntil(t *testing.T) {
+	p, err := NewPlanner(&PlannerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, last := p.RunUntil(5*time.Second, time.Hour); n != 0 || last != 5*time.Second {
+		t.Errorf("empty planner: RunUntil = %d, %v; want 0, 5s", n, last)
+	}
+	if err := p.Add("a", 10*time.Second, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n, last := p.RunUntil(0, 35*time.Second); n != 3 || last != 30*time.Second {
+		t.Errorf("RunUntil(0, 35s) = %d, %v; want 3 wakes, the last at 30s", n, last)
+	}
+	// end is exclusive: the wake due at 40s is not made before 40s.
+	if n, last := p.RunUntil(30*time.Second, 40*time.Second); n != 0 || last != 30*time.Second {
+		t.Errorf("RunUntil(30s, 40s) = %d, %v; want 0, 30s", n, last)
+	}
+	if n, last := p.RunUntil(30*time.Second, 40*time.Second+1); n != 1 || last != 40*time.Second {
+		t.Errorf("RunUntil(30s, 40s+1ns) = %d, %v; want 1, 40s", n, last)
+	}
+	if c := p.Counters(); c.Wakes != 4 || c.KeepAlives != 4 || c.Late != 0 {
+		t.Errorf("counters %+v, want 4 wakes and keep-alives, none late", c)
+	}
+}

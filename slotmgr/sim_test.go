@@ -68,15 +68,7 @@ func simulateWakes(tb testing.TB, hw int, coalesce bool, d time.Duration) simRes
 			tb.Fatal(err)
 		}
 	}
-	now := time.Duration(0)
-	for {
-		at, _ := planner.NextWake(now)
-		if at < 0 || at >= d {
-			break
-		}
-		planner.Wake(at)
-		now = at
-	}
+	planner.RunUntil(0, d)
 	c := planner.Counters()
 	if c.Late != 0 {
 		tb.Fatalf("%d late keep-alives", c.Late)

@@ -644,20 +644,25 @@ func (c *conn) serveTCP() error {
 		if err != nil {
 			return err
 		}
-		text := strings.TrimSuffix(string(l), "\n")
-		if first {
-			name, ok := strings.CutPrefix(text, "hello ")
-			if !ok {
-				return fmt.Errorf("bad hello %q", text)
-			}
-			if err := c.s.hello(c, name); err != nil {
-				return err
-			}
-			first = false
-			continue
+		if err := c.received(strings.TrimSuffix(string(l), "\n"), &first); err != nil {
+			return err
 		}
-		c.s.line(c, text)
 	}
+}
+
+// received handles one line from the client: the first must be
+// "hello <name>", the others go to the server.
+func (c *conn) received(text string, first *bool) error {
+	if !*first {
+		c.s.line(c, text)
+		return nil
+	}
+	name, ok := strings.CutPrefix(text, "hello ")
+	if !ok {
+		return fmt.Errorf("bad hello %q", text)
+	}
+	*first = false
+	return c.s.hello(c, name)
 }
 
 // hijacker hands gorilla's Upgrade the recording connection.
@@ -715,19 +720,9 @@ func (c *conn) serveWS() error {
 		if typ != websocket.TextMessage {
 			continue
 		}
-		text := string(msg)
-		if first {
-			name, ok := strings.CutPrefix(text, "hello ")
-			if !ok {
-				return fmt.Errorf("bad hello %q", text)
-			}
-			if err := c.s.hello(c, name); err != nil {
-				return err
-			}
-			first = false
-			continue
+		if err := c.received(string(msg), &first); err != nil {
+			return err
 		}
-		c.s.line(c, text)
 	}
 }
 

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
 	"golang.org/x/net/bpf"
 
+	"github.com/standbynic/standbynic/internal/gopacketref"
 	wp "github.com/standbynic/standbynic/wakepattern"
 )
 
@@ -32,12 +30,6 @@ type classifier struct {
 	run  func(frames [][]byte, k int) error
 }
 
-// fourTuple is the map key a gopacket user writes.
-type fourTuple struct {
-	src, dst         netip.Addr
-	srcPort, dstPort uint16
-}
-
 var errNoMatch = errors.New("a matching frame was not classified as such")
 
 func classifiers(cs *connSet) ([]classifier, string, error) {
@@ -45,9 +37,9 @@ func classifiers(cs *connSet) ([]classifier, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("compile matcher: %w", err)
 	}
-	conns := make(map[fourTuple]int, cs.n)
+	conns := make(map[gopacketref.Key]int, cs.n)
 	for i, p := range cs.patterns {
-		conns[fourTuple{p.Conn.Remote.Addr(), p.Conn.Local.Addr(), p.Conn.Remote.Port(), p.Conn.Local.Port()}] = i
+		conns[gopacketref.Key{Src: p.Conn.Remote.Addr(), Dst: p.Conn.Local.Addr(), SrcPort: p.Conn.Remote.Port(), DstPort: p.Conn.Local.Port()}] = i
 	}
 	// The VM knows no ancillary loads: the program reads VLAN tags inline.
 	prog, err := wp.BuildBPF(cs.patterns, wp.BPFOptions{})
@@ -61,18 +53,10 @@ func classifiers(cs *connSet) ([]classifier, string, error) {
 	level := fmt.Sprintf("%d patterns: BPF program of %d instructions, precision %s", cs.n, len(prog.Instructions), prog.Level)
 
 	var (
-		f       wp.Frame
-		r       wp.Result
-		eth     layers.Ethernet
-		dot1q   layers.Dot1Q
-		ip4     layers.IPv4
-		ip6     layers.IPv6
-		tcp     layers.TCP
-		payload gopacket.Payload
+		f wp.Frame
+		r wp.Result
 	)
-	parser := gopacket.NewDecodingLayerParser(layers.LayerTypeEthernet, &eth, &dot1q, &ip4, &ip6, &tcp, &payload)
-	parser.IgnoreUnsupported = true
-	decoded := make([]gopacket.LayerType, 0, 8)
+	parser := gopacketref.NewParser()
 
 	return []classifier{
 		{implMatcher, func(frames [][]byte, k int) error {
@@ -85,23 +69,10 @@ func classifiers(cs *connSet) ([]classifier, string, error) {
 		}},
 		{implNewPacket, func(frames [][]byte, k int) error {
 			for i := range k {
-				pkt := gopacket.NewPacket(frames[i%len(frames)], layers.LayerTypeEthernet, gopacket.Default)
-				var key fourTuple
-				if l := pkt.Layer(layers.LayerTypeIPv4); l != nil {
-					ip := l.(*layers.IPv4)
-					key.src, _ = netip.AddrFromSlice(ip.SrcIP)
-					key.dst, _ = netip.AddrFromSlice(ip.DstIP)
-				} else if l := pkt.Layer(layers.LayerTypeIPv6); l != nil {
-					ip := l.(*layers.IPv6)
-					key.src, _ = netip.AddrFromSlice(ip.SrcIP)
-					key.dst, _ = netip.AddrFromSlice(ip.DstIP)
-				}
-				l := pkt.Layer(layers.LayerTypeTCP)
-				if l == nil {
+				key, ok := gopacketref.NewPacketKey(frames[i%len(frames)])
+				if !ok {
 					return errNoMatch
 				}
-				t := l.(*layers.TCP)
-				key.srcPort, key.dstPort = uint16(t.SrcPort), uint16(t.DstPort)
 				if _, ok := conns[key]; !ok {
 					return errNoMatch
 				}
@@ -110,23 +81,10 @@ func classifiers(cs *connSet) ([]classifier, string, error) {
 		}},
 		{implDLP, func(frames [][]byte, k int) error {
 			for i := range k {
-				if err := parser.DecodeLayers(frames[i%len(frames)], &decoded); err != nil {
+				var key gopacketref.Key
+				isTCP, err := parser.Key(frames[i%len(frames)], &key)
+				if err != nil {
 					return fmt.Errorf("decode: %w", err)
-				}
-				var key fourTuple
-				var isTCP bool
-				for _, lt := range decoded {
-					switch lt {
-					case layers.LayerTypeIPv4:
-						key.src = netip.AddrFrom4([4]byte(ip4.SrcIP))
-						key.dst = netip.AddrFrom4([4]byte(ip4.DstIP))
-					case layers.LayerTypeIPv6:
-						key.src = netip.AddrFrom16([16]byte(ip6.SrcIP))
-						key.dst = netip.AddrFrom16([16]byte(ip6.DstIP))
-					case layers.LayerTypeTCP:
-						key.srcPort, key.dstPort = uint16(tcp.SrcPort), uint16(tcp.DstPort)
-						isTCP = true
-					}
 				}
 				if _, ok := conns[key]; !ok || !isTCP {
 					return errNoMatch

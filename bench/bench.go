@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/standbynic/standbynic/internal/pktpump"
 )
 
 // MinRuns is the fewest runs per row: every table row is a median of at
@@ -65,27 +67,13 @@ var scenarios = []scenarioDef{
 	{"hostwakes", "6. Host wakes per hour and estimated energy", runHostWakes, 40 * time.Second},
 }
 
-// Flow control of the senders: frames in flight stay within what the
-// receive ring holds whatever the pace, so nothing is lost and a rate is a
-// rate with zero drops, and above what one ring block holds at full pace,
-// or the sender would wait for the ring's 1 ms block timeout to hand each
-// block over and the rate would be the timeout's, not the receiver's.
-// A TPACKET_V3 block holds about 900 short frames when frames come fast,
-// but the kernel retires it after 1 ms however few it holds: a starved
-// sender (the race detector, parallel tests) that gets one batch of 64 out
-// per millisecond fills the 64-block ring with 4096 frames. 2048 frames in
-// flight are two blocks and more at full pace, and half the ring at that
-// worst pace. A quick run (CI: the race detector, tests in parallel) keeps
-// 512, a quarter of that: its figures are not compared, and a window of
-// 8192 lost frames there.
-const (
-	pumpWindow      = 2048
-	pumpWindowQuick = 512
-	pumpBatch       = 64
-)
+// The senders' window (internal/pktpump): a quick run (CI: the race
+// detector, tests in parallel) keeps 512, a quarter of pktpump.Window:
+// its figures are not compared.
+const pumpWindowQuick = 512
 
 // window is the senders' window of this run.
-func (e *env) window() int { return pick(e, pumpWindowQuick, pumpWindow) }
+func (e *env) window() int { return pick(e, pumpWindowQuick, pktpump.Window) }
 
 // Scenarios returns the IDs of the scenarios in the order Run runs them.
 func Scenarios() []string {

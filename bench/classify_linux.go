@@ -8,6 +8,7 @@ import (
 	"golang.org/x/net/bpf"
 
 	"github.com/standbynic/standbynic/internal/netlab"
+	"github.com/standbynic/standbynic/internal/pktpump"
 	"github.com/standbynic/standbynic/nic"
 	wp "github.com/standbynic/standbynic/wakepattern"
 )
@@ -32,7 +33,7 @@ func classifyKernel(ctx context.Context, e *env, s *Scenario, sets []*connSet, a
 	}
 	var count atomic.Uint64
 	done := make(chan struct{})
-	go countLoop(dst, &count, done)
+	go pktpump.CountLoop(dst, &count, done)
 	defer func() { dst.Close(); <-done }()
 
 	k := pick(e, 10_000, 100_000)
@@ -74,7 +75,7 @@ func classifyKernelSets(ctx context.Context, e *env, s *Scenario, sets []*connSe
 				var rate float64
 				err := retryLost(retries, func() error {
 					var err error
-					rate, err = pump(ctx, src, cs.frames, k, e.window(), count.Load)
+					rate, err = pktpump.Pump(ctx, src, cs.frames, k, e.window(), stallWait, count.Load)
 					return err
 				})
 				if err != nil {

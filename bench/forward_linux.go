@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/standbynic/standbynic/internal/netlab"
+	"github.com/standbynic/standbynic/internal/pktpump"
 )
 
 func runForward(ctx context.Context, e *env, s *Scenario) error {
@@ -69,11 +70,11 @@ func runForward(ctx context.Context, e *env, s *Scenario) error {
 		}
 		var count atomic.Uint64
 		done := make(chan struct{})
-		go countLoop(sink, &count, done)
+		go pktpump.CountLoop(sink, &count, done)
 		var rate float64
 		err = retryLost(&retries, func() error {
 			var err error
-			rate, err = pump(ctx, src, frames, n, e.window(), count.Load)
+			rate, err = pktpump.Pump(ctx, src, frames, n, e.window(), stallWait, count.Load)
 			return err
 		})
 		sink.Close()
@@ -145,7 +146,7 @@ func waitBridge(ctx context.Context, l *netlab.Lab, src interface{ WriteBatch([]
 	}
 	var count atomic.Uint64
 	done := make(chan struct{})
-	go countLoop(sink, &count, done)
+	go pktpump.CountLoop(sink, &count, done)
 	defer func() { sink.Close(); <-done }()
 	deadline := time.Now().Add(10 * time.Second)
 	tick := time.NewTicker(10 * time.Millisecond)

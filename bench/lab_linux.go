@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/standbynic/standbynic/internal/cpupin"
 	"github.com/standbynic/standbynic/internal/netlab"
+	"github.com/standbynic/standbynic/internal/pktpump"
 	"github.com/standbynic/standbynic/nic"
 )
 
@@ -83,11 +83,9 @@ func labMACs(l *netlab.Lab) (host, srv [6]byte, err error) {
 	return [6]byte(hi.HardwareAddr), [6]byte(si.HardwareAddr), nil
 }
 
-// errFramesLost says frames stopped arriving before the count was
+// pktpump.ErrLost says frames stopped arriving before the count was
 // reached: lost outside the measured receiver (a veth backlog shared with
 // the rest of the machine), so the run is void and may be repeated.
-var errFramesLost = errors.New("frames lost on the way")
-
 // pinSender runs fn, which sends from the calling goroutine, with that
 // goroutine's thread alone on one CPU and every other thread of the
 // process on the others (internal/cpupin): on veth the receive path runs
@@ -105,91 +103,19 @@ func pinSender(s *Scenario, fn func() error) error {
 	return fn()
 }
 
-// stallWait is how long a pump waits without progress before it declares
-// the frames in flight lost.
+// stallWait is how long a sender waits for its receiver to count a frame
+// before it declares the frames in flight lost (and the run is repeated).
 const stallWait = time.Second
 
-// pump sends n frames from p (cycling over frames), keeping at most
-// window of them ahead of done(), and waits until done() has counted
-// all n. It returns the frames per second done() saw.
-func pump(ctx context.Context, p nic.Port, frames [][]byte, n, window int, done func() uint64) (float64, error) {
-	batch := make([][]byte, pumpBatch)
-	base := done()
-	start := time.Now()
-	last, lastAt := base, start
-	// progress reports whether done() moved within stallWait.
-	progress := func() (uint64, error) {
-		v := done()
-		if v != last {
-			last, lastAt = v, time.Now()
-			return v, nil
-		}
-		if time.Since(lastAt) > stallWait {
-			return v, fmt.Errorf("%w: %d of %d counted, none for %v", errFramesLost, v-base, n, stallWait)
-		}
-		return v, ctx.Err()
-	}
-	sent := 0
-	for sent < n {
-		for spins := 0; ; spins++ {
-			v := done()
-			if uint64(sent)-(v-base) <= uint64(window) {
-				break
-			}
-			if spins&255 == 255 {
-				if _, err := progress(); err != nil {
-					return 0, err
-				}
-			}
-			runtime.Gosched()
-		}
-		k := min(pumpBatch, n-sent)
-		for i := range k {
-			batch[i] = frames[(sent+i)%len(frames)]
-		}
-		w, err := p.WriteBatch(batch[:k])
-		if err != nil {
-			return 0, fmt.Errorf("send: %w", err)
-		}
-		sent += w
-	}
-	for spins := 0; done()-base < uint64(n); spins++ {
-		if spins&255 == 255 {
-			if _, err := progress(); err != nil {
-				return 0, err
-			}
-		}
-		runtime.Gosched()
-	}
-	return float64(n) / time.Since(start).Seconds(), nil
-}
-
-// retryLost runs fn up to three times while it fails with errFramesLost
+// retryLost runs fn up to three times while it fails with pktpump.ErrLost
 // and counts the retries in *retries.
 func retryLost(retries *int, fn func() error) error {
 	for attempt := 1; ; attempt++ {
 		err := fn()
-		if err == nil || !errors.Is(err, errFramesLost) || attempt == 3 {
+		if err == nil || !errors.Is(err, pktpump.ErrLost) || attempt == 3 {
 			return err
 		}
 		*retries++
-	}
-}
-
-// countLoop reads p until it is closed, counting frames: the plain
-// TPACKET receive loop.
-func countLoop(p nic.Port, count *atomic.Uint64, done chan<- struct{}) {
-	defer close(done)
-	pkts := make([]nic.Packet, pumpBatch)
-	for i := range pkts {
-		pkts[i].Buf = make([]byte, 2048)
-	}
-	for {
-		n, err := p.ReadBatch(pkts)
-		if err != nil {
-			return
-		}
-		count.Add(uint64(n))
 	}
 }
 

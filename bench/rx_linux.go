@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/standbynic/standbynic/internal/netlab"
+	"github.com/standbynic/standbynic/internal/pktpump"
 	"github.com/standbynic/standbynic/nic"
 	"github.com/standbynic/standbynic/offload"
 	wp "github.com/standbynic/standbynic/wakepattern"
@@ -87,7 +88,7 @@ func waitCounter(dev *nic.Device, name string, want uint64) error {
 func runRx(ctx context.Context, e *env, s *Scenario) error {
 	n := pick(e, 20_000, 200_000)
 	s.Notes = append(s.Notes,
-		fmt.Sprintf("a sender on srv0 (AF_PACKET, sendmmsg in batches of %d) sends %d copies of the exact keep-alive reply (a pure ACK) of an armed slot per run to wire0 in the nic namespace, at most %d frames ahead of the receiver, so each rate is the rate with zero kernel drops (the drops are counted and shown)", pumpBatch, n, e.window()),
+		fmt.Sprintf("a sender on srv0 (AF_PACKET, sendmmsg in batches of %d) sends %d copies of the exact keep-alive reply (a pure ACK) of an armed slot per run to wire0 in the nic namespace, at most %d frames ahead of the receiver, so each rate is the rate with zero kernel drops (the drops are counted and shown)", pktpump.Batch, n, e.window()),
 		"standbynic: the device in D3 with one armed slot and its kernel prefilter, counted by d3_rx_absorbed (every frame is decoded, matched and classified by the offload engine); the baselines only count frames on the same veth: the plain TPACKET_V3 ring loop (nic.OpenPacketPort, ReadBatch) and a recvfrom loop on a plain AF_PACKET socket",
 		"only one receiver is open on wire0 at a time; the three alternate within each run, each going first in turn",
 		"baseline: "+implTPacket,
@@ -134,7 +135,7 @@ func runRx(ctx context.Context, e *env, s *Scenario) error {
 		}
 		base := counter(dev, "d3_rx_absorbed")
 		start := time.Now()
-		if _, err := pump(ctx, src, frames, n, e.window(), cp.n.Load); err != nil {
+		if _, err := pktpump.Pump(ctx, src, frames, n, e.window(), stallWait, cp.n.Load); err != nil {
 			return fmt.Errorf("%s: %w", implD3, err)
 		}
 		if err := waitCounter(dev, "d3_rx_absorbed", base+uint64(n)); err != nil {
@@ -151,8 +152,8 @@ func runRx(ctx context.Context, e *env, s *Scenario) error {
 		}
 		var count atomic.Uint64
 		done := make(chan struct{})
-		go countLoop(p, &count, done)
-		rate, err := pump(ctx, src, frames, n, e.window(), count.Load)
+		go pktpump.CountLoop(p, &count, done)
+		rate, err := pktpump.Pump(ctx, src, frames, n, e.window(), stallWait, count.Load)
 		dropsTP += p.Stats().RxDropped
 		p.Close()
 		<-done
@@ -171,7 +172,7 @@ func runRx(ctx context.Context, e *env, s *Scenario) error {
 		var stop atomic.Bool
 		done := make(chan struct{})
 		go r.loop(&count, &stop, done)
-		rate, err := pump(ctx, src, frames, n, e.window(), count.Load)
+		rate, err := pktpump.Pump(ctx, src, frames, n, e.window(), stallWait, count.Load)
 		stop.Store(true)
 		<-done
 		dropsRv += r.drops()

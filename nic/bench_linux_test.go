@@ -1,9 +1,9 @@
 package nic_test
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
-	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/standbynic/standbynic/internal/cpupin"
 	"github.com/standbynic/standbynic/internal/netlab"
+	"github.com/standbynic/standbynic/internal/pktpump"
 	"github.com/standbynic/standbynic/nic"
 	"github.com/standbynic/standbynic/offload"
 	wp "github.com/standbynic/standbynic/wakepattern"
@@ -24,15 +25,6 @@ import (
 // doing the same job. Run:
 //
 //	go test -run '^$' -bench 'BenchmarkIntegration' -benchtime 200000x ./nic/
-
-const (
-	// benchWindow is how many frames may be in flight: more than two ring
-	// blocks hold at full pace (about 900 short frames each), and at most
-	// half the ring when a starved sender gets only one batch into a block
-	// before its 1 ms timeout retires it (64 blocks × 64 frames).
-	benchWindow = 2048
-	benchBatch  = 64
-)
 
 func benchLab(b *testing.B) (*netlab.Lab, [6]byte, [6]byte) {
 	l := netlab.NewForTest(b, nil)
@@ -59,36 +51,19 @@ func benchOpen(b *testing.B, l *netlab.Lab, ns netlab.Namespace, link string) ni
 	return p
 }
 
-// pump sends n copies of frame from p, keeping at most benchWindow frames
-// ahead of done(), and waits for done() to reach n. It returns the frames
-// per second done() saw; what names the receiver in a failure.
+// benchStall is how long a benchmark's sender waits for its receiver to
+// count a frame before the benchmark fails.
+const benchStall = 10 * time.Second
+
+// pump sends n copies of frame from p through internal/pktpump and
+// returns the frames per second done() saw; what names the receiver in a
+// failure, which also lists the counters lossDiag gives.
 func pump(b *testing.B, what string, p nic.Port, frame []byte, n int, done func() uint64) float64 {
-	batch := make([][]byte, benchBatch)
-	for i := range batch {
-		batch[i] = frame
+	rate, err := pktpump.Pump(context.Background(), p, [][]byte{frame}, n, pktpump.Window, benchStall, done)
+	if err != nil {
+		b.Fatalf("%s: %v%s", what, err, lossDiag())
 	}
-	base := done()
-	start := time.Now()
-	sent := 0
-	for sent < n {
-		for int64(sent)-int64(done()-base) > benchWindow {
-			runtime.Gosched()
-		}
-		k := min(benchBatch, n-sent)
-		w, err := p.WriteBatch(batch[:k])
-		if err != nil {
-			b.Fatalf("send: %v", err)
-		}
-		sent += w
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for done()-base < uint64(n) {
-		if time.Now().After(deadline) {
-			b.Fatalf("%s: received %d of %d frames%s", what, done()-base, n, lossDiag())
-		}
-		runtime.Gosched()
-	}
-	return float64(n) / time.Since(start).Seconds()
+	return rate
 }
 
 // lossDiag is set by a benchmark to say where a lost frame may be (counters
@@ -111,23 +86,6 @@ func countersDiag(dev *nic.Device, ports ...nic.Port) func() string {
 			}
 		}
 		return sb.String()
-	}
-}
-
-// countLoop reads p until it is closed, counting frames: the plain
-// TPACKET receive loop the device is compared with.
-func countLoop(p nic.Port, count *atomic.Uint64, done chan<- struct{}) {
-	defer close(done)
-	pkts := make([]nic.Packet, benchBatch)
-	for i := range pkts {
-		pkts[i].Buf = make([]byte, 2048)
-	}
-	for {
-		n, err := p.ReadBatch(pkts)
-		if err != nil {
-			return
-		}
-		count.Add(uint64(n))
 	}
 }
 
@@ -194,7 +152,7 @@ func BenchmarkIntegrationD3Classify(b *testing.B) {
 		var count atomic.Uint64
 		base := benchOpen(b, l, netlab.NIC, netlab.WireLink)
 		done := make(chan struct{})
-		go countLoop(base, &count, done)
+		go pktpump.CountLoop(base, &count, done)
 		lossDiag = countersDiag(nil, base)
 		rate := pump(b, "plain TPACKET loop", src, frame, n, count.Load)
 		drops += base.Stats().RxDropped
@@ -275,7 +233,7 @@ func BenchmarkIntegrationPrefilterCost(b *testing.B) {
 			}
 		}
 		done := make(chan struct{})
-		go countLoop(p, &count, done)
+		go pktpump.CountLoop(p, &count, done)
 		lossDiag = countersDiag(nil, p)
 		rate := pump(b, "plain TPACKET loop", src, frame, n, count.Load)
 		p.Close()
@@ -310,7 +268,7 @@ func BenchmarkIntegrationD0Forward(b *testing.B) {
 	sink := benchOpen(b, l, netlab.Host, netlab.HostLink)
 	var count atomic.Uint64
 	done := make(chan struct{})
-	go countLoop(sink, &count, done)
+	go pktpump.CountLoop(sink, &count, done)
 	defer func() { sink.Close(); <-done }()
 	n := max(b.N/benchRounds, 10000)
 

@@ -330,6 +330,7 @@ func (d *Device) appendSlotCounters(out []Counter, se *slotEntry) []Counter {
 		{"pings_answered", c.PingsAnswered},
 		{"acks_sent", c.ACKsSent},
 		{"challenge_acks", c.ChallengeACKs},
+		{"peer_keepalives_answered", c.PeerKeepalivesAnswered},
 		{"dropped_out_of_window", c.DroppedOutOfWindow},
 		{"dropped_paws", c.DroppedPAWS},
 		{"dropped_bad_ack", c.DroppedBadACK},

@@ -248,7 +248,11 @@ func TestClassify(t *testing.T) {
 		{"RST in window, rate-limited", probeSpec(), []seg{{seq: rcv + 1, flags: rst}, {seq: rcv + 2, flags: rst}}, []Verdict{Answer, Drop}, 1, 0, StatusUnexpectedFlags},
 		{"RST out of window", probeSpec(), []seg{{seq: rcv - 1, flags: rst}}, []Verdict{Drop}, 0, 0, StatusBadSeq},
 		{"SYN", probeSpec(), []seg{{seq: rcv, flags: syn}}, []Verdict{Answer}, 1, 0, StatusUnexpectedFlags},
-		{"peer keep-alive probe", probeSpec(), []seg{ts(seg{seq: rcv - 1, ack: snd, flags: ack}), ts(seg{seq: rcv - 1, ack: snd, flags: ack, payload: []byte{0}})}, []Verdict{Answer, Drop}, 1, 0, StatusBadSeq},
+		{"peer keep-alive probe", probeSpec(), []seg{ts(seg{seq: rcv - 1, ack: snd, flags: ack})}, []Verdict{Answer}, 1, 0, StatusNormal},
+		{"peer keep-alive probe, one-byte form", mqttSpec(), []seg{ts(seg{seq: rcv - 1, ack: snd, flags: ack, payload: []byte{0}})}, []Verdict{Answer}, 1, 0, StatusNormal},
+		{"peer keep-alive probes, rate-limited", probeSpec(), []seg{ts(seg{seq: rcv - 1, ack: snd, flags: ack}), ts(seg{seq: rcv - 1, ack: snd, flags: ack, payload: []byte{0}})}, []Verdict{Answer, Drop}, 1, 0, StatusNormal},
+		{"probe-like segment acking unsent data", probeSpec(), []seg{ts(seg{seq: rcv - 1, ack: snd + 1, flags: ack})}, []Verdict{Answer}, 1, 0, StatusBadSeq},
+		{"probe-like segment with two bytes", probeSpec(), []seg{ts(seg{seq: rcv - 1, ack: snd, flags: ack, payload: []byte{0, 0}})}, []Verdict{Wake}, 0, ReasonData, StatusDataWaiting},
 		{"old duplicate", mqttSpec(), []seg{ts(seg{seq: rcv - 2, ack: snd, flags: flagsPSHACK, payload: []byte{0xd0, 0}})}, []Verdict{Answer}, 1, 0, StatusBadSeq},
 		{"beyond window", probeSpec(), []seg{ts(seg{seq: rcv + 65535<<2, ack: snd, flags: ack})}, []Verdict{Answer}, 1, 0, StatusBadSeq},
 		{"PAWS-old", probeSpec(), []seg{{seq: rcv, ack: snd, flags: ack, ts: true, tsval: 41}}, []Verdict{Answer}, 1, 0, StatusBadSeq},
@@ -336,6 +340,42 @@ func TestDupACKRateLimit(t *testing.T) {
 	_, _, c, _ := e.State(1)
 	if c.DroppedOutOfWindow != 6 || c.ACKsSent != 3 {
 		t.Errorf("counters %+v", c)
+	}
+}
+
+// TestPeerKeepAliveAnswered: the peer's own TCP keep-alive probes (a
+// Linux peer with SO_KEEPALIVE) are answered with the ACK its stack
+// expects, one per probe, and counted as such: not as out-of-window
+// drops, and the slot's status stays normal (issue 11).
+func TestPeerKeepAliveAnswered(t *testing.T) {
+	e, clk := newTest(t, nil)
+	out := &recorder{t: t, clock: clk}
+	snap := snap4()
+	if err := e.Arm(1, snap, probeSpec()); err != nil {
+		t.Fatal(err)
+	}
+	probe := peerFrame(t, snap, seg{seq: snap.RcvNxt - 1, ack: snap.SndNxt, flags: flagsACK})
+	for i := range 3 {
+		clk.t = time.Duration(i+1) * time.Second
+		if v := e.Receive(1, probe, out); v != Answer {
+			t.Fatalf("probe %d: verdict %v, want Answer", i, v)
+		}
+	}
+	_, status, c, _ := e.State(1)
+	if status != StatusNormal {
+		t.Errorf("status %v, want normal", status)
+	}
+	if c.PeerKeepalivesAnswered != 3 || c.DroppedOutOfWindow != 0 || c.ACKsSent != 0 {
+		t.Errorf("counters: peer keep-alives answered %d (want 3), dropped out of window %d (want 0), ACKs sent %d (want 0)",
+			c.PeerKeepalivesAnswered, c.DroppedOutOfWindow, c.ACKsSent)
+	}
+	if len(out.sent) != 3 {
+		t.Fatalf("sent %d frames, want 3", len(out.sent))
+	}
+	for _, f := range out.sent {
+		if f.Seq != snap.SndNxt || f.Ack != snap.RcvNxt || len(f.Payload) != 0 {
+			t.Errorf("answer seq %d ack %d len %d, want seq %d ack %d len 0", f.Seq, f.Ack, len(f.Payload), snap.SndNxt, snap.RcvNxt)
+		}
 	}
 }
 

@@ -16,9 +16,12 @@ import (
 //     rate-limited challenge ACK; outside → Drop.
 //  2. SYN → rate-limited challenge ACK.
 //  3. PAWS: TSval older than TS.Recent → Drop (and a rate-limited ACK).
-//  4. Sequence not acceptable (outside the window, old duplicates, the
-//     peer's own keep-alive probes) → Drop with at most one ACK per
-//     Config.ACKInterval.
+//  4. Sequence not acceptable: the peer's own keep-alive probe (SEQ =
+//     RCV.NXT−1, at most one byte, ACK = SND.NXT) → Answer with the ACK
+//     its stack expects, counted as PeerKeepalivesAnswered, status
+//     unchanged; anything else (outside the window, old duplicates) →
+//     Drop with at most one ACK per Config.ACKInterval. Both answers
+//     share that rate limit, as Linux's tcp_invalid_ratelimit.
 //  5. No ACK flag → Drop; ACK of unsent data or too old → Drop with a
 //     rate-limited ACK.
 //  6. At RCV.NXT: a pure ACK is absorbed (the exact keep-alive ACK, SEQ =
@@ -76,6 +79,17 @@ func (e *Engine) Receive(id SlotID, f *wakepattern.Frame, out Output) Verdict {
 		segLen++
 	}
 	if !s.acceptable(seq, segLen) {
+		if s.peerKeepAlive(f, seq) {
+			// The peer's own RFC 1122 keep-alive: answered with the
+			// ACK its stack expects (SEQ = SND.NXT, ACK = RCV.NXT), as
+			// the host's kernel would; the connection is healthy.
+			if e.dupACK(s, now, out) == Drop {
+				return Drop // rate-limited, as Linux limits its answers
+			}
+			s.counters.ACKsSent--
+			s.counters.PeerKeepalivesAnswered++
+			return Answer
+		}
 		s.status = StatusBadSeq
 		s.counters.DroppedOutOfWindow++
 		return e.dupACK(s, now, out)
@@ -127,6 +141,16 @@ func (e *Engine) Receive(id SlotID, f *wakepattern.Frame, out Output) Verdict {
 		return e.payloadReply(s, i, f, data, now, out)
 	}
 	return e.wsReply(s, i, f, data, now, out)
+}
+
+// peerKeepAlive reports whether f, which is not acceptable at seq, is the
+// peer's RFC 1122 keep-alive probe: an ACK of exactly what the slot sent
+// (SND.NXT) with SEQ = RCV.NXT−1 and no more than one garbage byte, no
+// FIN.
+func (s *slot) peerKeepAlive(f *wakepattern.Frame, seq uint32) bool {
+	return seq == s.rcvNxt-1 && f.PayloadLen <= 1 &&
+		f.TCPFlags&(wakepattern.TCPFlagFIN|wakepattern.TCPFlagSYN|wakepattern.TCPFlagRST) == 0 &&
+		f.TCPFlags&wakepattern.TCPFlagACK != 0 && f.Ack == s.sndNxt
 }
 
 // owns reports whether f is a segment of s's connection from the peer.

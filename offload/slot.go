@@ -69,19 +69,23 @@ func (s Status) String() string {
 
 // Counters are the per-slot counters.
 type Counters struct {
-	KeepalivesSent     uint64 `json:"keepalives_sent"`       // first keep-alive of each cycle
-	Retries            uint64 `json:"retries"`               // keep-alives re-sent for lack of a reply
-	RepliesAbsorbed    uint64 `json:"replies_absorbed"`      // exact keep-alive ACKs and expected replies
-	ACKsAbsorbed       uint64 `json:"acks_absorbed"`         // other acceptable pure ACKs
-	PingsAnswered      uint64 `json:"pings_answered"`        // WebSocket Pings answered with a Pong
-	ACKsSent           uint64 `json:"acks_sent"`             // ACKs of absorbed bytes and duplicate ACKs
-	ChallengeACKs      uint64 `json:"challenge_acks"`        // RFC 5961 challenge ACKs
-	DroppedOutOfWindow uint64 `json:"dropped_out_of_window"` // outside the window or old duplicates
-	DroppedPAWS        uint64 `json:"dropped_paws"`          // PAWS-old timestamps
-	DroppedBadACK      uint64 `json:"dropped_bad_ack"`       // unacceptable acknowledgment numbers
-	DroppedOther       uint64 `json:"dropped_other"`         // malformed, no ACK flag, not this connection
-	Buffered           uint64 `json:"buffered"`              // segments held as partial WebSocket frames
-	Transitions        uint64 `json:"transitions"`           // state changes
+	KeepalivesSent  uint64 `json:"keepalives_sent"`  // first keep-alive of each cycle
+	Retries         uint64 `json:"retries"`          // keep-alives re-sent for lack of a reply
+	RepliesAbsorbed uint64 `json:"replies_absorbed"` // exact keep-alive ACKs and expected replies
+	ACKsAbsorbed    uint64 `json:"acks_absorbed"`    // other acceptable pure ACKs
+	PingsAnswered   uint64 `json:"pings_answered"`   // WebSocket Pings answered with a Pong
+	ACKsSent        uint64 `json:"acks_sent"`        // ACKs of absorbed bytes and duplicate ACKs
+	ChallengeACKs   uint64 `json:"challenge_acks"`   // RFC 5961 challenge ACKs
+	// PeerKeepalivesAnswered counts the peer's own TCP keep-alive probes
+	// (SEQ = RCV.NXT−1) answered with an ACK; they are not counted in
+	// ACKsSent nor as dropped.
+	PeerKeepalivesAnswered uint64 `json:"peer_keepalives_answered"`
+	DroppedOutOfWindow     uint64 `json:"dropped_out_of_window"` // outside the window or old duplicates
+	DroppedPAWS            uint64 `json:"dropped_paws"`          // PAWS-old timestamps
+	DroppedBadACK          uint64 `json:"dropped_bad_ack"`       // unacceptable acknowledgment numbers
+	DroppedOther           uint64 `json:"dropped_other"`         // malformed, no ACK flag, not this connection
+	Buffered               uint64 `json:"buffered"`              // segments held as partial WebSocket frames
+	Transitions            uint64 `json:"transitions"`           // state changes
 }
 
 // Entry is one record of the books: Len stream bytes starting at sequence

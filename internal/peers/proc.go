@@ -52,7 +52,7 @@ type Proc struct {
 	// Stdin is the process's standard input when started with one.
 	stdin io.WriteCloser
 	done  chan struct{}
-	err  error
+	err   error
 }
 
 // start runs path with args in ns, its working directory dir, and

@@ -12,6 +12,11 @@ import (
 // the NIC, and as the NIC transmits them), each direction with its own
 // generator seeded from Seed, so a run is reproducible for a seed and a
 // frame sequence. The zero value injects nothing.
+//
+// The wire is faithful unless told otherwise: delay and jitter keep the
+// frames in the order they came (first in, first out, as a real link
+// does); reordering happens only when Reorder asks for it, and is counted
+// (fault_reordered).
 type Faults struct {
 	// Seed seeds the PCG generators (math/rand/v2).
 	Seed uint64
@@ -22,12 +27,19 @@ type Faults struct {
 	// Duplicate is the probability that a frame is sent twice.
 	Duplicate float64
 	// Reorder is the probability that a frame is held back and sent after
-	// the next one (or after ReorderHold when no next frame comes).
+	// the ReorderDepth frames that follow it (or after ReorderHold when
+	// they do not come).
 	Reorder float64
-	// ReorderHold bounds how long a reordered frame waits for a successor
-	// (default 10 ms).
+	// ReorderDepth is how many later frames overtake a reordered frame
+	// (1–MaxReorderDepth, default 1: it swaps with the next one).
+	ReorderDepth int
+	// ReorderHold bounds how long a reordered frame waits for its
+	// successors, on top of its delay (default 10 ms).
 	ReorderHold time.Duration
-	// Delay delays every frame by Delay ± Jitter (uniform, never below 0).
+	// Delay delays every frame by Delay ± Jitter (uniform, never below 0),
+	// first in, first out: a frame whose draw would have it leave before
+	// the frame ahead of it leaves right after that one, so jitter
+	// spreads the gaps between frames but never reorders them.
 	Delay  time.Duration
 	Jitter time.Duration
 	// QueueLen bounds the frames held for delay or reordering per direction
@@ -36,10 +48,13 @@ type Faults struct {
 	QueueLen int
 }
 
+// Fault limits and defaults.
 const (
 	defaultFaultQueue  = 256
 	maxFaultQueue      = 1 << 16
 	defaultReorderHold = 10 * time.Millisecond
+	// MaxReorderDepth is the most frames that may overtake a reordered one.
+	MaxReorderDepth = 64
 )
 
 // Enabled reports whether any fault is configured.
@@ -71,6 +86,12 @@ func (f Faults) normalize() (Faults, error) {
 	if f.QueueLen < 1 || f.QueueLen > maxFaultQueue {
 		return f, limitError("faults queue length", f.QueueLen, fmt.Sprintf("must be 1–%d", maxFaultQueue))
 	}
+	if f.ReorderDepth == 0 {
+		f.ReorderDepth = 1
+	}
+	if f.ReorderDepth < 1 || f.ReorderDepth > MaxReorderDepth {
+		return f, limitError("faults reorder depth", f.ReorderDepth, fmt.Sprintf("must be 1–%d frames", MaxReorderDepth))
+	}
 	if f.ReorderHold == 0 {
 		f.ReorderHold = defaultReorderHold
 	}
@@ -79,23 +100,33 @@ func (f Faults) normalize() (Faults, error) {
 
 // heldFrame is a frame waiting in a fault queue.
 type heldFrame struct {
-	due       time.Duration
-	seq       uint64
-	afterNext bool // reordered: release after the next frame goes out
+	// due is when the frame leaves: a delayed frame at the latest of its
+	// draw and the frame ahead of it; a reordered frame when its hold
+	// runs out, or as soon as behind reaches 0.
+	due time.Duration
+	// reordered frames wait for behind more frames, arrived after them,
+	// to leave first.
+	reordered bool
+	behind    int
 	buf       []byte
 }
 
 // faultDir injects faults into one direction. Frames leave through send,
 // which is called with mu held (send must not re-enter this faultDir).
+//
+// The queue q is in arrival order. Frames that are not reordered leave
+// from it in that order (their due times never decrease: lastDue); a
+// reordered frame stays in place until behind later frames have left or
+// its hold ends.
 type faultDir struct {
-	mu   sync.Mutex
-	cfg  Faults
-	rng  *rand.Rand
-	q    []heldFrame // len == number held; cap == QueueLen
-	free [][]byte    // recycled buffers
-	seq  uint64
-	cnt  *counters
-	send func([]byte)
+	mu      sync.Mutex
+	cfg     Faults
+	rng     *rand.Rand
+	q       []heldFrame // len == number held; cap == QueueLen
+	free    [][]byte    // recycled buffers
+	lastDue time.Duration
+	cnt     *counters
+	send    func([]byte)
 }
 
 func newFaultDir(cfg Faults, stream uint64, cnt *counters, send func([]byte)) *faultDir {
@@ -127,36 +158,43 @@ func (f *faultDir) apply(frame []byte, now time.Duration) {
 		copies = 2
 		f.cnt.inc(cFaultDuplicated)
 	}
+	delayed := f.cfg.Delay > 0 || f.cfg.Jitter > 0
+	d := f.cfg.Delay
+	if f.cfg.Jitter > 0 {
+		d += time.Duration(f.rng.Int64N(int64(2*f.cfg.Jitter)+1)) - f.cfg.Jitter
+	}
+	d = max(d, 0)
 	if f.cfg.Reorder > 0 && f.rng.Float64() < f.cfg.Reorder {
 		f.cnt.inc(cFaultReordered)
 		for range copies {
-			f.hold(frame, now+f.cfg.ReorderHold, true)
+			f.hold(frame, now+d+f.cfg.ReorderHold, true)
 		}
+		f.releaseLocked(now)
 		return
 	}
-	if f.cfg.Delay > 0 || f.cfg.Jitter > 0 {
-		d := f.cfg.Delay
-		if f.cfg.Jitter > 0 {
-			d += time.Duration(f.rng.Int64N(int64(2*f.cfg.Jitter)+1)) - f.cfg.Jitter
-		}
-		d = max(d, 0)
+	if delayed {
 		f.cnt.inc(cFaultDelayed)
+		due := max(now+d, f.lastDue) // first in, first out
 		for range copies {
-			f.hold(frame, now+d, false)
+			if f.hold(frame, due, false) {
+				f.lastDue = due
+			}
 		}
-		f.releaseLocked(now, true)
+		f.releaseLocked(now)
 		return
 	}
 	for range copies {
-		f.send(frame)
+		f.sendLocked(frame, len(f.q))
 	}
-	f.releaseLocked(now, true)
+	f.releaseLocked(now)
 }
 
-func (f *faultDir) hold(frame []byte, due time.Duration, afterNext bool) {
+// hold queues a copy of frame; it reports false (and counts) when the
+// queue is full.
+func (f *faultDir) hold(frame []byte, due time.Duration, reordered bool) bool {
 	if len(f.q) == cap(f.q) {
 		f.cnt.inc(cFaultQueueFull)
-		return
+		return false
 	}
 	var buf []byte
 	if n := len(f.free); n > 0 {
@@ -167,39 +205,75 @@ func (f *faultDir) hold(frame []byte, due time.Duration, afterNext bool) {
 		buf = make([]byte, 0, max(len(frame), 2048))
 	}
 	buf = append(buf[:0], frame...)
-	f.seq++
-	f.q = append(f.q, heldFrame{due: due, seq: f.seq, afterNext: afterNext, buf: buf})
+	h := heldFrame{due: due, reordered: reordered, buf: buf}
+	if reordered {
+		h.behind = f.cfg.ReorderDepth
+	}
+	f.q = append(f.q, h)
+	return true
+}
+
+// sendLocked sends a frame that arrived after the first at held frames:
+// each reordered frame among them has one successor fewer to wait for.
+func (f *faultDir) sendLocked(frame []byte, at int) {
+	f.send(frame)
+	for i := range at {
+		if f.q[i].reordered {
+			f.q[i].behind--
+		}
+	}
 }
 
 // release sends every held frame that is due at now.
 func (f *faultDir) release(now time.Duration) {
 	f.mu.Lock()
-	f.releaseLocked(now, false)
+	f.releaseLocked(now)
 	f.mu.Unlock()
 }
 
-// releaseLocked sends the held frames that are due, earliest first (ties in
-// arrival order); with sentNext, reordered frames are due as well.
-func (f *faultDir) releaseLocked(now time.Duration, sentNext bool) {
+// releaseLocked sends the held frames that may leave at now, in queue
+// order: a delayed frame once due and once every delayed frame ahead of
+// it has left; a reordered frame once its successors have overtaken it
+// or its hold ran out. A frame that leaves may free a reordered frame
+// ahead of it, so the scan starts again after each one.
+func (f *faultDir) releaseLocked(now time.Duration) {
 	for {
-		best := -1
-		for i := range f.q {
+		sent := false
+		for i := 0; i < len(f.q); i++ {
 			h := &f.q[i]
-			if h.due > now && !(sentNext && h.afterNext) {
+			if h.reordered {
+				if h.behind > 0 && h.due > now {
+					continue
+				}
+			} else if h.due > now {
+				// Delayed frames behind this one are not due either
+				// (FIFO); reordered ones behind it may be.
+				continue
+			} else if f.delayedAhead(i) {
 				continue
 			}
-			if best < 0 || h.due < f.q[best].due || (h.due == f.q[best].due && h.seq < f.q[best].seq) {
-				best = i
-			}
+			buf := h.buf
+			f.q = append(f.q[:i], f.q[i+1:]...)
+			f.sendLocked(buf, i)
+			f.free = append(f.free, buf)
+			sent = true
+			break
 		}
-		if best < 0 {
+		if !sent {
 			return
 		}
-		h := f.q[best]
-		f.q = append(f.q[:best], f.q[best+1:]...)
-		f.send(h.buf)
-		f.free = append(f.free, h.buf)
 	}
+}
+
+// delayedAhead reports whether a delayed (not reordered) frame is held
+// ahead of index i.
+func (f *faultDir) delayedAhead(i int) bool {
+	for j := range i {
+		if !f.q[j].reordered {
+			return true
+		}
+	}
+	return false
 }
 
 // next returns the earliest due time of a held frame.

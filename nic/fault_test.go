@@ -146,6 +146,7 @@ func TestFaultsValidate(t *testing.T) {
 		{"negative corrupt", Faults{Corrupt: -0.1}, "faults corrupt = -0.1"},
 		{"negative delay", Faults{Delay: -1}, "must not be negative"},
 		{"queue too long", Faults{QueueLen: 1 << 20}, "faults queue length = 1048576"},
+		{"reorder depth", Faults{ReorderDepth: 65}, "faults reorder depth = 65"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -154,5 +155,173 @@ func TestFaultsValidate(t *testing.T) {
 				t.Errorf("normalize() = %v, want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// faultRunEvery is faultRun with frames every step instead of every 1 ms.
+func faultRunEvery(t *testing.T, cfg Faults, n int, step time.Duration) []int {
+	t.Helper()
+	cfg, err := cfg.normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cnt counters
+	var out []int
+	f := newFaultDir(cfg, 1, &cnt, func(b []byte) { out = append(out, int(b[0])<<8|int(b[1])) })
+	now := time.Duration(0)
+	for i := range n {
+		f.apply([]byte{byte(i >> 8), byte(i), 0xaa, 0x55}, now)
+		now += step
+		f.release(now)
+	}
+	f.release(now + time.Hour)
+	return out
+}
+
+func seqTo(n int) []int {
+	s := make([]int, n)
+	for i := range s {
+		s[i] = i
+	}
+	return s
+}
+
+// TestFaultsJitterKeepsFIFO: the demo's wire (1 ms ± 200 µs) with frames
+// 20 µs apart, far closer than the jitter's spread: a real link delays
+// them but never swaps them, so every frame leaves in the order it came.
+func TestFaultsJitterKeepsFIFO(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Faults
+		step time.Duration
+	}{
+		{"demo wire, frames 20µs apart", Faults{Seed: 1, Delay: time.Millisecond, Jitter: 200 * time.Microsecond}, 20 * time.Microsecond},
+		{"jitter equal to delay", Faults{Seed: 7, Delay: time.Millisecond, Jitter: time.Millisecond, QueueLen: 4096}, time.Microsecond},
+		{"back to back", Faults{Seed: 9, Delay: 5 * time.Millisecond, Jitter: 4 * time.Millisecond, QueueLen: 4096}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := faultRunEvery(t, tt.cfg, 2000, tt.step)
+			if diff := cmp.Diff(seqTo(2000), got); diff != "" {
+				t.Errorf("frames left out of order (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestFaultsJitterSpreadsDelay: FIFO does not flatten the jitter: the
+// frames spaced wider than the jitter see delays spread over its range.
+func TestFaultsJitterSpreadsDelay(t *testing.T) {
+	cfg, _ := Faults{Seed: 5, Delay: time.Millisecond, Jitter: 200 * time.Microsecond}.normalize()
+	var cnt counters
+	var left []time.Duration
+	now := time.Duration(0)
+	f := newFaultDir(cfg, 1, &cnt, func([]byte) { left = append(left, now) })
+	var sent []time.Duration
+	for i := range 200 {
+		at := time.Duration(i) * 2 * time.Millisecond
+		sent = append(sent, at)
+		for now < at {
+			now += 10 * time.Microsecond
+			f.release(now)
+		}
+		f.apply([]byte{byte(i)}, now)
+	}
+	for range 1000 {
+		now += 10 * time.Microsecond
+		f.release(now)
+	}
+	if len(left) != 200 {
+		t.Fatalf("%d frames left, want 200", len(left))
+	}
+	lo, hi := time.Hour, time.Duration(0)
+	for i := range left {
+		d := left[i] - sent[i]
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	if lo > 850*time.Microsecond || hi < 1150*time.Microsecond || lo < 800*time.Microsecond || hi > 1210*time.Microsecond {
+		t.Errorf("delays spread over %v–%v, want about 800µs–1.2ms", lo, hi)
+	}
+}
+
+// TestFaultsReorderDepth: a reordered frame is overtaken by exactly
+// ReorderDepth later frames, with or without delay; alone it leaves when
+// its hold ends.
+func TestFaultsReorderDepth(t *testing.T) {
+	tests := []struct {
+		name  string
+		cfg   Faults
+		first int // frames sent before the reordered one
+		want  []int
+	}{
+		{"depth 1 swaps", Faults{}, 0, []int{1, 0, 2, 3, 4}},
+		{"depth 3", Faults{ReorderDepth: 3}, 0, []int{1, 2, 3, 0, 4}},
+		{"depth 3 mid-stream", Faults{ReorderDepth: 3}, 1, []int{0, 2, 3, 4, 1}},
+		{"depth 2 with jitter", Faults{ReorderDepth: 2, Delay: time.Millisecond, Jitter: 900 * time.Microsecond, Seed: 4}, 0, []int{1, 2, 0, 3, 4}},
+		{"depth beyond the stream: hold", Faults{ReorderDepth: 10}, 0, []int{1, 2, 3, 4, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := tt.cfg.normalize()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var cnt counters
+			var out []int
+			f := newFaultDir(cfg, 1, &cnt, func(b []byte) { out = append(out, int(b[0])) })
+			now := time.Duration(0)
+			for i := range 5 {
+				f.cfg.Reorder = 0
+				if i == tt.first {
+					f.cfg.Reorder = 1
+				}
+				f.apply([]byte{byte(i)}, now)
+				now += 10 * time.Microsecond
+				f.release(now)
+			}
+			for range 3000 { // 30 ms in 10 µs steps: every hold ends
+				now += 10 * time.Microsecond
+				f.release(now)
+			}
+			if diff := cmp.Diff(tt.want, out); diff != "" {
+				t.Errorf("frames (-want +got):\n%s", diff)
+			}
+			if got := cnt.get(cFaultReordered); got != 1 {
+				t.Errorf("fault_reordered = %d, want 1", got)
+			}
+		})
+	}
+}
+
+// TestFaultsReorderOnlyWhenAsked: with Reorder set, the frames that leave
+// out of order are the reordered ones, no more: every inversion is
+// counted.
+func TestFaultsReorderOnlyWhenAsked(t *testing.T) {
+	cfg := Faults{Seed: 11, Delay: time.Millisecond, Jitter: 200 * time.Microsecond, Reorder: 0.05, ReorderDepth: 2}
+	c, _ := cfg.normalize()
+	var cnt counters
+	var out []int
+	f := newFaultDir(c, 1, &cnt, func(b []byte) { out = append(out, int(b[0])<<8|int(b[1])) })
+	now := time.Duration(0)
+	for i := range 2000 {
+		f.apply([]byte{byte(i >> 8), byte(i)}, now)
+		now += 20 * time.Microsecond
+		f.release(now)
+	}
+	f.release(now + time.Hour)
+	if len(out) != 2000 {
+		t.Fatalf("%d frames left, want 2000", len(out))
+	}
+	// A frame is late when a later one left before it.
+	late := 0
+	maxSeen := -1
+	for _, id := range out {
+		if id < maxSeen {
+			late++
+		}
+		maxSeen = max(maxSeen, id)
+	}
+	if r := cnt.get(cFaultReordered); late == 0 || uint64(late) > r {
+		t.Errorf("%d frames left late, %d reordered: want 0 < late ≤ reordered", late, r)
 	}
 }

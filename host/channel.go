@@ -53,7 +53,71 @@ type Channel struct {
 	nicAbsorbed   uint64        // stream bytes the NIC absorbed for it
 	received      uint64
 	disconnectErr error
+	past          TransportStats // counters of the channel's earlier transports
+	level         string         // keep-alive level of the last standby ("" before)
+
+	// The reconnect schedule (reconnect.go).
+	reconnectAt    time.Duration // when the next reconnect wake is due; -1 none
+	reconnectN     int           // attempts since the last transport
+	reconnectTries uint64        // reconnect attempts (reset task runs) in all
+	reconnected    uint64        // new transports after a disconnection
 }
+
+// ChannelStats are a channel's counters for the summary.
+type ChannelStats struct {
+	// Protocol is the current transport's protocol (0 without one).
+	Protocol Protocol
+	// KeepAliveLevel is where the keep-alive runs: LevelTCP (TCP probes:
+	// TLS channels, tcp-probe channels) or LevelApp (the app's keep-alive
+	// sent by the NIC); "" without a transport.
+	KeepAliveLevel string
+	// Transport sums the counters of the channel's transports, the
+	// current one included: ConsumedReplies are the keep-alive replies
+	// (PINGRESP, Pong, payload replies) the codec consumed instead of
+	// pushing them; AbsorbedReplies those among them the NIC absorbed.
+	Transport TransportStats
+	// NICSent and NICAbsorbed are the stream bytes the NIC sent and
+	// absorbed for the channel (NICBytes).
+	NICSent, NICAbsorbed uint64
+	// ReconnectAttempts counts the reset task runs of the reconnect
+	// schedule; Reconnects the transports taken after a disconnection.
+	ReconnectAttempts, Reconnects uint64
+	// NextReconnect is when the next reconnect wake is due (-1: none).
+	NextReconnect time.Duration
+}
+
+// Stats returns the channel's counters.
+func (ch *Channel) Stats() ChannelStats {
+	ch.h.mu.Lock()
+	defer ch.h.mu.Unlock()
+	st := ChannelStats{
+		Transport: ch.past, NICSent: ch.nicSent, NICAbsorbed: ch.nicAbsorbed,
+		ReconnectAttempts: ch.reconnectTries, Reconnects: ch.reconnected, NextReconnect: ch.reconnectAt,
+	}
+	if t := ch.transport; t != nil {
+		st.Protocol = t.Protocol()
+		st.KeepAliveLevel = t.NICKeepAlive().Level
+		st.Transport = addTransportStats(st.Transport, t.Stats())
+	}
+	return st
+}
+
+func addTransportStats(a, b TransportStats) TransportStats {
+	return TransportStats{
+		ConsumedReplies: a.ConsumedReplies + b.ConsumedReplies,
+		AbsorbedReplies: a.AbsorbedReplies + b.AbsorbedReplies,
+		KeepAlives:      a.KeepAlives + b.KeepAlives,
+		Messages:        a.Messages + b.Messages,
+	}
+}
+
+// KeepAliveLevel returns where the channel's keep-alive runs: LevelTCP or
+// LevelApp ("" without a transport).
+func (ch *Channel) KeepAliveLevel() string { return ch.Stats().KeepAliveLevel }
+
+// ConsumedReplies returns the keep-alive replies the channel's codecs
+// consumed (never shown as pushes), those the NIC absorbed included.
+func (ch *Channel) ConsumedReplies() uint64 { return ch.Stats().Transport.ConsumedReplies }
 
 // NewChannel creates a channel and asks the slot pool for its placement:
 // id (1–64 characters), the server keep-alive interval, the requested
@@ -79,7 +143,7 @@ func (h *Host) NewChannel(id string, serverKeepAliveInterval time.Duration, reso
 	h.seq++
 	ch := &Channel{
 		h: h, id: id, app: app, resource: resource, priority: priority, seq: h.seq,
-		interval: serverKeepAliveInterval, result: res, status: res.Status,
+		interval: serverKeepAliveInterval, result: res, status: res.Status, reconnectAt: -1,
 	}
 	if res.Status.Allocated() {
 		h.chans[id] = ch
@@ -302,7 +366,8 @@ func (h *Host) readLoop(ch *Channel, t Transport, gen uint64) {
 			h.mu.Unlock()
 			return
 		}
-		ch.queue = append(ch.queue, Message{Data: p, At: h.clock.Now()})
+		p.At = h.clock.Now()
+		ch.queue = append(ch.queue, p)
 		ch.received++
 		delete(h.expect, ch)
 		h.fireLocked(ch, TriggerPushNotification, 0)

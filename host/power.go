@@ -57,6 +57,9 @@ const (
 	WakeUser
 	// WakePattern: a frame matched one of the NIC's extra wake patterns.
 	WakePattern
+	// WakeReconnect: the host's own timer, to run the reset task of a
+	// channel that lost its transport (the reconnect schedule).
+	WakeReconnect
 	numWakeReason
 )
 
@@ -68,6 +71,7 @@ var wakeReasonNames = [numWakeReason]string{
 	WakeSoftwarePushCheck: "software-push-check",
 	WakeUser:              "user",
 	WakePattern:           "pattern",
+	WakeReconnect:         "reconnect",
 }
 
 // String returns a short lowercase name of r.

@@ -10,12 +10,21 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/standbynic/standbynic/offload"
 )
 
 // Message is one message read from a channel's transport.
 type Message struct {
+	// Data is the message: a line without its newline, the bytes of one
+	// raw read, a WebSocket message, an MQTT PUBLISH's payload.
 	Data []byte
-	// At is the host-clock time the read completed.
+	// Topic is the MQTT PUBLISH's topic ("" for the other protocols).
+	Topic string
+	// QoS is the MQTT PUBLISH's QoS (0 or 1; a QoS 1 message was
+	// acknowledged with PUBACK when Read returned it).
+	QoS byte
+	// At is the host-clock time the read completed (set by the host).
 	At time.Duration
 }
 
@@ -30,10 +39,13 @@ const (
 	// keep-alive probes, the app's KeepAlive task keeps it alive on a
 	// software slot.
 	KindStream
-	// KindWebSocket: RFC 6455 over plain TCP; the system's WebSocket
-	// keep-alive serves it (the NIC on a hardware slot, the host's Pings
-	// on a software slot).
+	// KindWebSocket: RFC 6455 over plain TCP or TLS; the system's
+	// WebSocket keep-alive serves it (the NIC on a hardware slot, the
+	// host's Pings on a software slot).
 	KindWebSocket
+	// KindMQTT: MQTT 3.1.1 or 5.0 over plain TCP or TLS; PINGREQ and
+	// PINGRESP keep it alive.
+	KindMQTT
 )
 
 // String returns a short lowercase name of k.
@@ -43,6 +55,8 @@ func (k TransportKind) String() string {
 		return "stream"
 	case KindWebSocket:
 		return "websocket"
+	case KindMQTT:
+		return "mqtt"
 	}
 	return "TransportKind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -55,8 +69,12 @@ type Transport interface {
 	// Conn is the kernel TCP socket under the transport, which the host
 	// freezes while a hardware slot guards it.
 	Conn() *net.TCPConn
+	// Protocol is the application protocol the transport speaks.
+	Protocol() Protocol
 	// Read blocks until the next message arrives (the posted receive).
-	Read() ([]byte, error)
+	// Replies to keep-alives (PINGRESP, Pong, a payload reply) are
+	// consumed, never returned.
+	Read() (Message, error)
 	// Write sends one message.
 	Write(p []byte) error
 	// KeepAlive sends the system keep-alive of the transport (a WebSocket
@@ -67,20 +85,194 @@ type Transport interface {
 	// it while the host slept; it is called just before the socket is
 	// thawed, so before the reader can read the absorbed bytes.
 	HandBack(sent, absorbed []byte)
+	// NICKeepAlive is the keep-alive the transport asks of a NIC slot
+	// and of the host's software wakes.
+	NICKeepAlive() NICKeepAlive
+	// Stats returns the transport's counters.
+	Stats() TransportStats
 	// Close closes the connection.
 	Close() error
+}
+
+// Keep-alive levels (NICKeepAlive.Level, Channel.KeepAliveLevel).
+const (
+	// LevelTCP: the NIC keeps the connection alive with TCP probes (TLS
+	// channels, whose app keep-alives the NIC cannot write).
+	LevelTCP = "tcp"
+	// LevelApp: the NIC sends the app's keep-alive (PINGREQ, a
+	// WebSocket Ping, payload bytes).
+	LevelApp = "app"
+)
+
+// NICKeepAlive is the keep-alive a transport wants: the pieces of an
+// offload.Spec (the host adds the interval and retries) and what the host
+// must do itself.
+type NICKeepAlive struct {
+	Kind      offload.Kind
+	Probe     offload.ProbeForm
+	Payload   offload.PayloadSpec
+	WebSocket offload.WebSocketSpec
+	// Level is LevelTCP or LevelApp.
+	Level string
+	// MaxInterval, when positive, caps the channel's keep-alive
+	// interval: MQTT's 0.75× the negotiated keep-alive.
+	MaxInterval time.Duration
+	// HostAppKeepAlive says the host must send the app's keep-alive
+	// itself on its own wakes even while a slot guards the connection
+	// at the TCP level (TLS channels whose server needs app keep-alives:
+	// MQTT's PINGREQ, a WebSocket Ping).
+	HostAppKeepAlive bool
+}
+
+// TransportStats are a transport's counters.
+type TransportStats struct {
+	// ConsumedReplies counts the keep-alive replies the codec consumed
+	// instead of returning them (PINGRESP, Pong, payload replies), those
+	// the NIC absorbed while the host slept included.
+	ConsumedReplies uint64
+	// AbsorbedReplies counts the replies among them the NIC had absorbed
+	// (found in the hand-back's absorbed bytes).
+	AbsorbedReplies uint64
+	// KeepAlives counts the keep-alives the transport itself wrote.
+	KeepAlives uint64
+	// Messages counts the messages Read returned.
+	Messages uint64
 }
 
 // ErrMessage is wrapped by errors about a message a transport cannot send.
 var ErrMessage = errors.New("bad message")
 
+// replyFilter consumes the replies of a payload keep-alive in a byte
+// stream (line and raw channels): the replies the NIC absorbed while the
+// host slept are the first bytes the thawed socket yields (skipped at the
+// socket, skipReader), and the reply to a request the host sent itself is
+// recognised at the front of the next read.
+type replyFilter struct {
+	reply, mask []byte
+
+	mu       sync.Mutex
+	skip     int // absorbed bytes still to drop
+	expect   int // requests the host sent whose reply is still due
+	consumed uint64
+	absorbed uint64
+	kas      uint64
+	msgs     uint64
+}
+
+// handBack records the absorbed reply bytes: every byte the NIC absorbs
+// on a payload slot is a reply (anything else wakes the host).
+func (f *replyFilter) handBack(absorbed []byte) {
+	if len(absorbed) == 0 {
+		return
+	}
+	f.mu.Lock()
+	f.skip += len(absorbed)
+	if n := len(f.reply); n > 0 {
+		k := uint64(len(absorbed) / n)
+		f.consumed += k
+		f.absorbed += k
+	}
+	f.mu.Unlock()
+}
+
+// take returns how many of n bytes just read are absorbed bytes to drop.
+func (f *replyFilter) take(n int) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := min(f.skip, n)
+	f.skip -= d
+	return d
+}
+
+// strip reports how many leading bytes of p are a reply the host's own
+// request is waiting for (0 when none), and counts it.
+func (f *replyFilter) strip(p []byte) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.expect == 0 || len(f.reply) == 0 || len(p) < len(f.reply) || !matchMasked(p[:len(f.reply)], f.reply, f.mask) {
+		return 0
+	}
+	f.expect--
+	f.consumed++
+	return len(f.reply)
+}
+
+func (f *replyFilter) sent() {
+	f.mu.Lock()
+	f.kas++
+	if len(f.reply) > 0 {
+		f.expect++
+	}
+	f.mu.Unlock()
+}
+
+func (f *replyFilter) stats() TransportStats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return TransportStats{ConsumedReplies: f.consumed, AbsorbedReplies: f.absorbed, KeepAlives: f.kas, Messages: f.msgs}
+}
+
+// matchMasked reports got[i]&mask[i] == want[i]&mask[i] for every i (an
+// empty mask is all ones); len(got) == len(want).
+func matchMasked(got, want, mask []byte) bool {
+	for i := range want {
+		m := byte(0xff)
+		if len(mask) > 0 {
+			m = mask[i]
+		}
+		if got[i]&m != want[i]&m {
+			return false
+		}
+	}
+	return true
+}
+
+// skipReader drops, below any buffering, the absorbed reply bytes the
+// thawed socket yields first.
+type skipReader struct {
+	g *gateConn
+	f *replyFilter
+}
+
+func (r skipReader) Read(p []byte) (int, error) {
+	for {
+		n, err := r.g.Read(p)
+		if n > 0 {
+			if d := r.f.take(n); d > 0 {
+				copy(p, p[d:n])
+				n -= d
+				if n == 0 && err == nil {
+					continue
+				}
+			}
+		}
+		return n, err
+	}
+}
+
+// streamKeepAlive returns the NIC keep-alive of a line or raw channel.
+func streamKeepAlive(k KeepAliveConfig, kind KeepAliveKind) NICKeepAlive {
+	if kind == KeepAlivePayload {
+		return NICKeepAlive{
+			Kind:    offload.KindPayload,
+			Payload: offload.PayloadSpec{Request: k.Request, Reply: k.Reply, ReplyMask: k.ReplyMask},
+			Level:   LevelApp,
+		}
+	}
+	return NICKeepAlive{Kind: offload.KindTCPProbe, Probe: k.Probe, Level: LevelTCP}
+}
+
 // Stream is a Transport over a TCP stream of newline-terminated
-// messages: Read returns one line without its newline, Write appends one.
+// messages (the line protocol): Read returns one line without its
+// newline, Write appends one.
 type Stream struct {
 	conn *net.TCPConn
 	g    *gateConn
 	br   *bufio.Reader
 	ka   []byte
+	req  []byte // payload keep-alive request (software slot), or nil
+	nka  NICKeepAlive
+	f    *replyFilter
 
 	wmu sync.Mutex
 }
@@ -90,8 +282,13 @@ const MaxLine = 64 << 10
 
 // NewStream returns a stream transport on conn. keepAlive, when not nil,
 // is the message the system writes as the channel's software keep-alive;
-// nil leaves it to the app's KeepAlive task.
+// nil leaves it to the app's KeepAlive task. A NIC guards it with TCP
+// probes.
 func NewStream(conn *net.TCPConn, keepAlive []byte) (*Stream, error) {
+	return newStream(conn, keepAlive, KeepAliveConfig{}, KeepAliveTCPProbe)
+}
+
+func newStream(conn *net.TCPConn, keepAlive []byte, k KeepAliveConfig, kind KeepAliveKind) (*Stream, error) {
 	if conn == nil {
 		return nil, errors.New("new stream: nil connection")
 	}
@@ -101,7 +298,13 @@ func NewStream(conn *net.TCPConn, keepAlive []byte) (*Stream, error) {
 		}
 	}
 	g := &gateConn{TCPConn: conn}
-	return &Stream{conn: conn, g: g, br: bufio.NewReaderSize(g, 4096), ka: keepAlive}, nil
+	s := &Stream{conn: conn, g: g, ka: keepAlive, nka: streamKeepAlive(k, kind), f: &replyFilter{}}
+	if kind == KeepAlivePayload {
+		s.req = k.Request
+		s.f.reply, s.f.mask = k.Reply, k.ReplyMask
+	}
+	s.br = bufio.NewReaderSize(skipReader{g: g, f: s.f}, 4096)
+	return s, nil
 }
 
 func (s *Stream) gate() *gateConn { return s.g }
@@ -109,11 +312,36 @@ func (s *Stream) gate() *gateConn { return s.g }
 // Kind implements Transport.Kind.
 func (s *Stream) Kind() TransportKind { return KindStream }
 
+// Protocol implements Transport.Protocol.
+func (s *Stream) Protocol() Protocol { return ProtocolLine }
+
 // Conn implements Transport.Conn.
 func (s *Stream) Conn() *net.TCPConn { return s.conn }
 
 // Read implements Transport.Read.
-func (s *Stream) Read() ([]byte, error) {
+func (s *Stream) Read() (Message, error) {
+	for {
+		line, err := s.readLine()
+		if err != nil {
+			return Message{}, err
+		}
+		// A reply to the host's own payload keep-alive (a line ending
+		// the reply's way) is consumed.
+		if n := len(s.f.reply); n > 0 && len(line)+1 == n && s.f.reply[n-1] == '\n' {
+			full := line[:len(line):len(line)]
+			full = append(full, '\n')
+			if s.f.strip(full) == len(full) {
+				continue
+			}
+		}
+		s.f.mu.Lock()
+		s.f.msgs++
+		s.f.mu.Unlock()
+		return Message{Data: line}, nil
+	}
+}
+
+func (s *Stream) readLine() ([]byte, error) {
 	var line []byte
 	for {
 		part, err := s.br.ReadSlice('\n')
@@ -143,27 +371,50 @@ func (s *Stream) Write(p []byte) error {
 	return err
 }
 
-// KeepAlive implements Transport.KeepAlive.
+// KeepAlive implements Transport.KeepAlive: the payload keep-alive's
+// request, or the configured keep-alive line, or nothing (the app's
+// KeepAlive task).
 func (s *Stream) KeepAlive() (bool, error) {
+	if s.req != nil {
+		s.f.sent()
+		s.wmu.Lock()
+		defer s.wmu.Unlock()
+		_, err := s.g.Write(s.req)
+		return true, err
+	}
 	if s.ka == nil {
 		return false, nil
 	}
+	s.f.mu.Lock()
+	s.f.kas++
+	s.f.mu.Unlock()
 	return true, s.Write(s.ka)
 }
 
-// HandBack implements Transport.HandBack: a stream has nothing to adjust
-// (probes carry no stream bytes).
-func (s *Stream) HandBack(sent, absorbed []byte) {}
+// HandBack implements Transport.HandBack: probes carry no stream bytes;
+// the replies a payload slot absorbed are skipped.
+func (s *Stream) HandBack(sent, absorbed []byte) { s.f.handBack(absorbed) }
+
+// NICKeepAlive implements Transport.NICKeepAlive.
+func (s *Stream) NICKeepAlive() NICKeepAlive { return s.nka }
+
+// Stats implements Transport.Stats.
+func (s *Stream) Stats() TransportStats { return s.f.stats() }
 
 // Close implements Transport.Close.
 func (s *Stream) Close() error { return s.conn.Close() }
 
-// WebSocket is a Transport over a gorilla/websocket client connection on
-// plain TCP (ws://): the NIC must see the frames to answer Pings.
+// WebSocket is a Transport over a gorilla/websocket client connection,
+// on plain TCP (ws://: the NIC sees the frames and keeps it alive with
+// Pings) or TLS (wss://: the NIC guards the TCP connection with probes;
+// the host sends the Pings on its own wakes).
 type WebSocket struct {
 	ws   *websocket.Conn
 	conn *net.TCPConn
-	g    *gateConn // nil unless dialled by DialWebSocket
+	g    *gateConn // nil unless dialled by this package
+	tls  bool
+	mode offload.WSMode
+	nka  NICKeepAlive
 
 	wmu sync.Mutex
 
@@ -174,25 +425,46 @@ type WebSocket struct {
 	kaN        uint64
 	answered   uint64
 	suppressed uint64
+	absorbed   uint64 // Pongs among the absorbed bytes
+	msgs       uint64
 }
 
 // WriteWait bounds the WebSocket control writes of the host.
 const WriteWait = 5 * time.Second
 
+// nicPingPayload is the payload of the NIC's Pings and Pongs.
+var nicPingPayload = []byte("nic")
+
 // NewWebSocket returns a WebSocket transport on ws, whose underlying
-// connection must be a *net.TCPConn (ws://, no TLS).
+// connection must be a *net.TCPConn (ws://, no TLS); its keep-alive is a
+// Ping.
 func NewWebSocket(ws *websocket.Conn) (*WebSocket, error) {
 	if ws == nil {
 		return nil, errors.New("new websocket: nil connection")
 	}
-	var t *WebSocket
 	switch c := ws.NetConn().(type) {
 	case *net.TCPConn:
-		t = &WebSocket{ws: ws, conn: c}
+		return newWebSocket(ws, c, nil, false, KeepAliveConfig{}), nil
 	case *gateConn:
-		t = &WebSocket{ws: ws, conn: c.TCPConn, g: c}
+		return newWebSocket(ws, c.TCPConn, c, false, KeepAliveConfig{}), nil
 	default:
 		return nil, fmt.Errorf("new websocket: underlying connection is %T, not a plain *net.TCPConn", c)
+	}
+}
+
+func newWebSocket(ws *websocket.Conn, conn *net.TCPConn, g *gateConn, isTLS bool, k KeepAliveConfig) *WebSocket {
+	mode := k.WSMode
+	if mode == 0 {
+		mode = offload.WSPing
+	}
+	t := &WebSocket{ws: ws, conn: conn, g: g, tls: isTLS, mode: mode}
+	switch {
+	case isTLS:
+		t.nka = NICKeepAlive{Kind: offload.KindTCPProbe, Probe: k.Probe, Level: LevelTCP, HostAppKeepAlive: mode != offload.WSResponder}
+	case mode == offload.WSResponder:
+		t.nka = NICKeepAlive{Kind: offload.KindWebSocket, Probe: k.Probe, WebSocket: offload.WebSocketSpec{Mode: mode}, Level: LevelApp}
+	default:
+		t.nka = NICKeepAlive{Kind: offload.KindWebSocket, WebSocket: offload.WebSocketSpec{Mode: mode, Payload: nicPingPayload}, Level: LevelApp}
 	}
 	ws.SetPingHandler(t.onPing)
 	ws.SetPongHandler(func(string) error {
@@ -201,7 +473,7 @@ func NewWebSocket(ws *websocket.Conn) (*WebSocket, error) {
 		t.mu.Unlock()
 		return nil
 	})
-	return t, nil
+	return t
 }
 
 func (t *WebSocket) onPing(payload string) error {
@@ -227,13 +499,23 @@ func (t *WebSocket) gate() *gateConn { return t.g }
 // Kind implements Transport.Kind.
 func (t *WebSocket) Kind() TransportKind { return KindWebSocket }
 
+// Protocol implements Transport.Protocol.
+func (t *WebSocket) Protocol() Protocol { return ProtocolWebSocket }
+
 // Conn implements Transport.Conn.
 func (t *WebSocket) Conn() *net.TCPConn { return t.conn }
 
-// Read implements Transport.Read: the next text or binary message.
-func (t *WebSocket) Read() ([]byte, error) {
+// Read implements Transport.Read: the next text or binary message
+// (Pings are answered and Pongs consumed by the handlers meanwhile).
+func (t *WebSocket) Read() (Message, error) {
 	_, p, err := t.ws.ReadMessage()
-	return p, err
+	if err != nil {
+		return Message{}, err
+	}
+	t.mu.Lock()
+	t.msgs++
+	t.mu.Unlock()
+	return Message{Data: p}, nil
 }
 
 // Write implements Transport.Write: one text message.
@@ -243,23 +525,46 @@ func (t *WebSocket) Write(p []byte) error {
 	return t.ws.WriteMessage(websocket.TextMessage, p)
 }
 
-// KeepAlive implements Transport.KeepAlive: a Ping ("ka<n>").
+// KeepAlive implements Transport.KeepAlive: a Ping ("ka<n>"), or an
+// unsolicited Pong in pong mode; the responder mode sends nothing (the
+// server's Pings are answered as they come).
 func (t *WebSocket) KeepAlive() (bool, error) {
+	if t.mode == offload.WSResponder {
+		return true, nil
+	}
 	t.mu.Lock()
 	t.kaN++
 	p := "ka" + strconv.FormatUint(t.kaN, 10)
 	t.mu.Unlock()
-	return true, t.ws.WriteControl(websocket.PingMessage, []byte(p), time.Now().Add(WriteWait))
+	op := websocket.PingMessage
+	if t.mode == offload.WSPong {
+		op = websocket.PongMessage
+	}
+	return true, t.ws.WriteControl(op, []byte(p), time.Now().Add(WriteWait))
 }
 
 // HandBack implements Transport.HandBack: the server Pings among the
 // absorbed bytes were answered by the NIC (its Pongs are in sent), so the
-// reader must not answer them a second time when it reads them.
+// reader must not answer them a second time when it reads them; the
+// Pongs among them (answers to the NIC's Pings) are consumed by the
+// reader's Pong handler.
 func (t *WebSocket) HandBack(sent, absorbed []byte) {
-	n := countServerPings(absorbed)
+	pings, pongs := countServerControl(absorbed)
 	t.mu.Lock()
-	t.suppress += n
+	t.suppress += pings
+	t.absorbed += uint64(pongs)
 	t.mu.Unlock()
+}
+
+// NICKeepAlive implements Transport.NICKeepAlive.
+func (t *WebSocket) NICKeepAlive() NICKeepAlive { return t.nka }
+
+// Stats implements Transport.Stats: the consumed replies are the Pongs
+// read.
+func (t *WebSocket) Stats() TransportStats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return TransportStats{ConsumedReplies: t.pongs, AbsorbedReplies: t.absorbed, KeepAlives: t.kaN, Messages: t.msgs}
 }
 
 // PingCounts returns the server Pings read, those answered by the host and
@@ -276,7 +581,13 @@ func (t *WebSocket) Close() error { return t.ws.Close() }
 // countServerPings counts the complete Ping frames in a run of server
 // (unmasked) WebSocket frames; it stops at anything malformed.
 func countServerPings(b []byte) int {
-	n := 0
+	n, _ := countServerControl(b)
+	return n
+}
+
+// countServerControl counts the complete Ping and Pong frames in a run
+// of server WebSocket frames; it stops at anything malformed.
+func countServerControl(b []byte) (pings, pongs int) {
 	for len(b) >= 2 {
 		op := b[0] & 0x0f
 		l := int(b[1] & 0x7f)
@@ -284,24 +595,27 @@ func countServerPings(b []byte) int {
 		switch l {
 		case 126:
 			if len(b) < 4 {
-				return n
+				return
 			}
 			l, hdr = int(b[2])<<8|int(b[3]), 4
 		case 127:
-			return n // no keep-alive traffic is that long
+			return // no keep-alive traffic is that long
 		}
 		if b[1]&0x80 != 0 {
 			hdr += 4
 		}
 		if len(b) < hdr+l {
-			return n
+			return
 		}
-		if op == 0x9 {
-			n++
+		switch op {
+		case 0x9:
+			pings++
+		case 0xa:
+			pongs++
 		}
 		b = b[hdr+l:]
 	}
-	return n
+	return
 }
 
 var (

@@ -32,6 +32,7 @@ var commands = []struct{ name, summary string }{
 	{"nic", "run the emulated NIC on two existing interfaces, with its control socket"},
 	{"host", "run the host runtime: apps and channels from a config file, through a NIC"},
 	{"push-server", "run the reference push server (TCP and WebSocket channels, HTTP API)"},
+	{"lab", "build a lab (srv | nic | host namespaces) for the daemons, print their command lines; down, status, exec"},
 	{"bench", "measure standbynic beside what it replaces and write a report folder"},
 	{"version", "print the version"},
 }
@@ -46,6 +47,8 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string) int {
 	switch args[0] {
 	case "demo":
 		return runDemo(ctx, stdout, stderr, args[1:])
+	case "lab":
+		return runLab(ctx, stdout, stderr, args[1:])
 	case "bench":
 		return runBench(ctx, stdout, stderr, args[1:])
 	case "nic":

@@ -121,8 +121,8 @@ func TestRunHelp(t *testing.T) {
 			"durations take a unit", "CAP_NET_RAW and CAP_NET_ADMIN"}},
 		{"host", []string{"usage: standbynic host --nic SOCKET --config FILE", "--nic SOCKET", `"none"`, "--config FILE",
 			"--duration DURATION", "1s–8760h (0: off)", "--dial-timeout DURATION", "100ms–1m (default 5s)", "docs/cli.md"}},
-		{"push-server", []string{"usage: standbynic push-server", "--tcp ADDR", "(default 127.0.0.1:7000)", "--ws ADDR", "(default 127.0.0.1:7001)",
-			"--http ADDR", "(default 127.0.0.1:7002)", "--push-every DURATION", "10ms–24h (0: off)", "--ping-every DURATION",
+		{"push-server", []string{"usage: standbynic push-server", "--tcp ADDR", "(default 198.18.0.1:7000)", "--ws ADDR", "(default 198.18.0.1:7001)",
+			"--http ADDR", "(default 198.18.0.1:7002)", "--push-every DURATION", "10ms–24h (0: off)", "--ping-every DURATION",
 			"--channel NAME", "GET /acks", "curl"}},
 		{"version", []string{"usage: standbynic version"}},
 	}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -38,9 +39,11 @@ connected channel, or on request:
   curl 'http://ADDR/acks?channel=NAME&wait=ID&timeout=10s'      (wait for an ack)
 
 On exit it prints, per channel, the message ids pushed, acknowledged and not.`)
-	tcpAddr := fs.String("tcp", "127.0.0.1:7000", "listen address `ADDR` (host:port) of the TCP line transport")
-	wsAddr := fs.String("ws", "127.0.0.1:7001", "listen address `ADDR` (host:port) of the WebSocket transport, path /ws")
-	httpAddr := fs.String("http", "127.0.0.1:7002", "listen address `ADDR` (host:port) of the HTTP API (push, reset, acks)")
+	// The defaults are the srv namespace of `standbynic lab up` (no
+	// router), the server of the example host configuration.
+	tcpAddr := fs.String("tcp", "198.18.0.1:7000", "listen address `ADDR` (host:port) of the TCP line transport")
+	wsAddr := fs.String("ws", "198.18.0.1:7001", "listen address `ADDR` (host:port) of the WebSocket transport, path /ws")
+	httpAddr := fs.String("http", "198.18.0.1:7002", "listen address `ADDR` (host:port) of the HTTP API (push, reset, acks)")
 	pushEvery := newDurationFlag(fs, "push-every", 0, minEvery, maxEvery, true, `push "tick <n>" to every connected channel at this interval`)
 	pingEvery := newDurationFlag(fs, "ping-every", 0, minEvery, maxEvery, true, "send a WebSocket Ping to every connected WebSocket channel at this interval")
 	var names []string
@@ -67,12 +70,14 @@ On exit it prints, per channel, the message ids pushed, acknowledged and not.`)
 	})
 	if err != nil {
 		log.Error("push server", "err", err)
+		notLabHint(stderr, err)
 		return exitFailure
 	}
 	defer srv.Close()
 	ln, err := net.Listen("tcp", *httpAddr)
 	if err != nil {
 		log.Error("push server: http", "err", err)
+		notLabHint(stderr, err)
 		return exitFailure
 	}
 	api := &pushAPI{srv: srv, names: map[string]bool{}}
@@ -102,6 +107,14 @@ On exit it prints, per channel, the message ids pushed, acknowledged and not.`)
 	writeAckReport(stdout, api.report())
 	log.Info("push server stopped")
 	return code
+}
+
+// notLabHint explains a listen address that does not exist here: the
+// defaults are the lab's srv address.
+func notLabHint(w io.Writer, err error) {
+	if errors.Is(err, syscall.EADDRNOTAVAIL) {
+		fmt.Fprintln(w, "standbynic push-server: the default addresses (198.18.0.1:7000–7002) are the srv namespace of 'standbynic lab up': run it there with 'standbynic lab exec NAME srv -- standbynic push-server', or pass --tcp, --ws and --http")
+	}
 }
 
 // checkChannelName applies the push server's rule for channel ids.

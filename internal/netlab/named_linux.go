@@ -178,30 +178,31 @@ func NamespacePIDs(path string) ([]int, error) {
 	return pids, nil
 }
 
-// DeleteNamed removes the lab named name: every process still in one of
-// its namespaces gets SIGTERM, then SIGKILL if it is alive after grace;
-// then the namespaces are unmounted and removed, and the kernel destroys
-// them and their veths. Namespaces already gone are not an error. It
-// returns the processes it signalled.
+// DeleteNamed removes the lab named name. The processes still in its
+// namespaces are ended one namespace after the other — host, nic, rtr,
+// srv, so a client stops before the NIC and the server it talks to — each
+// with SIGTERM, then SIGKILL if alive after grace; then the namespaces
+// are unmounted and removed, and the kernel destroys them and their
+// veths. Namespaces already gone are not an error. It returns the
+// processes it signalled.
 func DeleteNamed(ctx context.Context, name string, grace time.Duration) ([]int, error) {
 	if err := CheckName(name); err != nil {
 		return nil, fmt.Errorf("netlab: %w", err)
 	}
 	var all []int
 	var errs []error
-	for r := Srv; r <= Router; r++ {
-		p := NamedNamespacePath(name, r)
+	for _, r := range []Namespace{Host, NIC, Router, Srv} {
 		if !namedExists(NamedNamespace(name, r)) {
 			continue
 		}
-		pids, err := NamespacePIDs(p)
+		pids, err := NamespacePIDs(NamedNamespacePath(name, r))
 		if err != nil {
 			errs = append(errs, err)
 		}
+		if err := endProcesses(ctx, pids, grace); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", r, err))
+		}
 		all = append(all, pids...)
-	}
-	if err := endProcesses(ctx, all, grace); err != nil {
-		errs = append(errs, err)
 	}
 	for r := Srv; r <= Router; r++ {
 		if err := deleteNamed(NamedNamespace(name, r)); err != nil {

@@ -53,9 +53,14 @@ import (
 //	GET    /v1/coalescing           control    the coalescing filters and their counters
 //	POST   /v1/coalescing           control    {"local":…,"remote":…} hold its D3 frames without a wake
 //	DELETE /v1/coalescing           control    ?local=&remote=[&vlan=]: remove the filter
+//	PUT    /v1/lease                control    {"owner":…,"period":"5s"} take or renew a lease (lease.go)
+//	GET    /v1/leases               control    the leases with their slots
+//	GET    /v1/leases/{owner}       control    one lease
+//	DELETE /v1/leases/{owner}       owner      release it: its slots are disarmed, the NIC returns to D0
 //
-// "control" is root or a member of ControlConfig.Group; "owner" is root or
-// the uid that armed the slot (added the pattern).
+// "control" is root or a member of ControlConfig.Group (checked against
+// the group database again on every request, see groupMember); "owner" is
+// root or the uid that armed the slot (added the pattern, took the lease).
 
 // ControlConfig configures a ControlServer. Zero fields take defaults.
 type ControlConfig struct {
@@ -78,11 +83,33 @@ type ControlConfig struct {
 	WakeHistory int
 	// Logger receives request errors and denials (default: discard).
 	Logger *slog.Logger
+	// ReadTimeout bounds the reading of a request: its headers, then its
+	// body from the moment the handler starts (1 ms–5 min, default 10 s).
+	// A body not read in time is refused with 408 and the connection is
+	// closed (standbynic_control_read_timeouts). Wake streams are exempt
+	// once their request is read.
+	ReadTimeout time.Duration
+	// TrustPeerGroups judges the control group on the kernel's
+	// credentials alone (SO_PEERCRED, SO_PEERGROUPS, fixed when the peer
+	// connected), for peers given the group by a service manager
+	// (systemd SupplementaryGroups=) that the group database does not
+	// list. By default a right held through the group also needs the
+	// group database to list the uid in the group at each request, so a
+	// user removed from the group loses control on open connections too.
+	TrustPeerGroups bool
+	// MaxConns bounds the connections open at once (1–4096, default 64);
+	// one beyond it is answered 503 and closed at once
+	// (standbynic_control_conns_refused).
+	MaxConns int
 
 	// peerCred reads a connection's peer credentials (default: the
 	// platform's SO_PEERCRED). Tests inject credentials here, through the
 	// same listener path.
 	peerCred func(net.Conn) (*Cred, error)
+	// groupMember looks up in the group database whether uid is a member
+	// of gid now (known false: the database does not know the user or the
+	// group). Default: os/user, cached for a second.
+	groupMember func(uid, gid uint32) (member, known bool)
 }
 
 // Control API limits and defaults.
@@ -96,6 +123,12 @@ const (
 	// MaxLabel is the longest slot label, in bytes (a ControlChannelTrigger
 	// channel ID is at most 64 characters).
 	MaxLabel = 64
+	// DefaultReadTimeout bounds reading a request's headers and body.
+	DefaultReadTimeout = 10 * time.Second
+	MaxReadTimeout     = 5 * time.Minute
+	// DefaultMaxConns bounds the control connections open at once.
+	DefaultMaxConns = 64
+	MaxMaxConns     = 4096
 )
 
 // Cred is the peer credentials of a control connection (SO_PEERCRED).
@@ -323,6 +356,7 @@ func (h *WakeHub) unsubscribe(c chan struct{}) {
 // slotRecord is what the server remembers of a slot armed through it.
 type slotRecord struct {
 	owner int64
+	lease string // the lease it is held under ("": none)
 	label string
 	conn  wp.TCPConn
 	spec  offload.Spec
@@ -353,18 +387,28 @@ type ControlServer struct {
 	srv      *http.Server
 	peerCred func(net.Conn) (*Cred, error)
 
+	groupMember func(uid, gid uint32) (member, known bool)
+	instance    string // random per server: a client tells a restarted NIC by it
+
 	mu       sync.Mutex
 	slots    map[SlotID]*slotRecord
 	patterns map[uint32]*patternRecord
+	leases   map[string]*lease
 	closed   bool
 	streams  int
 
+	conns     atomic.Int64  // connections open
+	leaseKick chan struct{} // wakes the lease loop (buffered 1)
 	done      chan struct{}
-	wg        sync.WaitGroup // handlers, serve loops, the wake pump
+	wg        sync.WaitGroup // handlers, serve loops, the wake pump, the lease loop
 	closeOnce sync.Once
 
 	cnt struct {
 		requests, denied, rejected, failed, streams atomic.Uint64
+		connsAccepted, connsRefused, readTimeouts   atomic.Uint64
+		leasesGranted, leasesRenewed, leasesTaken   atomic.Uint64
+		leasesExpired, leasesReleased               atomic.Uint64
+		leaseSlotsDisarmed, leaseResumes            atomic.Uint64
 	}
 }
 
@@ -374,10 +418,13 @@ var _ http.Handler = (*ControlServer)(nil)
 // defaults. A configuration error is returned by Serve and ListenUnix.
 func NewControlServer(d *Device, cfg *ControlConfig) *ControlServer {
 	s := &ControlServer{
-		d:        d,
-		slots:    map[SlotID]*slotRecord{},
-		patterns: map[uint32]*patternRecord{},
-		done:     make(chan struct{}),
+		d:         d,
+		slots:     map[SlotID]*slotRecord{},
+		patterns:  map[uint32]*patternRecord{},
+		leases:    map[string]*lease{},
+		leaseKick: make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		instance:  newInstanceID(),
 	}
 	if cfg != nil {
 		s.cfg = *cfg
@@ -391,6 +438,10 @@ func NewControlServer(d *Device, cfg *ControlConfig) *ControlServer {
 	if s.peerCred == nil {
 		s.peerCred = peerCred
 	}
+	s.groupMember = s.cfg.groupMember
+	if s.groupMember == nil {
+		s.groupMember = newGroupCache(time.Second).member
+	}
 	s.hub = s.cfg.Hub
 	if s.hub == nil {
 		s.hub = NewWakeHub(s.cfg.WakeHistory)
@@ -399,10 +450,14 @@ func NewControlServer(d *Device, cfg *ControlConfig) *ControlServer {
 			go s.pump()
 		}
 	}
+	if d != nil {
+		s.wg.Add(1)
+		go s.leaseLoop()
+	}
 	s.routes()
 	s.srv = &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: s.cfg.ReadTimeout,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
@@ -439,6 +494,18 @@ func (s *ControlServer) normalize() error {
 	}
 	if c.WakeHistory < 0 || c.WakeHistory > MaxWakeHistory {
 		return fmt.Errorf("control server: wake history = %d: must be 1–%d", c.WakeHistory, MaxWakeHistory)
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.ReadTimeout < time.Millisecond || c.ReadTimeout > MaxReadTimeout {
+		return fmt.Errorf("control server: read timeout = %v: must be 1ms–%v", c.ReadTimeout, MaxReadTimeout)
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxConns < 1 || c.MaxConns > MaxMaxConns {
+		return fmt.Errorf("control server: max conns = %d: must be 1–%d", c.MaxConns, MaxMaxConns)
 	}
 	return nil
 }
@@ -477,7 +544,7 @@ func (s *ControlServer) Serve(ln net.Listener) error {
 }
 
 func (s *ControlServer) serve(ln net.Listener) error {
-	err := s.srv.Serve(&credListener{Listener: ln, cred: s.peerCred})
+	err := s.srv.Serve(&credListener{Listener: ln, cred: s.peerCred, s: s})
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -565,28 +632,64 @@ func (s *ControlServer) Close() error {
 	return err
 }
 
-// credListener reads each accepted connection's peer credentials.
+// credListener reads each accepted connection's peer credentials, and
+// turns away the connections beyond ControlConfig.MaxConns.
 type credListener struct {
 	net.Listener
 	cred func(net.Conn) (*Cred, error)
+	s    *ControlServer
 }
 
 func (l *credListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if n := l.s.conns.Add(1); n > int64(l.s.cfg.MaxConns) {
+			l.s.conns.Add(-1)
+			l.s.refuseConn(c)
+			continue
+		}
+		l.s.cnt.connsAccepted.Add(1)
+		cred, err := l.cred(c)
+		if err != nil {
+			cred = nil // only the public endpoints then
+		}
+		return &credConn{Conn: c, cred: cred, open: &l.s.conns}, nil
 	}
-	cred, err := l.cred(c)
-	if err != nil {
-		cred = nil // only the public endpoints then
+}
+
+// refuseConn answers a connection beyond the limit with a 503 and closes
+// it, without reading from it; the write is bounded so that a client that
+// reads nothing cannot hold the accept loop.
+func (s *ControlServer) refuseConn(c net.Conn) {
+	n := s.cnt.connsRefused.Add(1)
+	if n == 1 || n%100 == 0 {
+		s.log.Warn("control connection refused: too many open", "limit", s.cfg.MaxConns, "refused", n)
 	}
-	return &credConn{Conn: c, cred: cred}, nil
+	b, _ := json.Marshal(struct {
+		Error *apiError `json:"error"`
+	}{errorf(http.StatusServiceUnavailable, codeUnavailable, "", strconv.Itoa(s.cfg.MaxConns),
+		"too many control connections open (limit %d)", s.cfg.MaxConns)})
+	c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	fmt.Fprintf(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(b), b)
+	c.Close()
 }
 
 // credConn is an accepted connection with its peer's credentials.
 type credConn struct {
 	net.Conn
-	cred *Cred
+	cred      *Cred
+	open      *atomic.Int64
+	closeOnce sync.Once
+}
+
+// Close implements net.Conn.Close; the first call frees the connection's
+// place under MaxConns.
+func (c *credConn) Close() error {
+	c.closeOnce.Do(func() { c.open.Add(-1) })
+	return c.Conn.Close()
 }
 
 type credKey struct{}
@@ -611,6 +714,8 @@ type apiError struct {
 	Message string `json:"message"`
 	Field   string `json:"field,omitempty"`
 	Limit   string `json:"limit,omitempty"`
+	// Slot names the slot a conflict is with (code already_armed).
+	Slot SlotID `json:"slot,omitempty"`
 }
 
 func (e *apiError) Error() string { return e.Message }
@@ -628,6 +733,8 @@ const (
 	codeNoSlot      = "no_slot"
 	codeState       = "wrong_state"
 	codeConflict    = "conflict"
+	codeArmed       = "already_armed"
+	codeTimeout     = "timeout"
 	codeUnavailable = "unavailable"
 	codeInternal    = "internal"
 )
@@ -663,6 +770,10 @@ func (s *ControlServer) routes() {
 	add("/v1/patterns/{id}", accessAny, m{"DELETE": s.deletePattern})
 	add("/v1/track", accessControl, m{"GET": s.getTrack, "POST": s.postTrack, "DELETE": s.deleteTrack})
 	add("/v1/coalescing", accessControl, m{"GET": s.getCoalescing, "POST": s.postCoalescing, "DELETE": s.deleteCoalescing})
+	add("/v1/lease", accessControl, m{"PUT": s.putLease})
+	add("/v1/leases", accessControl, m{"GET": s.getLeases})
+	// Owner checks of DELETE happen in the handler, after the lookup.
+	add("/v1/leases/{owner}", accessControl, m{"GET": s.getLease, "DELETE": s.deleteLease})
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errorf(http.StatusNotFound, codeNotFound, "", "", "no endpoint %s %s (see /v1/capabilities and docs/control-api.md)", r.Method, r.URL.Path))
 	})
@@ -680,8 +791,19 @@ func (s *ControlServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	defer s.wg.Done()
 	s.cnt.requests.Add(1)
+	w.Header().Set(InstanceHeader, s.instance)
+	// The body must come within ReadTimeout of now; so must the rest of
+	// a body the handler leaves unread (the server drains it). Wake
+	// streams lift the deadline (streamWakes). Not every ResponseWriter
+	// has a connection (tests): the error is ignored.
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
 	s.mux.ServeHTTP(w, r)
 }
+
+// InstanceHeader is the response header carrying the control server's
+// instance: random per server, so that a client tells a NIC daemon that
+// restarted (its slots and leases gone) from one it merely reconnected to.
+const InstanceHeader = "Standbynic-Instance"
 
 func (s *ControlServer) dispatch(w http.ResponseWriter, r *http.Request, rt *route) {
 	h, ok := rt.methods[r.Method]
@@ -711,8 +833,31 @@ func (s *ControlServer) dispatch(w http.ResponseWriter, r *http.Request, rt *rou
 
 // check authorizes cred, as an *apiError.
 func (s *ControlServer) check(cred *Cred, a access, owner int64) error {
-	if err := authorize(cred, a, s.group, owner); err != nil {
+	if err := s.authorize(cred, a, owner); err != nil {
 		return errorf(http.StatusForbidden, codeForbidden, "", "", "%v", err)
+	}
+	return nil
+}
+
+// authorize is authorize with the control group checked again against
+// the group database at each request: credentials are those the kernel
+// recorded when the peer connected (SO_PEERCRED, SO_PEERGROUPS) and do
+// not change on an open connection, so a user removed from the control
+// group would keep control there. A right held through the group
+// therefore also needs the group database (os/user: /etc/group,
+// /etc/passwd; answers cached for a second) to list the uid as a member
+// now; a uid or group the database does not know is judged on the
+// kernel's credentials alone, and so is every peer with
+// ControlConfig.TrustPeerGroups.
+func (s *ControlServer) authorize(cred *Cred, a access, owner int64) error {
+	if err := authorize(cred, a, s.group, owner); err != nil {
+		return err
+	}
+	if a != accessControl || cred == nil || cred.UID == 0 || s.cfg.TrustPeerGroups {
+		return nil
+	}
+	if member, known := s.groupMember(cred.UID, s.group); known && !member {
+		return fmt.Errorf("%w: uid %d is no longer a member of group %d (group database)", errForbidden, cred.UID, s.group)
 	}
 	return nil
 }
@@ -743,7 +888,12 @@ func (s *ControlServer) fail(w http.ResponseWriter, r *http.Request, err error) 
 // deviceError maps an error of the device to a response.
 func deviceError(err error, d *Device) *apiError {
 	msg := err.Error()
+	var ae *ArmedError
 	switch {
+	case errors.As(err, &ae):
+		e := errorf(http.StatusConflict, codeArmed, "pattern", "", "%s", msg)
+		e.Slot = ae.Slot
+		return e
 	case errors.Is(err, ErrNoSlot):
 		slots := 0
 		if d != nil {
@@ -780,13 +930,19 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(append(b, '\n'))
 }
 
-// readBody reads the request body within the limit.
+// readBody reads the request body within the limits of size and time.
 func (s *ControlServer) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return nil, errorf(http.StatusRequestEntityTooLarge, codeTooLarge, "body", fmt.Sprintf("%d bytes", mbe.Limit),
 			"request body exceeds the limit of %d bytes", mbe.Limit)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		s.cnt.readTimeouts.Add(1)
+		w.Header().Set("Connection", "close")
+		return nil, errorf(http.StatusRequestTimeout, codeTimeout, "body", s.cfg.ReadTimeout.String(),
+			"request body not received within %v", s.cfg.ReadTimeout)
 	}
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, codeBadRequest, "body", "", "read request body: %v", err)
@@ -901,11 +1057,17 @@ type specLimJSON struct {
 
 type apiLimitJSON struct {
 	Version     string `json:"version"`
+	Instance    string `json:"instance"`
 	MaxBody     int64  `json:"max_body"`
 	MaxLabel    int    `json:"max_label"`
 	MaxStreams  int    `json:"max_streams"`
+	MaxConns    int    `json:"max_conns"`
+	ReadTimeout string `json:"read_timeout"`
 	WakeHistory int    `json:"wake_history"`
 	Group       int    `json:"group,omitempty"`
+	MinLease    string `json:"min_lease_period"`
+	MaxLease    string `json:"max_lease_period"`
+	MaxLeases   int    `json:"max_leases"`
 }
 
 func (s *ControlServer) getCapabilities(w http.ResponseWriter, r *http.Request, _ *Cred) error {
@@ -919,8 +1081,10 @@ func (s *ControlServer) getCapabilities(w http.ResponseWriter, r *http.Request, 
 			MinRetryInterval: offload.MinRetryInterval.String(), MaxRetryCount: offload.MaxRetryCount,
 			MaxPayload: offload.MaxPayload, MaxControlPayload: offload.MaxControlPayload,
 		},
-		API: apiLimitJSON{Version: "v1", MaxBody: s.cfg.MaxBody, MaxLabel: MaxLabel, MaxStreams: s.cfg.MaxStreams,
-			WakeHistory: s.hub.history(), Group: s.cfg.Group},
+		API: apiLimitJSON{Version: "v1", Instance: s.instance, MaxBody: s.cfg.MaxBody, MaxLabel: MaxLabel, MaxStreams: s.cfg.MaxStreams,
+			MaxConns: s.cfg.MaxConns, ReadTimeout: s.cfg.ReadTimeout.String(),
+			WakeHistory: s.hub.history(), Group: s.cfg.Group,
+			MinLease: MinLeasePeriod.String(), MaxLease: MaxLeasePeriod.String(), MaxLeases: MaxLeases},
 	})
 	return nil
 }
@@ -935,7 +1099,7 @@ type whoamiJSON struct {
 }
 
 func (s *ControlServer) getWhoAmI(w http.ResponseWriter, r *http.Request, c *Cred) error {
-	j := whoamiJSON{Control: authorize(c, accessControl, s.group, -1) == nil}
+	j := whoamiJSON{Control: s.authorize(c, accessControl, -1) == nil}
 	if c != nil {
 		j.Known, j.PID, j.UID, j.GID, j.Groups = true, c.PID, c.UID, c.GID, c.Groups
 	}
@@ -949,24 +1113,40 @@ func (s *ControlServer) getMetrics(w http.ResponseWriter, r *http.Request, _ *Cr
 		return errorf(http.StatusInternalServerError, codeInternal, "", "", "%v", err)
 	}
 	s.mu.Lock()
-	open := s.streams
+	open, leases := s.streams, len(s.leases)
 	s.mu.Unlock()
-	cs := []Counter{
+	if err := WritePrometheus(&b, "standbynic_control_", nil, s.apiCounters()); err != nil {
+		return errorf(http.StatusInternalServerError, codeInternal, "", "", "%v", err)
+	}
+	fmt.Fprintf(&b, "# TYPE standbynic_control_streams_open gauge\nstandbynic_control_streams_open %d\n", open)
+	fmt.Fprintf(&b, "# TYPE standbynic_control_conns_open gauge\nstandbynic_control_conns_open %d\n", s.conns.Load())
+	fmt.Fprintf(&b, "# TYPE standbynic_control_leases_active gauge\nstandbynic_control_leases_active %d\n", leases)
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	w.Write(b.Bytes())
+	return nil
+}
+
+// apiCounters returns the API's own counters, in a stable order.
+func (s *ControlServer) apiCounters() []Counter {
+	return []Counter{
 		{"requests", s.cnt.requests.Load()},
 		{"denied", s.cnt.denied.Load()},
 		{"rejected", s.cnt.rejected.Load()},
 		{"failed", s.cnt.failed.Load()},
 		{"streams_opened", s.cnt.streams.Load()},
 		{"wakes_recorded", s.hub.nextSeq() - 1},
+		{"conns_accepted", s.cnt.connsAccepted.Load()},
+		{"conns_refused", s.cnt.connsRefused.Load()},
+		{"read_timeouts", s.cnt.readTimeouts.Load()},
+		{"leases_granted", s.cnt.leasesGranted.Load()},
+		{"leases_renewed", s.cnt.leasesRenewed.Load()},
+		{"leases_taken_over", s.cnt.leasesTaken.Load()},
+		{"leases_expired", s.cnt.leasesExpired.Load()},
+		{"leases_released", s.cnt.leasesReleased.Load()},
+		{"lease_slots_disarmed", s.cnt.leaseSlotsDisarmed.Load()},
+		{"lease_resumes", s.cnt.leaseResumes.Load()},
 	}
-	if err := WritePrometheus(&b, "standbynic_control_", nil, cs); err != nil {
-		return errorf(http.StatusInternalServerError, codeInternal, "", "", "%v", err)
-	}
-	fmt.Fprintf(&b, "# TYPE standbynic_control_streams_open gauge\nstandbynic_control_streams_open %d\n", open)
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	w.WriteHeader(http.StatusOK)
-	w.Write(b.Bytes())
-	return nil
 }
 
 // --- power ---
@@ -1056,6 +1236,8 @@ type armJSON struct {
 	Spec     json.RawMessage `json:"spec"`
 	Snapshot json.RawMessage `json:"snapshot"`
 	Label    string          `json:"label"`
+	// Lease names the caller's lease the slot is held under.
+	Lease string `json:"lease"`
 }
 
 // connJSON is the JSON form of a wakepattern.TCPConn.
@@ -1088,6 +1270,7 @@ func (j connJSON) conn(prefix string) (wp.TCPConn, error) {
 type slotJSON struct {
 	ID             SlotID            `json:"id"`
 	Owner          *int64            `json:"owner_uid"`
+	Lease          string            `json:"lease,omitempty"`
 	Label          string            `json:"label,omitempty"`
 	Conn           *connJSON         `json:"conn,omitempty"`
 	Spec           *offload.Spec     `json:"spec,omitempty"`
@@ -1110,7 +1293,7 @@ func (s *ControlServer) slotStatus(id SlotID, counters []Counter) (slotJSON, boo
 		cj := connToJSON(rec.conn)
 		sp := rec.spec
 		at := rec.armed
-		j.Owner, j.Label, j.Conn, j.Spec, j.Armed = &o, rec.label, &cj, &sp, &at
+		j.Owner, j.Lease, j.Label, j.Conn, j.Spec, j.Armed = &o, rec.lease, rec.label, &cj, &sp, &at
 	}
 	s.mu.Unlock()
 	prefix := fmt.Sprintf("slot%d_", id)
@@ -1136,10 +1319,17 @@ var engineCounterNames = func() map[string]bool {
 }()
 
 func (s *ControlServer) getSlots(w http.ResponseWriter, r *http.Request, _ *Cred) error {
+	q := r.URL.Query()
+	lease, byLease := q.Get("lease"), q.Has("lease")
+	if byLease {
+		if err := checkLeaseOwner("lease", lease); err != nil {
+			return err
+		}
+	}
 	counters := s.d.Counters()
 	out := []slotJSON{}
 	for _, id := range s.d.Slots() {
-		if j, ok := s.slotStatus(id, counters); ok {
+		if j, ok := s.slotStatus(id, counters); ok && (!byLease || j.Lease == lease) {
 			out = append(out, j)
 		}
 	}
@@ -1184,7 +1374,7 @@ func (s *ControlServer) postSlot(w http.ResponseWriter, r *http.Request, c *Cred
 	if err != nil {
 		return err
 	}
-	cfg, label, err := parseArm(b)
+	cfg, label, leaseName, err := parseArmLease(b)
 	if err != nil {
 		return err
 	}
@@ -1192,16 +1382,26 @@ func (s *ControlServer) postSlot(w http.ResponseWriter, r *http.Request, c *Cred
 	if label != "" {
 		cfg.Owner += " " + strconv.Quote(label)
 	}
+	if leaseName != "" {
+		cfg.Owner += " lease " + strconv.Quote(leaseName)
+	}
 	// The record is written under mu together with the arm, so a
-	// concurrent disarm of the same ID (after it is returned) finds it.
+	// concurrent disarm of the same ID (after it is returned) finds it,
+	// and a lease ending meanwhile disarms it.
 	s.mu.Lock()
+	if leaseName != "" {
+		if _, err := s.leaseOf(c, leaseName, "lease"); err != nil {
+			s.mu.Unlock()
+			return err
+		}
+	}
 	since := s.hub.nextSeq()
 	id, err := s.d.Arm(cfg)
 	if err != nil {
 		s.mu.Unlock()
 		return err
 	}
-	s.slots[id] = &slotRecord{owner: int64(c.UID), label: label, conn: cfg.Pattern, spec: cfg.Spec, armed: time.Now()}
+	s.slots[id] = &slotRecord{owner: int64(c.UID), lease: leaseName, label: label, conn: cfg.Pattern, spec: cfg.Spec, armed: time.Now()}
 	s.hub.setSlotOwner(id, int64(c.UID), since)
 	s.mu.Unlock()
 	j, ok := s.slotStatus(id, s.d.Counters())
@@ -1215,10 +1415,27 @@ func (s *ControlServer) postSlot(w http.ResponseWriter, r *http.Request, c *Cred
 
 // parseArm decodes and validates the body of POST /v1/slots.
 func parseArm(b []byte) (SlotConfig, string, error) {
+	cfg, label, _, err := parseArmLease(b)
+	return cfg, label, err
+}
+
+// parseArmLease is parseArm that also returns the lease named.
+func parseArmLease(b []byte) (SlotConfig, string, string, error) {
 	var j armJSON
 	if err := decodeStrict(b, &j, ""); err != nil {
-		return SlotConfig{}, "", err
+		return SlotConfig{}, "", "", err
 	}
+	if j.Lease != "" {
+		if err := checkLeaseOwner("lease", j.Lease); err != nil {
+			return SlotConfig{}, "", "", err
+		}
+	}
+	cfg, label, err := parseArmJSON(&j)
+	return cfg, label, j.Lease, err
+}
+
+// parseArmJSON validates a decoded arm body.
+func parseArmJSON(j *armJSON) (SlotConfig, string, error) {
 	if len(j.Label) > MaxLabel {
 		return SlotConfig{}, "", errorf(http.StatusUnprocessableEntity, codeLimit, "label", fmt.Sprintf("%d bytes", MaxLabel),
 			"label: %d bytes above %d", len(j.Label), MaxLabel)
@@ -1562,10 +1779,20 @@ func (s *ControlServer) getWakes(w http.ResponseWriter, r *http.Request, _ *Cred
 // Events (Accept: text/event-stream) until the client goes or the server
 // closes. With ?since=N it first replays the held events after N; without,
 // it starts with the next wake.
-func (s *ControlServer) streamWakes(w http.ResponseWriter, r *http.Request, _ *Cred) error {
+func (s *ControlServer) streamWakes(w http.ResponseWriter, r *http.Request, c *Cred) error {
 	since, ok, err := sinceParam(r)
 	if err != nil {
 		return err
+	}
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		return errorf(http.StatusBadRequest, codeBadRequest, "body", "", "a wake stream request takes no body")
+	}
+	q := r.URL.Query()
+	leaseName := q.Get("lease")
+	if q.Has("lease") {
+		if err := checkLeaseOwner("lease", leaseName); err != nil {
+			return err
+		}
 	}
 	s.mu.Lock()
 	if s.streams >= s.cfg.MaxStreams {
@@ -1573,13 +1800,28 @@ func (s *ControlServer) streamWakes(w http.ResponseWriter, r *http.Request, _ *C
 		return errorf(http.StatusServiceUnavailable, codeUnavailable, "", strconv.Itoa(s.cfg.MaxStreams),
 			"too many wake streams open (limit %d)", s.cfg.MaxStreams)
 	}
+	var bound *lease
+	if leaseName != "" {
+		l, err := s.leaseOf(c, leaseName, "lease")
+		if err != nil {
+			s.mu.Unlock()
+			return err
+		}
+		s.bindLocked(l, c)
+		bound = l
+	}
 	s.streams++
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		s.streams--
+		if bound != nil {
+			s.unbindLocked(bound)
+		}
 		s.mu.Unlock()
 	}()
+	// The request is read: the stream lives as long as the client holds it.
+	http.NewResponseController(w).SetReadDeadline(time.Time{})
 	s.cnt.streams.Add(1)
 	kick := s.hub.subscribe()
 	defer s.hub.unsubscribe(kick)

@@ -29,6 +29,12 @@ func Authorize(c *Cred, a Access, group uint32, owner int64) error {
 // credentials take the listener's path.
 func SetPeerCred(cfg *ControlConfig, f func(net.Conn) (*Cred, error)) { cfg.peerCred = f }
 
+// SetGroupMember makes the server built from cfg ask f, instead of the
+// group database, whether a uid is a member of the control group now.
+func SetGroupMember(cfg *ControlConfig, f func(uid, gid uint32) (member, known bool)) {
+	cfg.groupMember = f
+}
+
 // ReportRoundTrip encodes a report as DELETE /v1/slots/{id} does and
 // decodes it as the client does.
 func ReportRoundTrip(r offload.Report) (offload.Report, []byte, error) {

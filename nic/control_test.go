@@ -46,6 +46,9 @@ type ctl struct {
 	api  *nic.ControlServer
 	path string
 	who  atomic.Pointer[nic.Cred] // nil: credentials unreadable
+	// db is the group database the server consults: uid → member of
+	// the control group; a uid absent is unknown to it.
+	db atomic.Pointer[map[uint32]bool]
 }
 
 func newCtl(t *testing.T, slots int, mod func(*nic.ControlConfig)) *ctl {
@@ -67,6 +70,14 @@ func newCtl(t *testing.T, slots int, mod func(*nic.ControlConfig)) *ctl {
 		}
 		cp := *p
 		return &cp, nil
+	})
+	nic.SetGroupMember(cfg, func(uid, gid uint32) (bool, bool) {
+		m := c.db.Load()
+		if m == nil || gid != ctlGroup {
+			return false, false
+		}
+		member, known := (*m)[uid]
+		return member, known
 	})
 	if mod != nil {
 		mod(cfg)
@@ -162,7 +173,11 @@ func TestControlEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCaps := nic.ControlCapabilities{Device: c.dev.Capabilities(), Patterns: c.dev.PatternCapabilities(),
-		MaxBody: nic.DefaultMaxBody, MaxStreams: nic.DefaultMaxStreams, WakeHistory: nic.DefaultWakeHistory, Group: int(ctlGroup)}
+		MaxBody: nic.DefaultMaxBody, MaxStreams: nic.DefaultMaxStreams, WakeHistory: nic.DefaultWakeHistory, Group: int(ctlGroup),
+		MaxConns: nic.DefaultMaxConns, ReadTimeout: nic.DefaultReadTimeout, Instance: caps.Instance}
+	if len(caps.Instance) != 16 {
+		t.Errorf("instance %q, want 16 hex digits", caps.Instance)
+	}
 	if diff := cmp.Diff(wantCaps, caps); diff != "" {
 		t.Errorf("Capabilities (-want +got):\n%s", diff)
 	}
@@ -946,6 +961,24 @@ func TestRemoteDrivesTheDevice(t *testing.T) {
 	}
 	if err := c.dev.Wake(); err != nil {
 		t.Fatal(err)
+	}
+	// The old server's end is a loss of the NIC, seen as a wake of its
+	// own; the new one is another instance.
+	select {
+	case ev := <-n.Wakes():
+		if ev.Reason != nic.WakeNICLost {
+			t.Errorf("first wake after restart %+v, want nic-lost", ev)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("no nic-lost wake after the server restarted")
+	}
+	select {
+	case <-rem.Back():
+	case <-time.After(waitFor):
+		t.Fatal("the Remote never saw the new server")
+	}
+	if h := rem.Health(); !h.Up || h.Losses != 1 || h.Restarts != 1 {
+		t.Errorf("health %+v, want up after 1 loss and 1 restart", h)
 	}
 	select {
 	case ev := <-n.Wakes():

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -20,6 +21,11 @@ import (
 	"github.com/standbynic/standbynic/offload"
 	wp "github.com/standbynic/standbynic/wakepattern"
 )
+
+// WakeNICLost is the wake a Remote raises itself when it loses its NIC
+// daemon (see Remote). It belongs with the other reasons in wake.go
+// (name "nic-lost"): the line moves there, before numWakeReason.
+const WakeNICLost WakeReason = numWakeReason
 
 // ControlClient speaks the control API over the NIC daemon's Unix socket.
 // Its methods mirror the endpoints; a refusal of the server is returned
@@ -41,6 +47,8 @@ type ControlError struct {
 	// Field names the request field at fault and Limit the limit it
 	// broke, when the server said.
 	Field, Limit string
+	// Slot is the slot a conflict is with (Code "already_armed").
+	Slot SlotID
 }
 
 func (e *ControlError) Error() string {
@@ -48,12 +56,14 @@ func (e *ControlError) Error() string {
 }
 
 // Is lets errors.Is match the device's sentinels through the socket:
-// ErrNoSlot, ErrState, ErrUnknownSlot, ErrLimit and os.ErrPermission
-// (refused for the caller's credentials).
+// ErrNoSlot, ErrArmed, ErrState, ErrUnknownSlot, ErrLimit and
+// os.ErrPermission (refused for the caller's credentials).
 func (e *ControlError) Is(target error) bool {
 	switch target {
 	case ErrNoSlot:
 		return e.Code == codeNoSlot
+	case ErrArmed:
+		return e.Code == codeArmed
 	case ErrState:
 		return e.Code == codeState
 	case ErrUnknownSlot:
@@ -101,39 +111,45 @@ const maxResponse = 16 << 20
 // do sends a request with an optional JSON body and decodes a JSON reply
 // into out (nil: discard). It returns the raw body for non-JSON replies.
 func (c *ControlClient) do(ctx context.Context, method, path string, in, out any) ([]byte, error) {
+	b, _, err := c.doH(ctx, method, path, in, out)
+	return b, err
+}
+
+// doH is do that also returns the reply's headers.
+func (c *ControlClient) doH(ctx context.Context, method, path string, in, out any) ([]byte, http.Header, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return nil, fmt.Errorf("nic control %s %s: %w", method, path, err)
+			return nil, nil, fmt.Errorf("nic control %s %s: %w", method, path, err)
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, "http://nic"+path, body)
 	if err != nil {
-		return nil, fmt.Errorf("nic control %s %s: %w", method, path, err)
+		return nil, nil, fmt.Errorf("nic control %s %s: %w", method, path, err)
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("nic control %s %s: %w", method, path, err)
+		return nil, nil, fmt.Errorf("nic control %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if err != nil {
-		return nil, fmt.Errorf("nic control %s %s: %w", method, path, err)
+		return nil, resp.Header, fmt.Errorf("nic control %s %s: %w", method, path, err)
 	}
 	if resp.StatusCode >= 300 {
-		return nil, responseError(resp.StatusCode, b)
+		return nil, resp.Header, responseError(resp.StatusCode, b)
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
-			return nil, fmt.Errorf("nic control %s %s: decode reply: %w", method, path, err)
+			return nil, resp.Header, fmt.Errorf("nic control %s %s: decode reply: %w", method, path, err)
 		}
 	}
-	return b, nil
+	return b, resp.Header, nil
 }
 
 func responseError(status int, b []byte) error {
@@ -143,7 +159,7 @@ func responseError(status int, b []byte) error {
 	if err := json.Unmarshal(b, &e); err != nil || e.Error == nil {
 		return &ControlError{Status: status, Code: "http", Message: strings.TrimSpace(string(b))}
 	}
-	return &ControlError{Status: status, Code: e.Error.Code, Message: e.Error.Message, Field: e.Error.Field, Limit: e.Error.Limit}
+	return &ControlError{Status: status, Code: e.Error.Code, Message: e.Error.Message, Field: e.Error.Field, Limit: e.Error.Limit, Slot: e.Error.Slot}
 }
 
 // ControlCapabilities is the reply of GET /v1/capabilities.
@@ -152,11 +168,18 @@ type ControlCapabilities struct {
 	Patterns wp.Capabilities
 	// MaxBody is the largest request body in bytes, MaxStreams the wake
 	// streams the server allows at once, WakeHistory the wakes it holds,
-	// Group the control group (0: root only).
+	// Group the control group (0: root only), MaxConns the connections
+	// it takes at once, ReadTimeout the time it gives a request's
+	// headers and body.
 	MaxBody     int64
 	MaxStreams  int
 	WakeHistory int
 	Group       int
+	MaxConns    int
+	ReadTimeout time.Duration
+	// Instance identifies the control server: another value after a
+	// reconnection means the NIC daemon restarted (slots and leases gone).
+	Instance string
 }
 
 // Capabilities returns the device's and the API's limits.
@@ -165,11 +188,13 @@ func (c *ControlClient) Capabilities(ctx context.Context) (ControlCapabilities, 
 	if _, err := c.do(ctx, "GET", "/v1/capabilities", nil, &j); err != nil {
 		return ControlCapabilities{}, err
 	}
+	rt, _ := time.ParseDuration(j.API.ReadTimeout) // absent from older servers: 0
 	return ControlCapabilities{
 		Device: Capabilities{Slots: j.Slots, WakePacketSave: j.WakePacketSave, PostWakeFrames: j.PostWakeFrames,
 			ARPOffloads: j.ARPOffloads, NSOffloads: j.NSOffloads, MaxFrame: j.MaxFrame},
 		Patterns: wp.Capabilities(j.Patterns),
 		MaxBody:  j.API.MaxBody, MaxStreams: j.API.MaxStreams, WakeHistory: j.API.WakeHistory, Group: j.API.Group,
+		MaxConns: j.API.MaxConns, ReadTimeout: rt, Instance: j.API.Instance,
 	}, nil
 }
 
@@ -240,6 +265,7 @@ func parsePowerState(v string) (PowerState, error) {
 type SlotStatus struct {
 	ID             SlotID
 	Owner          int64
+	Lease          string // the lease it is held under ("": none)
 	Label          string
 	Conn           wp.TCPConn
 	Spec           offload.Spec
@@ -251,7 +277,7 @@ type SlotStatus struct {
 }
 
 func (j *slotJSON) status() (SlotStatus, error) {
-	s := SlotStatus{ID: j.ID, Owner: -1, Label: j.Label, Counters: j.Counters, DeviceCounters: j.DeviceCounters}
+	s := SlotStatus{ID: j.ID, Owner: -1, Lease: j.Lease, Label: j.Label, Counters: j.Counters, DeviceCounters: j.DeviceCounters}
 	if j.Owner != nil {
 		s.Owner = *j.Owner
 	}
@@ -293,10 +319,19 @@ func parseEnum[T interface {
 
 // Slots returns the armed slots.
 func (c *ControlClient) Slots(ctx context.Context) ([]SlotStatus, error) {
+	return c.slots(ctx, "/v1/slots")
+}
+
+// LeaseSlots returns the slots held under the lease owner.
+func (c *ControlClient) LeaseSlots(ctx context.Context, owner string) ([]SlotStatus, error) {
+	return c.slots(ctx, "/v1/slots?lease="+url.QueryEscape(owner))
+}
+
+func (c *ControlClient) slots(ctx context.Context, path string) ([]SlotStatus, error) {
 	var j struct {
 		Slots []slotJSON `json:"slots"`
 	}
-	if _, err := c.do(ctx, "GET", "/v1/slots", nil, &j); err != nil {
+	if _, err := c.do(ctx, "GET", path, nil, &j); err != nil {
 		return nil, err
 	}
 	out := make([]SlotStatus, 0, len(j.Slots))
@@ -325,12 +360,21 @@ type armRequest struct {
 	Spec     offload.Spec `json:"spec"`
 	Snapshot snapshotJSON `json:"snapshot"`
 	Label    string       `json:"label,omitempty"`
+	Lease    string       `json:"lease,omitempty"`
 }
 
 // Arm arms a slot; s.Owner is sent as the slot's label (at most
-// MaxLabel bytes). The slot's owner is the caller's uid.
+// MaxLabel bytes). The slot's owner is the caller's uid. A connection a
+// slot already guards is refused with a *ControlError matching ErrArmed
+// whose Slot names that slot.
 func (c *ControlClient) Arm(ctx context.Context, s SlotConfig) (SlotID, error) {
-	req := armRequest{Pattern: connToJSON(s.Pattern), Spec: s.Spec, Snapshot: snapshotToJSON(&s.Snapshot), Label: s.Owner}
+	return c.ArmLeased(ctx, s, "")
+}
+
+// ArmLeased arms a slot held under the caller's lease owner ("": none):
+// when the lease ends the NIC disarms it (see RenewLease).
+func (c *ControlClient) ArmLeased(ctx context.Context, s SlotConfig, owner string) (SlotID, error) {
+	req := armRequest{Pattern: connToJSON(s.Pattern), Spec: s.Spec, Snapshot: snapshotToJSON(&s.Snapshot), Label: s.Owner, Lease: owner}
 	var j slotJSON
 	if _, err := c.do(ctx, "POST", "/v1/slots", req, &j); err != nil {
 		return 0, err
@@ -427,6 +471,8 @@ func (c *ControlClient) WakePacket(ctx context.Context, seq uint64) ([]byte, err
 type WakeStream struct {
 	body io.ReadCloser
 	sc   *bufio.Scanner
+	// Instance is the control server's instance (InstanceHeader).
+	Instance string
 }
 
 // StreamWakes opens the wake stream: the server first replays the held
@@ -434,7 +480,17 @@ type WakeStream struct {
 // start at the next wake pass the next seq minus one from Wakes. It ends
 // when ctx ends, the stream is closed, or the server goes.
 func (c *ControlClient) StreamWakes(ctx context.Context, since uint64) (*WakeStream, error) {
+	return c.StreamWakesLeased(ctx, since, "")
+}
+
+// StreamWakesLeased is StreamWakes bound to the caller's lease owner
+// ("": none): while the stream is open the lease does not expire, and
+// its period starts when the stream closes.
+func (c *ControlClient) StreamWakesLeased(ctx context.Context, since uint64, owner string) (*WakeStream, error) {
 	path := "/v1/wakes/stream?since=" + strconv.FormatUint(since, 10)
+	if owner != "" {
+		path += "&lease=" + url.QueryEscape(owner)
+	}
 	req, err := http.NewRequestWithContext(ctx, "GET", "http://nic"+path, nil)
 	if err != nil {
 		return nil, fmt.Errorf("nic control GET %s: %w", path, err)
@@ -451,7 +507,7 @@ func (c *ControlClient) StreamWakes(ctx context.Context, since uint64) (*WakeStr
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 4096), 64<<10)
-	return &WakeStream{body: resp.Body, sc: sc}, nil
+	return &WakeStream{body: resp.Body, sc: sc, Instance: resp.Header.Get(InstanceHeader)}, nil
 }
 
 // Next blocks for the next wake. It returns io.EOF when the server ended
@@ -478,6 +534,127 @@ func (s *WakeStream) Next() (WakeRecord, error) {
 func (s *WakeStream) Close() error {
 	s.body.Close()
 	return nil
+}
+
+// Lease is a lease as the control API reports it (lease.go).
+type Lease struct {
+	Owner string
+	UID   uint32
+	// PID is the process that renewed it last.
+	PID     int32
+	Period  time.Duration
+	Granted time.Time
+	Renewed time.Time
+	// Expires is when it ends unless renewed; zero while a wake stream
+	// holds it.
+	Expires  time.Time
+	Streams  int
+	Renewals uint64
+	Slots    []SlotID
+	// Created (RenewLease) says the server granted it anew: a lease the
+	// caller thought it held had ended, or the NIC restarted.
+	Created bool
+	// TakenOverFrom is the pid that held it before this renewal, when
+	// another one did (a host's new instance taking over).
+	TakenOverFrom int32
+	// Instance is the control server's instance that answered.
+	Instance string
+}
+
+func (j *leaseJSON) lease(instance string) (Lease, error) {
+	l := Lease{Owner: j.Owner, UID: j.UID, PID: j.PID, Granted: j.Granted, Renewed: j.Renewed, Streams: j.Streams,
+		Renewals: j.Renewals, Slots: j.Slots, Created: j.Created, TakenOverFrom: j.TakenOverFrom, Instance: instance}
+	if j.Expires != nil {
+		l.Expires = *j.Expires
+	}
+	var err error
+	if l.Period, err = time.ParseDuration(j.Period); err != nil {
+		return l, fmt.Errorf("nic control: lease period %q: %w", j.Period, err)
+	}
+	return l, nil
+}
+
+// RenewLease takes the lease owner for the caller's uid, or renews it,
+// for period (0: DefaultLeasePeriod). Renew it well within the period
+// (a third of it, as a DHCP client renews at half its lease): when the
+// period passes with no renewal and no wake stream bound
+// (StreamWakesLeased), the NIC disarms the lease's slots and returns to
+// D0.
+func (c *ControlClient) RenewLease(ctx context.Context, owner string, period time.Duration) (Lease, error) {
+	req := leaseReqJSON{Owner: owner}
+	if period != 0 {
+		req.Period = period.String()
+	}
+	var j leaseJSON
+	_, h, err := c.doH(ctx, "PUT", "/v1/lease", req, &j)
+	if err != nil {
+		return Lease{}, err
+	}
+	return j.lease(h.Get(InstanceHeader))
+}
+
+// Leases returns the leases held, by owner.
+func (c *ControlClient) Leases(ctx context.Context) ([]Lease, error) {
+	var j struct {
+		Leases []leaseJSON `json:"leases"`
+	}
+	_, h, err := c.doH(ctx, "GET", "/v1/leases", nil, &j)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Lease, 0, len(j.Leases))
+	for i := range j.Leases {
+		l, err := j.Leases[i].lease(h.Get(InstanceHeader))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// LeaseRelease is what releasing a lease did: the slots disarmed (with
+// their final reports) and the power state before and after.
+type LeaseRelease struct {
+	Owner    string
+	Disarmed []ReleasedSlot
+	From     PowerState
+	Power    PowerState
+}
+
+// ReleasedSlot is a slot disarmed because its lease ended.
+type ReleasedSlot struct {
+	ID     SlotID
+	Label  string
+	Report offload.Report
+	// Err is set when the NIC failed to disarm it cleanly.
+	Err string
+}
+
+// ReleaseLease ends the lease owner now: the NIC disarms its slots and
+// returns to D0, as when a lease expires. A host that starts clears a
+// previous instance's lease with it.
+func (c *ControlClient) ReleaseLease(ctx context.Context, owner string) (LeaseRelease, error) {
+	var j leaseEnd
+	if _, err := c.do(ctx, "DELETE", "/v1/leases/"+url.PathEscape(owner), nil, &j); err != nil {
+		return LeaseRelease{}, err
+	}
+	out := LeaseRelease{Owner: j.Owner}
+	var err error
+	if out.From, err = parsePowerState(j.From); err != nil {
+		return out, err
+	}
+	if out.Power, err = parsePowerState(j.Power); err != nil {
+		return out, err
+	}
+	for _, d := range j.Disarmed {
+		rep, err := d.Report.report()
+		if err != nil {
+			return out, err
+		}
+		out.Disarmed = append(out.Disarmed, ReleasedSlot{ID: d.ID, Label: d.Label, Report: rep, Err: d.Error})
+	}
+	return out, nil
 }
 
 // AddPattern adds an extra wake pattern; the caller owns it.
@@ -606,6 +783,59 @@ type RemoteConfig struct {
 	Retry time.Duration
 	// Logger receives stream errors (default: discard).
 	Logger *slog.Logger
+	// Lease, when set, holds the Remote's slots under a lease that it
+	// renews (see RemoteLease): if the host dies or hangs, the NIC
+	// disarms them and returns to D0 by itself.
+	Lease *RemoteLease
+}
+
+// RemoteLease configures the lease of a Remote.
+type RemoteLease struct {
+	// Owner names the lease (1–64 bytes of letters, digits, ._:@-;
+	// default "host"). Keep it across restarts of the host: a new
+	// instance finds its predecessor's lease by it.
+	Owner string
+	// Period is the lease's period (MinLeasePeriod–MaxLeasePeriod,
+	// default DefaultLeasePeriod). The Remote binds its wake stream to
+	// the lease and renews it every third of the period; a renewal that
+	// fails or times out reports the NIC lost.
+	Period time.Duration
+	// TakeOver keeps a predecessor's lease and its slots (a host that
+	// kept its frozen sockets across a restart). Without it (the
+	// default), a predecessor's lease is released: its slots are
+	// disarmed and the NIC returns to D0, and so does a NIC left in D3
+	// without a lease.
+	TakeOver bool
+	// KeepOnClose leaves the lease to expire after Close instead of
+	// releasing it (a successor will take it over).
+	KeepOnClose bool
+}
+
+// PreviousLease is what a Remote found of a previous instance at start.
+type PreviousLease struct {
+	// Found: a lease of the Remote's owner was held. Lease is it as found.
+	Found bool
+	Lease Lease
+	// TookOver: the Remote took it over (RemoteLease.TakeOver); its slots
+	// are Lease.Slots. Otherwise Released is what releasing it did.
+	TookOver bool
+	Released LeaseRelease
+	// Resumed: the NIC was found outside D0 and brought back to D0.
+	Resumed bool
+}
+
+// NICHealth is how a Remote sees its NIC daemon.
+type NICHealth struct {
+	// Up: the wake stream is open (and the lease renewed).
+	Up bool
+	// Instance is the control server's instance last seen.
+	Instance string
+	// Losses counts the nic-lost wakes raised; Restarts the times the
+	// NIC came back as another instance (its slots and leases gone).
+	Losses, Restarts uint64
+	// LostAt is when the last loss was noticed; BackAt when the NIC was
+	// last reached again.
+	LostAt, BackAt time.Time
 }
 
 // Remote is a NIC daemon seen through its control socket with the method
@@ -616,6 +846,15 @@ type RemoteConfig struct {
 // Wakes is fed by a wake stream that reconnects (resuming after the last
 // seq seen) until Close. Events from the stream carry no packet (fetch
 // it with ControlClient.WakePacket).
+//
+// A Remote watches its NIC: when the wake stream ends (the daemon exited
+// or restarted), a lease renewal fails, or the NIC turns out to have
+// ended the lease (restarted, or the host was silent for a period), it
+// sends a wake of reason WakeNICLost on Wakes, once per loss, and counts
+// it (Health). The host then knows its slots are gone, or soon will be:
+// it thaws its frozen sockets from what it knows. When the NIC is reached
+// again, Back's channel closes (a new one is made at the next loss) and
+// Health says whether it is another instance; the host arms again then.
 type Remote struct {
 	c       *ControlClient
 	timeout time.Duration
@@ -623,10 +862,14 @@ type Remote struct {
 	log     *slog.Logger
 	wakes   chan WakeEvent
 	retry   time.Duration
+	lease   *RemoteLease // normalized copy; nil: none
+	prev    PreviousLease
 
 	mu      sync.Mutex
 	dropped uint64
 	lastSeq uint64
+	health  NICHealth
+	back    chan struct{} // closed while up
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -635,8 +878,9 @@ type Remote struct {
 }
 
 // Remote returns the client as a host-drivable device. It reads the
-// capabilities and opens the wake stream before it returns; the stream
-// starts at the next wake.
+// capabilities, settles a previous instance's lease when cfg.Lease is
+// set (see RemoteLease) and takes its own, and opens the wake stream
+// before it returns; the stream starts at the next wake.
 func (c *ControlClient) Remote(cfg *RemoteConfig) (*Remote, error) {
 	var rc RemoteConfig
 	if cfg != nil {
@@ -657,30 +901,190 @@ func (c *ControlClient) Remote(cfg *RemoteConfig) (*Remote, error) {
 	if rc.Logger == nil {
 		rc.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Remote{c: c, timeout: rc.Timeout, log: rc.Logger, wakes: make(chan WakeEvent, rc.WakeBuffer), retry: rc.Retry}
+	r := &Remote{c: c, timeout: rc.Timeout, log: rc.Logger, wakes: make(chan WakeEvent, rc.WakeBuffer), retry: rc.Retry,
+		back: make(chan struct{})}
+	close(r.back)
+	if rc.Lease != nil {
+		l := *rc.Lease
+		if l.Owner == "" {
+			l.Owner = "host"
+		}
+		if err := checkLeaseOwner("lease owner", l.Owner); err != nil {
+			return nil, fmt.Errorf("nic remote: %w", err)
+		}
+		if l.Period == 0 {
+			l.Period = DefaultLeasePeriod
+		}
+		if l.Period < MinLeasePeriod || l.Period > MaxLeasePeriod {
+			return nil, fmt.Errorf("nic remote: lease period %v outside %v..%v", l.Period, MinLeasePeriod, MaxLeasePeriod)
+		}
+		r.lease = &l
+	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	ctx, cancel := context.WithTimeout(r.ctx, r.timeout)
 	defer cancel()
+	fail := func(err error) (*Remote, error) {
+		r.cancel()
+		return nil, fmt.Errorf("nic remote: %w", err)
+	}
 	caps, err := c.Capabilities(ctx)
 	if err != nil {
-		r.cancel()
-		return nil, fmt.Errorf("nic remote: %w", err)
+		return fail(err)
 	}
 	r.caps = caps.Device
+	r.health = NICHealth{Up: true, Instance: caps.Instance, BackAt: time.Now()}
+	if r.lease != nil {
+		if err := r.startLease(ctx); err != nil {
+			return fail(err)
+		}
+	}
 	_, next, err := c.Wakes(ctx, 0)
 	if err != nil {
-		r.cancel()
-		return nil, fmt.Errorf("nic remote: %w", err)
+		return fail(err)
 	}
 	r.lastSeq = next - 1
-	st, err := c.StreamWakes(r.ctx, r.lastSeq) // a wake since Wakes above is replayed
+	st, err := c.StreamWakesLeased(r.ctx, r.lastSeq, r.leaseOwner()) // a wake since Wakes above is replayed
 	if err != nil {
-		r.cancel()
-		return nil, fmt.Errorf("nic remote: %w", err)
+		return fail(err)
 	}
 	r.wg.Add(1)
 	go r.run(st)
+	if r.lease != nil {
+		r.wg.Add(1)
+		go r.renewLoop()
+	}
 	return r, nil
+}
+
+func (r *Remote) leaseOwner() string {
+	if r.lease == nil {
+		return ""
+	}
+	return r.lease.Owner
+}
+
+// startLease settles a previous instance's lease and takes the Remote's.
+func (r *Remote) startLease(ctx context.Context) error {
+	ls, err := r.c.Leases(ctx)
+	if err != nil {
+		return err
+	}
+	for _, l := range ls {
+		if l.Owner == r.lease.Owner {
+			r.prev.Found, r.prev.Lease = true, l
+		}
+	}
+	if r.prev.Found && !r.lease.TakeOver {
+		rel, err := r.c.ReleaseLease(ctx, r.lease.Owner)
+		if err != nil {
+			return fmt.Errorf("release the previous instance's lease %q: %w", r.lease.Owner, err)
+		}
+		r.prev.Released = rel
+		r.prev.Resumed = rel.From != D0 && rel.Power == D0
+		r.log.Warn("nic: cleared the previous instance's lease", "owner", r.lease.Owner, "pid", r.prev.Lease.PID,
+			"slots_disarmed", len(rel.Disarmed), "from", rel.From, "power", rel.Power)
+	}
+	if !r.lease.TakeOver {
+		st, err := r.c.Power(ctx)
+		if err != nil {
+			return err
+		}
+		if st != D0 {
+			if _, err := r.c.SetPower(ctx, D0); err != nil {
+				return fmt.Errorf("bring the NIC from %v to D0: %w", st, err)
+			}
+			r.prev.Resumed = true
+			r.log.Warn("nic: found outside D0 at start, brought back to D0", "was", st)
+		}
+	}
+	l, err := r.c.RenewLease(ctx, r.lease.Owner, r.lease.Period)
+	if err != nil {
+		return err
+	}
+	if r.prev.Found && r.lease.TakeOver {
+		r.prev.TookOver = true
+		r.log.Info("nic: took over the previous instance's lease", "owner", l.Owner, "slots", l.Slots, "previous_pid", l.TakenOverFrom)
+	}
+	return nil
+}
+
+// PreviousLease returns what the Remote found of a previous instance's
+// lease when it started.
+func (r *Remote) PreviousLease() PreviousLease { return r.prev }
+
+// Health returns how the Remote sees its NIC now.
+func (r *Remote) Health() NICHealth {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.health
+}
+
+// Back returns a channel that is closed while the NIC is up: at once if
+// it is, else when it is reached again after a loss.
+func (r *Remote) Back() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.back
+}
+
+// lost records a loss of the NIC and sends a nic-lost wake, once per
+// loss; the send waits for room in Wakes (in a goroutine of the Remote's,
+// until Close) so that it is never dropped.
+func (r *Remote) lost(why string, err error) {
+	r.mu.Lock()
+	if !r.health.Up || r.ctx.Err() != nil {
+		r.mu.Unlock()
+		return
+	}
+	r.health.Up = false
+	r.health.Losses++
+	r.health.LostAt = time.Now()
+	r.back = make(chan struct{})
+	r.mu.Unlock()
+	r.log.Warn("nic lost", "why", why, "err", err)
+	ev := WakeEvent{Reason: WakeNICLost}
+	select {
+	case r.wakes <- ev:
+		return
+	default:
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		select {
+		case r.wakes <- ev:
+		case <-r.ctx.Done():
+		}
+	}()
+}
+
+// reached records that the NIC answered as instance; a NIC that comes
+// back as another instance lost everything it held.
+func (r *Remote) reached(instance string) {
+	r.mu.Lock()
+	restarted := instance != "" && r.health.Instance != "" && instance != r.health.Instance
+	up := r.health.Up
+	r.mu.Unlock()
+	if restarted && up {
+		// Not noticed as lost (it came back between two looks): its
+		// slots are gone all the same.
+		r.lost("the NIC restarted", nil)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if restarted {
+		r.health.Restarts++
+		r.log.Warn("nic back as a new instance: its slots and leases are gone", "was", r.health.Instance, "now", instance)
+	}
+	if instance != "" {
+		r.health.Instance = instance
+	}
+	if !r.health.Up {
+		r.health.Up = true
+		r.health.BackAt = time.Now()
+		close(r.back)
+		r.log.Info("nic back", "instance", r.health.Instance)
+	}
 }
 
 // run feeds Wakes from the stream, reconnecting until Close.
@@ -694,6 +1098,7 @@ func (r *Remote) run(st *WakeStream) {
 				if err != nil {
 					if r.ctx.Err() == nil {
 						r.log.Warn("nic wake stream ended", "err", err)
+						r.lost("the wake stream ended", err)
 					}
 					break
 				}
@@ -717,28 +1122,76 @@ func (r *Remote) run(st *WakeStream) {
 			if r.ctx.Err() == nil {
 				r.log.Warn("nic wake stream reconnect failed", "err", err)
 			}
+			continue
 		}
+		r.reached(st.Instance)
 	}
 }
 
-// reconnect opens the stream after the last wake seen. A server that
-// restarted numbers its wakes from 1 again: when its next seq is not past
-// the last one seen, every wake it holds is new.
+// reconnect opens the stream after the last wake seen (taking the lease
+// again first: a restarted NIC has none). A server that restarted numbers
+// its wakes from 1 again: when its next seq is not past the last one
+// seen, or its instance changed, every wake it holds is new.
 func (r *Remote) reconnect() (*WakeStream, error) {
 	ctx, cancel := r.call()
+	defer cancel()
+	caps, err := r.c.Capabilities(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if r.lease != nil {
+		if _, err := r.c.RenewLease(ctx, r.lease.Owner, r.lease.Period); err != nil {
+			return nil, err
+		}
+	}
 	_, next, err := r.c.Wakes(ctx, 0)
-	cancel()
 	if err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
-	if next <= r.lastSeq {
+	if next <= r.lastSeq || (caps.Instance != "" && caps.Instance != r.health.Instance) {
 		r.log.Warn("nic wake numbering restarted: the control server restarted", "last", r.lastSeq, "next", next)
 		r.lastSeq = 0
 	}
 	since := r.lastSeq
 	r.mu.Unlock()
-	return r.c.StreamWakes(r.ctx, since)
+	return r.c.StreamWakesLeased(r.ctx, since, r.leaseOwner())
+}
+
+// renewLoop renews the lease every third of its period. A renewal that
+// fails reports the NIC lost; one that finds the lease granted anew (the
+// NIC ended it: the host was silent for a period, or the NIC restarted)
+// reports the loss too, for the slots under it are gone.
+func (r *Remote) renewLoop() {
+	defer r.wg.Done()
+	every := r.lease.Period / 3
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(r.ctx, min(r.timeout, r.lease.Period/2))
+		l, err := r.c.RenewLease(ctx, r.lease.Owner, r.lease.Period)
+		cancel()
+		if r.ctx.Err() != nil {
+			return
+		}
+		var ce *ControlError
+		switch {
+		case errors.As(err, &ce):
+			r.log.Error("nic lease renewal refused", "owner", r.lease.Owner, "err", err)
+		case err != nil:
+			r.lost("lease renewal failed", err)
+		case l.Created:
+			r.lost("the NIC had ended the lease", nil)
+			r.reached(l.Instance)
+		default:
+			r.reached(l.Instance)
+		}
+	}
 }
 
 func (r *Remote) deliver(rec WakeRecord) {
@@ -765,14 +1218,29 @@ func (r *Remote) WakesDropped() uint64 {
 	return r.dropped
 }
 
-// Close stops the wake stream and releases the client's connections. It
-// does not close the ControlClient. It is idempotent.
+// Close stops the wake stream and the lease renewals, releases the lease
+// (unless RemoteLease.KeepOnClose: the NIC disarms what is still armed
+// under it and returns to D0) and the client's connections. It does not
+// close the ControlClient. It is idempotent.
 func (r *Remote) Close() error {
+	var err error
 	r.closeOnce.Do(func() {
 		r.cancel()
 		r.wg.Wait()
+		if r.lease != nil && !r.lease.KeepOnClose {
+			ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+			defer cancel()
+			if _, e := r.c.ReleaseLease(ctx, r.lease.Owner); e != nil && !isCode(e, codeNotFound) {
+				err = fmt.Errorf("nic remote: release lease %q: %w", r.lease.Owner, e)
+			}
+		}
 	})
-	return nil
+	return err
+}
+
+func isCode(err error, code string) bool {
+	var ce *ControlError
+	return errors.As(err, &ce) && ce.Code == code
 }
 
 func (r *Remote) call() (context.Context, context.CancelFunc) {
@@ -809,11 +1277,12 @@ func (r *Remote) Learned(c wp.TCPConn) (Learned, bool) {
 	return l, ok
 }
 
-// Arm arms a slot (s.Owner becomes its label).
+// Arm arms a slot (s.Owner becomes its label), under the Remote's lease
+// when it has one.
 func (r *Remote) Arm(s SlotConfig) (SlotID, error) {
 	ctx, cancel := r.call()
 	defer cancel()
-	return r.c.Arm(ctx, s)
+	return r.c.ArmLeased(ctx, s, r.leaseOwner())
 }
 
 // Disarm disarms a slot and returns its report.

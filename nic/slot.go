@@ -26,6 +26,24 @@ type SlotConfig struct {
 	Owner string
 }
 
+// ErrArmed is matched (errors.Is) by the refusal to arm a connection a
+// slot already guards; the error is an *ArmedError naming the slot.
+var ErrArmed = errors.New("connection already armed")
+
+// ArmedError is Arm's refusal of a connection that is already armed.
+type ArmedError struct {
+	// Slot is the slot guarding the connection.
+	Slot SlotID
+	Conn wp.TCPConn
+}
+
+func (e *ArmedError) Error() string {
+	return fmt.Sprintf("arm slot: %v: %v→%v vlan %d is armed in slot %d", ErrArmed, e.Conn.Local, e.Conn.Remote, e.Conn.VLAN, e.Slot)
+}
+
+// Unwrap makes errors.Is(err, ErrArmed) hold.
+func (e *ArmedError) Unwrap() error { return ErrArmed }
+
 // slotPatternID marks the pattern IDs the device gives slot patterns;
 // extra wake patterns may not use IDs with this bit.
 const slotPatternID = 1 << 31
@@ -110,7 +128,8 @@ func (d *Device) slotByID(id SlotID) *slotEntry { return d.table.Load().byID[id]
 
 // Arm takes over a connection in a hardware slot: the engine starts its
 // keep-alives, and in D3 its frames are classified by the engine. It
-// fails with ErrNoSlot when every slot is in use, and with an error naming
+// fails with an *ArmedError (ErrArmed) when a slot already guards the
+// connection, with ErrNoSlot when every slot is in use, and with an error naming
 // the limit when the wake-pattern limits are exceeded; nothing armed
 // before is affected by a failure.
 func (d *Device) Arm(s SlotConfig) (SlotID, error) {
@@ -118,6 +137,11 @@ func (d *Device) Arm(s SlotConfig) (SlotID, error) {
 	defer d.mu.Unlock()
 	if d.State() == Closed {
 		return 0, fmt.Errorf("arm slot: %w: device closed", ErrState)
+	}
+	for id, se := range d.slots {
+		if se.cfg.Pattern == s.Pattern {
+			return 0, &ArmedError{Slot: id, Conn: s.Pattern}
+		}
 	}
 	if len(d.slots) >= d.caps.Slots {
 		return 0, fmt.Errorf("arm slot: %w (%d of %d): %w", ErrNoSlot, len(d.slots), d.caps.Slots, ErrLimit)

@@ -2,13 +2,16 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net"
-	"net/url"
+	"os"
 	"reflect"
 	"slices"
 	"strconv"
@@ -18,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/standbynic/standbynic/host"
+	"github.com/standbynic/standbynic/offload"
 	"github.com/standbynic/standbynic/slotmgr"
 )
 
@@ -30,10 +34,12 @@ type hostConfig struct {
 	Apps   []appConfig   `json:"apps"`
 }
 
+// serverConfig is the default server of the channels without an
+// endpoint (the reference push server's two transports).
 type serverConfig struct {
 	// TCP is host:port of the push server's TCP line transport.
 	TCP string `json:"tcp"`
-	// WebSocket is the ws:// URL of its WebSocket transport.
+	// WebSocket is the ws:// (or wss://) URL of its WebSocket transport.
 	WebSocket string `json:"websocket"`
 }
 
@@ -72,12 +78,146 @@ type appConfig struct {
 }
 
 type channelConfig struct {
-	ID        string   `json:"id"`
-	Transport string   `json:"transport"`
-	Slot      string   `json:"slot"`
-	Interval  duration `json:"interval"`
-	Priority  *int     `json:"priority"`
-	KeepAlive *string  `json:"keepalive"`
+	ID string `json:"id"`
+	// Transport is "tcp" or "websocket": the channel dials server.tcp or
+	// server.websocket. With an endpoint it may be left out.
+	Transport string `json:"transport"`
+	// Endpoint is the channel's own server: tcp://, ws://, wss://,
+	// mqtt://, mqtts:// (host.ParseEndpoint).
+	Endpoint string `json:"endpoint"`
+	// Protocol is line, raw, websocket or mqtt; "": from the scheme.
+	Protocol  string           `json:"protocol"`
+	Slot      string           `json:"slot"`
+	Interval  duration         `json:"interval"`
+	Priority  *int             `json:"priority"`
+	KeepAlive *keepAliveConfig `json:"keepalive"`
+	// RawKeepAlive is what the host writes as a raw channel's keep-alive
+	// on its own wakes ("": the payload keep-alive's request).
+	RawKeepAlive *bytesConfig `json:"raw_keepalive"`
+	TLS          *tlsConfig   `json:"tls"`
+	MQTT         *mqttConfig  `json:"mqtt"`
+}
+
+// keepAliveConfig is a channel's keep-alive: a JSON object, or (the
+// original form, for line channels) a string, the line the host writes as
+// the channel's keep-alive on its own wakes.
+type keepAliveConfig struct {
+	// Line is the string form.
+	Line *string `json:"-"`
+	// Kind is tcp-probe, websocket, payload or mqtt ("": the protocol's
+	// default).
+	Kind string `json:"kind"`
+	// Probe is the TCP probe form: zero-byte (default) or one-byte.
+	Probe string `json:"probe"`
+	// WSMode is the WebSocket keep-alive: ping (default), pong or
+	// responder.
+	WSMode string `json:"ws_mode"`
+	// Request, Reply and ReplyMask are the payload keep-alive.
+	Request   *bytesConfig `json:"request"`
+	Reply     *bytesConfig `json:"reply"`
+	ReplyMask *bytesConfig `json:"reply_mask"`
+}
+
+type keepAliveObject keepAliveConfig // without the methods
+
+func (k *keepAliveConfig) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*k = keepAliveConfig{Line: &s}
+		return nil
+	}
+	var o keepAliveObject
+	if err := json.Unmarshal(b, &o); err != nil {
+		return err
+	}
+	*k = keepAliveConfig(o)
+	return nil
+}
+
+func (k keepAliveConfig) MarshalJSON() ([]byte, error) {
+	if k.Line != nil {
+		return json.Marshal(*k.Line)
+	}
+	return json.Marshal(keepAliveObject(k))
+}
+
+// bytesConfig is a byte string written as text or as hex, exactly one:
+// {"text": "PING\r\n"} or {"hex": "c000"}.
+type bytesConfig struct {
+	Text *string `json:"text"`
+	Hex  *string `json:"hex"`
+}
+
+// bytes decodes b; the error names what is wrong (the caller adds the
+// field).
+func (b *bytesConfig) bytes() ([]byte, error) {
+	switch {
+	case b.Text != nil && b.Hex != nil:
+		return nil, errors.New("both text and hex: want one")
+	case b.Text != nil:
+		if *b.Text == "" {
+			return nil, errors.New("empty text")
+		}
+		return []byte(*b.Text), nil
+	case b.Hex != nil:
+		h := *b.Hex
+		if h == "" {
+			return nil, errors.New("empty hex")
+		}
+		v, err := hex.DecodeString(h)
+		if err != nil {
+			return nil, fmt.Errorf("hex %q: %v", truncate(h, 40), hexError(err))
+		}
+		return v, nil
+	}
+	return nil, errors.New(`empty: want {"text": "…"} or {"hex": "…"}`)
+}
+
+// hexError words encoding/hex's errors for a config file.
+func hexError(err error) string {
+	var ie hex.InvalidByteError
+	switch {
+	case errors.As(err, &ie):
+		return fmt.Sprintf("%q is not a hex digit", rune(ie))
+	case errors.Is(err, hex.ErrLength):
+		return "odd number of digits"
+	}
+	return err.Error()
+}
+
+// tlsConfig configures a wss:// or mqtts:// channel's TLS client.
+type tlsConfig struct {
+	// CAFile is a PEM file of the CA certificates that verify the
+	// server ("": the system's roots).
+	CAFile string `json:"ca_file"`
+	// ServerName is the name verified and sent in SNI ("": the
+	// endpoint's host).
+	ServerName string `json:"server_name"`
+	// MinVersion is "1.2" (default) or "1.3".
+	MinVersion string `json:"min_version"`
+}
+
+// mqttConfig is an MQTT channel's session.
+type mqttConfig struct {
+	// Version is "3.1.1" (default) or "5" ("5.0").
+	Version string `json:"version"`
+	// ClientID is the client identifier ("": the channel id).
+	ClientID string `json:"client_id"`
+	// KeepAlive is the CONNECT keep-alive (whole seconds; "": 60s).
+	KeepAlive  duration `json:"keepalive"`
+	CleanStart bool     `json:"clean_start"`
+	Username   string   `json:"username"`
+	Password   string   `json:"password"`
+	// Subscriptions are the topic filters subscribed after CONNACK.
+	Subscriptions []mqttSubscription `json:"subscriptions"`
+}
+
+type mqttSubscription struct {
+	Topic string `json:"topic"`
+	QoS   int    `json:"qos"`
 }
 
 // Limits of the configuration.
@@ -92,12 +232,19 @@ const (
 	minPushCheck    = 100 * time.Millisecond
 	maxPowerValue   = 1e9
 	defaultKA       = "ka"
+	// defaultMQTTKeepAlive is an MQTT channel's keep-alive when the
+	// config sets none.
+	defaultMQTTKeepAlive = 60 * time.Second
+	maxMQTTKeepAlive     = 65535 * time.Second
+)
+
+var (
+	durationType  = reflect.TypeFor[duration]()
+	keepAliveType = reflect.TypeFor[keepAliveConfig]()
 )
 
 // duration is a time.Duration written as a string ("30s", "2m").
 type duration time.Duration
-
-var durationType = reflect.TypeFor[duration]()
 
 func (d *duration) UnmarshalJSON(b []byte) error {
 	var s string
@@ -188,6 +335,14 @@ func checkShape(v any, t reflect.Type, path string) error {
 		}
 		return nil
 	}
+	if t == keepAliveType {
+		if _, ok := v.(string); ok {
+			return nil // the line form; validate checks it
+		}
+		if _, ok := v.(map[string]any); !ok {
+			return at("want a string (the keep-alive line) or an object")
+		}
+	}
 	switch t.Kind() {
 	case reflect.Pointer:
 		if v == nil {
@@ -202,7 +357,9 @@ func checkShape(v any, t reflect.Type, path string) error {
 		fields := map[string]reflect.Type{}
 		for f := range t.Fields() {
 			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			fields[name] = f.Type
+			if name != "-" {
+				fields[name] = f.Type
+			}
 		}
 		keys := make([]string, 0, len(m))
 		for k := range m {
@@ -393,26 +550,17 @@ func (c *hostConfig) validate() error {
 			} else {
 				chans[ch.ID] = cp
 			}
-			switch ch.Transport {
-			case "tcp":
-				if c.Server.TCP == "" {
-					bad(cp+".transport", "tcp needs server.tcp")
+			if _, errs := c.dialConfig(&a.Channels[j]); len(errs) > 0 {
+				for _, fe := range errs {
+					bad(cp+"."+fe.field, "%s", fe.msg)
 				}
-			case "websocket":
-				if c.Server.WebSocket == "" {
-					bad(cp+".transport", "websocket needs server.websocket")
-				}
-			case "":
-				bad(cp+".transport", "missing: tcp or websocket")
-			default:
-				bad(cp+".transport", "%q: want tcp or websocket", ch.Transport)
 			}
 			switch ch.Slot {
 			case "", "software", "hardware":
 			default:
 				bad(cp+".slot", "%q: want hardware or software (default software)", ch.Slot)
 			}
-			iv := time.Duration(ch.Interval)
+			iv := c.interval(&a.Channels[j])
 			switch {
 			case iv == 0:
 				bad(cp+".interval", "missing: the server keep-alive interval")
@@ -424,20 +572,6 @@ func (c *hostConfig) validate() error {
 			}
 			if ch.Priority != nil && (*ch.Priority < -maxPriority || *ch.Priority > maxPriority) {
 				bad(cp+".priority", "%d out of range %d–%d", *ch.Priority, -maxPriority, maxPriority)
-			}
-			if ch.KeepAlive != nil {
-				switch ka := *ch.KeepAlive; {
-				case ch.Transport != "tcp":
-					bad(cp+".keepalive", "only for tcp channels (a websocket is kept alive with Pings)")
-				case ka == "":
-					bad(cp+".keepalive", "empty")
-				case len(ka) > maxKeepAlive:
-					bad(cp+".keepalive", "%d bytes, more than %d", len(ka), maxKeepAlive)
-				case strings.ContainsAny(ka, "\r\n"):
-					bad(cp+".keepalive", "contains a line break")
-				case strings.HasPrefix(ka, "ack "), strings.HasPrefix(ka, "hello "):
-					bad(cp+".keepalive", "%q would read as a protocol line", ka)
-				}
 			}
 		}
 	}
@@ -481,23 +615,16 @@ func checkDialAddr(s string) error {
 	return nil
 }
 
-// checkWSURL checks a ws:// URL with a host and port.
+// checkWSURL checks a ws:// or wss:// URL with a host.
 func checkWSURL(s string) error {
-	u, err := url.Parse(s)
+	e, err := host.ParseEndpoint(s)
 	if err != nil {
-		return errors.New("not a URL")
+		return err
 	}
-	switch u.Scheme {
-	case "ws":
-	case "wss":
-		return errors.New("wss:// is refused: the NIC must see the WebSocket frames to answer Pings (use ws://)")
-	default:
-		return errors.New("scheme must be ws://")
+	if e.Scheme != "ws" && e.Scheme != "wss" {
+		return errors.New("scheme must be ws:// or wss://")
 	}
-	if u.Port() == "" {
-		return checkDialAddr(u.Host + ":80")
-	}
-	return checkDialAddr(u.Host)
+	return nil
 }
 
 // fmtDuration writes d without trailing zero units: "15m", "1h30m", "5s".
@@ -520,12 +647,313 @@ func (ch *channelConfig) resource() slotmgr.ResourceType {
 	return slotmgr.RequestSoftwareSlot
 }
 
-// keepAlive returns the stream keep-alive line of a tcp channel.
-func (ch *channelConfig) keepAlive() []byte {
-	if ch.KeepAlive != nil {
-		return []byte(*ch.KeepAlive)
+// fieldError is a bad value of a channel, its field named relative to the
+// channel ("mqtt.subscriptions[0].topic").
+type fieldError struct{ field, msg string }
+
+// transportName is the channel's TRANSPORT column: tcp, websocket or mqtt.
+func (ch *channelConfig) transportName() string {
+	if ch.Transport != "" {
+		return ch.Transport
 	}
-	return []byte(defaultKA)
+	e, err := host.ParseEndpoint(ch.Endpoint)
+	if err != nil {
+		return "?"
+	}
+	switch e.Scheme {
+	case "ws", "wss":
+		return "websocket"
+	case "mqtt", "mqtts":
+		return "mqtt"
+	}
+	return "tcp"
+}
+
+// pushServer reports whether the channel talks to the default server (the
+// reference push server), whose lines ("hello", "push", "ack") it speaks
+// on a WebSocket too.
+func (ch *channelConfig) pushServer() bool { return ch.Endpoint == "" }
+
+// mqttKeepAlive returns an MQTT channel's CONNECT keep-alive.
+func (ch *channelConfig) mqttKeepAlive() time.Duration {
+	if ch.MQTT != nil && ch.MQTT.KeepAlive != 0 {
+		return time.Duration(ch.MQTT.KeepAlive)
+	}
+	return defaultMQTTKeepAlive
+}
+
+// interval returns the channel's keep-alive interval: the configured one,
+// or for an MQTT channel without one 3/4 of its keep-alive in whole
+// interval units (at least one); 0 when neither is set.
+func (c *hostConfig) interval(ch *channelConfig) time.Duration {
+	if ch.Interval != 0 {
+		return time.Duration(ch.Interval)
+	}
+	if p, err := c.protocol(ch); err != nil || p != host.ProtocolMQTT {
+		return 0
+	}
+	unit := time.Duration(c.Policy.IntervalUnit)
+	if unit == 0 {
+		unit = slotmgr.DefaultIntervalUnit
+	}
+	iv := ch.mqttKeepAlive() * 3 / 4 / unit * unit
+	return max(iv, unit)
+}
+
+// endpoint returns the channel's server: its endpoint, or the default
+// server of its transport.
+func (c *hostConfig) endpoint(ch *channelConfig) (host.Endpoint, *fieldError) {
+	if ch.Endpoint != "" {
+		e, err := host.ParseEndpoint(ch.Endpoint)
+		if err != nil {
+			return e, &fieldError{"endpoint", err.Error()}
+		}
+		switch ch.Transport {
+		case "":
+		case "tcp", "websocket":
+			want := "tcp"
+			if e.Scheme == "ws" || e.Scheme == "wss" {
+				want = "websocket"
+			}
+			if ch.Transport != want {
+				return e, &fieldError{"transport", fmt.Sprintf("%q does not match the endpoint's %s:// (leave transport out)", ch.Transport, e.Scheme)}
+			}
+		default:
+			return e, &fieldError{"transport", fmt.Sprintf("%q: want tcp or websocket (or leave it out: the endpoint's scheme says it)", ch.Transport)}
+		}
+		return e, nil
+	}
+	switch ch.Transport {
+	case "tcp":
+		if c.Server.TCP == "" {
+			return host.Endpoint{}, &fieldError{"transport", "tcp needs server.tcp (or an endpoint)"}
+		}
+		e, err := host.ParseEndpoint("tcp://" + c.Server.TCP)
+		if err != nil {
+			return e, &fieldError{"transport", "server.tcp is not valid"}
+		}
+		return e, nil
+	case "websocket":
+		if c.Server.WebSocket == "" {
+			return host.Endpoint{}, &fieldError{"transport", "websocket needs server.websocket (or an endpoint)"}
+		}
+		e, err := host.ParseEndpoint(c.Server.WebSocket)
+		if err != nil || (e.Scheme != "ws" && e.Scheme != "wss") {
+			return e, &fieldError{"transport", "server.websocket is not valid"}
+		}
+		return e, nil
+	case "":
+		return host.Endpoint{}, &fieldError{"transport", "missing: an endpoint, or tcp or websocket (the default server)"}
+	}
+	return host.Endpoint{}, &fieldError{"transport", fmt.Sprintf("%q: want tcp or websocket", ch.Transport)}
+}
+
+// protocol returns the channel's application protocol.
+func (c *hostConfig) protocol(ch *channelConfig) (host.Protocol, error) {
+	if ch.Protocol != "" {
+		return host.ParseProtocol(ch.Protocol)
+	}
+	e, ferr := c.endpoint(ch)
+	if ferr != nil {
+		return 0, errors.New(ferr.msg)
+	}
+	switch e.Scheme {
+	case "ws", "wss":
+		return host.ProtocolWebSocket, nil
+	case "mqtt", "mqtts":
+		return host.ProtocolMQTT, nil
+	}
+	return host.ProtocolLine, nil
+}
+
+// dialConfig returns what host.Dial needs for the channel, or every bad
+// field found.
+func (c *hostConfig) dialConfig(ch *channelConfig) (host.DialConfig, []fieldError) {
+	var errs []fieldError
+	bad := func(field, format string, a ...any) {
+		errs = append(errs, fieldError{field, fmt.Sprintf(format, a...)})
+	}
+	var d host.DialConfig
+	e, ferr := c.endpoint(ch)
+	if ferr != nil {
+		return d, []fieldError{*ferr}
+	}
+	d.Endpoint = e
+	p, err := c.protocol(ch)
+	if err != nil {
+		return d, []fieldError{{"protocol", err.Error()}}
+	}
+	d.Protocol = p
+	if p == host.ProtocolLine {
+		d.Hello = ch.ID
+		d.LineKeepAlive = []byte(defaultKA)
+	}
+
+	if ka := ch.KeepAlive; ka != nil && ka.Line != nil {
+		switch l := *ka.Line; {
+		case p != host.ProtocolLine:
+			bad("keepalive", "a string is the keep-alive line of a line channel (tcp); protocol %v takes an object {\"kind\": …}", p)
+		case l == "":
+			bad("keepalive", "empty")
+		case len(l) > maxKeepAlive:
+			bad("keepalive", "%d bytes, more than %d", len(l), maxKeepAlive)
+		case strings.ContainsAny(l, "\r\n"):
+			bad("keepalive", "contains a line break")
+		case strings.HasPrefix(l, "ack "), strings.HasPrefix(l, "hello "):
+			bad("keepalive", "%q would read as a protocol line", l)
+		default:
+			d.LineKeepAlive = []byte(l)
+		}
+	} else if ka != nil {
+		k, err := host.ParseKeepAliveKind(ka.Kind)
+		if err != nil {
+			bad("keepalive.kind", "%v", err)
+		}
+		d.KeepAlive.Kind = k
+		switch ka.Probe {
+		case "", "zero-byte":
+		case "one-byte":
+			d.KeepAlive.Probe = offload.ProbeOneByte
+		default:
+			bad("keepalive.probe", "%q: want zero-byte or one-byte", ka.Probe)
+		}
+		switch ka.WSMode {
+		case "":
+		case "ping":
+			d.KeepAlive.WSMode = offload.WSPing
+		case "pong":
+			d.KeepAlive.WSMode = offload.WSPong
+		case "responder":
+			d.KeepAlive.WSMode = offload.WSResponder
+		default:
+			bad("keepalive.ws_mode", "%q: want ping, pong or responder", ka.WSMode)
+		}
+		for _, f := range []struct {
+			name string
+			b    *bytesConfig
+			to   *[]byte
+		}{{"request", ka.Request, &d.KeepAlive.Request}, {"reply", ka.Reply, &d.KeepAlive.Reply}, {"reply_mask", ka.ReplyMask, &d.KeepAlive.ReplyMask}} {
+			if f.b == nil {
+				continue
+			}
+			v, err := f.b.bytes()
+			if err != nil {
+				bad("keepalive."+f.name, "%v", err)
+				continue
+			}
+			if len(v) > offload.MaxPayload {
+				bad("keepalive."+f.name, "%d bytes, more than %d", len(v), offload.MaxPayload)
+				continue
+			}
+			*f.to = v
+		}
+	}
+
+	if ch.RawKeepAlive != nil {
+		v, err := ch.RawKeepAlive.bytes()
+		switch {
+		case p != host.ProtocolRaw:
+			bad("raw_keepalive", "only for protocol raw, not %v", p)
+		case err != nil:
+			bad("raw_keepalive", "%v", err)
+		case len(v) > host.MaxAppKeepAlive:
+			bad("raw_keepalive", "%d bytes, more than %d", len(v), host.MaxAppKeepAlive)
+		default:
+			d.RawKeepAlive = v
+		}
+	} else if p == host.ProtocolRaw && d.KeepAlive.Kind == host.KeepAlivePayload && len(d.KeepAlive.Request) > 0 {
+		d.RawKeepAlive = d.KeepAlive.Request
+	}
+
+	if t := ch.TLS; t != nil {
+		if !e.TLS() {
+			bad("tls", "only for wss:// and mqtts:// endpoints, not %s://", e.Scheme)
+		}
+		d.TLS = &host.TLSConfig{CAFile: t.CAFile, ServerName: t.ServerName}
+		switch t.MinVersion {
+		case "", "1.2":
+		case "1.3":
+			d.TLS.MinVersion = tls.VersionTLS13
+		default:
+			bad("tls.min_version", "%q: want 1.2 or 1.3", t.MinVersion)
+		}
+		if t.CAFile != "" {
+			if err := checkCAFile(t.CAFile); err != nil {
+				bad("tls.ca_file", "%v", err)
+			}
+		}
+	}
+
+	if m := ch.MQTT; m != nil && p != host.ProtocolMQTT {
+		bad("mqtt", "only for protocol mqtt, not %v", p)
+	} else if p == host.ProtocolMQTT {
+		if m == nil {
+			m = &mqttConfig{}
+		}
+		switch m.Version {
+		case "", "3.1.1":
+			d.MQTT.Version = 4
+		case "5", "5.0":
+			d.MQTT.Version = 5
+		default:
+			bad("mqtt.version", "%q: want 3.1.1 or 5", m.Version)
+		}
+		d.MQTT.ClientID = m.ClientID
+		if d.MQTT.ClientID == "" {
+			d.MQTT.ClientID = ch.ID
+		}
+		ka := ch.mqttKeepAlive()
+		if ka < time.Second || ka > maxMQTTKeepAlive || ka%time.Second != 0 {
+			bad("mqtt.keepalive", "%v: want whole seconds 1s–%v", ka, maxMQTTKeepAlive)
+		}
+		d.MQTT.KeepAlive = ka
+		d.MQTT.CleanStart = m.CleanStart
+		d.MQTT.Username, d.MQTT.Password = m.Username, m.Password
+		for i, s := range m.Subscriptions {
+			if s.QoS != 0 && s.QoS != 1 {
+				bad(fmt.Sprintf("mqtt.subscriptions[%d].qos", i), "%d: want 0 or 1", s.QoS)
+				continue
+			}
+			d.MQTT.Subscriptions = append(d.MQTT.Subscriptions, host.MQTTSubscription{Filter: s.Topic, QoS: byte(s.QoS)})
+		}
+	}
+	if len(errs) > 0 {
+		return d, errs
+	}
+	// The host's own checks: protocol against scheme, payload sizes,
+	// topic filters, credentials. Its field names are the config's but
+	// for a subscription's filter, which the config calls topic.
+	if err := d.Validate(); err != nil {
+		field, msg, ok := strings.Cut(err.Error(), ": ")
+		if !ok {
+			field, msg = "(channel)", err.Error()
+		}
+		if strings.HasPrefix(field, "mqtt.subscriptions[") && strings.HasSuffix(field, "].filter") {
+			field = strings.TrimSuffix(field, "filter") + "topic"
+		}
+		errs = append(errs, fieldError{field, msg})
+	}
+	return d, errs
+}
+
+// checkCAFile checks that path holds at least one PEM certificate.
+func checkCAFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
+	if err != nil {
+		return err
+	}
+	if len(b) > maxConfigBytes {
+		return fmt.Errorf("%s: more than %d bytes", path, maxConfigBytes)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(b) {
+		return fmt.Errorf("%s: no PEM certificate in it", path)
+	}
+	return nil
 }
 
 // hostRuntime returns the host.Config fields the file sets.

@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -92,9 +92,30 @@ type hostApps struct {
 	chans       map[string]*channelConfig // by id; read-only after setup
 
 	mu     sync.Mutex
-	pushes map[string]int // pushes received (and acknowledged), by channel
-	acks   map[string]int // acknowledgments sent
+	pushes map[string]int // pushes received, by channel
+	acks   map[string]int // acknowledgments sent (line channels)
 	redial map[string]int // reconnections after a reset
+	conns  map[string]*connBooks
+}
+
+// connBooks are a channel's transports' counters: the current transport's
+// and the sum of the ones it replaced.
+type connBooks struct {
+	cur  host.Transport
+	prev host.TransportStats
+}
+
+// stats returns the counters of every transport of the channel.
+func (b *connBooks) stats() host.TransportStats {
+	s := b.prev
+	if b.cur != nil {
+		c := b.cur.Stats()
+		s.ConsumedReplies += c.ConsumedReplies
+		s.AbsorbedReplies += c.AbsorbedReplies
+		s.KeepAlives += c.KeepAlives
+		s.Messages += c.Messages
+	}
+	return s
 }
 
 // serveHost runs the host until ctx ends.
@@ -120,7 +141,7 @@ func serveHost(ctx context.Context, stdout io.Writer, log *slog.Logger, cfg *hos
 		}
 	}()
 	a := &hostApps{h: h, cfg: cfg, log: log, dialTimeout: dialTimeout, chans: map[string]*channelConfig{},
-		pushes: map[string]int{}, acks: map[string]int{}, redial: map[string]int{}}
+		pushes: map[string]int{}, acks: map[string]int{}, redial: map[string]int{}, conns: map[string]*connBooks{}}
 	if err := h.RegisterTask(taskPush, a.push); err != nil {
 		return err
 	}
@@ -179,45 +200,53 @@ func (a *hostApps) open(ctx context.Context, app appConfig, cc *channelConfig) (
 		t.Close()
 		return nil, err
 	}
+	a.using(cc.ID, t)
 	st, err := ch.WaitForPushEnabled()
 	if err != nil {
 		return nil, err
 	}
-	a.log.Info("channel", "id", cc.ID, "app", app.Name, "transport", cc.Transport, "requested", cc.resource().String(),
-		"status", st.String(), "interval", time.Duration(cc.Interval))
+	d, _ := a.cfg.dialConfig(cc)
+	a.log.Info("channel", "id", cc.ID, "app", app.Name, "transport", cc.transportName(), "protocol", t.Protocol().String(),
+		"endpoint", d.Endpoint.String(), "keepalive_level", t.NICKeepAlive().Level, "requested", cc.resource().String(),
+		"status", st.String(), "interval", a.cfg.interval(cc))
 	return ch, nil
 }
 
-// dial connects a channel's transport to the push server and says hello.
+// using books t as the channel's transport.
+func (a *hostApps) using(id string, t host.Transport) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b := a.conns[id]
+	if b == nil {
+		b = &connBooks{}
+		a.conns[id] = b
+	}
+	if b.cur != nil {
+		b.prev = b.stats()
+	}
+	b.cur = t
+}
+
+// dial connects a channel to its server and runs the protocol's
+// handshake (line: hello; websocket: the upgrade; mqtt: CONNECT,
+// SUBSCRIBE).
 func (a *hostApps) dial(ctx context.Context, cc *channelConfig) (host.Transport, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.dialTimeout)
 	defer cancel()
-	var t host.Transport
-	switch cc.Transport {
-	case "tcp":
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", a.cfg.Server.TCP)
-		if err != nil {
-			return nil, err
-		}
-		s, err := host.NewStream(c.(*net.TCPConn), cc.keepAlive())
-		if err != nil {
-			c.Close()
-			return nil, err
-		}
-		t = s
-	case "websocket":
-		ws, err := host.DialWebSocket(ctx, nil, a.cfg.Server.WebSocket)
-		if err != nil {
-			return nil, err
-		}
-		t = ws
-	default:
-		return nil, fmt.Errorf("transport %q", cc.Transport) // validated away
+	d, errs := a.cfg.dialConfig(cc)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%s: %s", errs[0].field, errs[0].msg) // validated away
 	}
-	if err := t.Write([]byte("hello " + cc.ID)); err != nil {
-		t.Close()
-		return nil, fmt.Errorf("hello: %w", err)
+	t, err := host.Dial(ctx, &d)
+	if err != nil {
+		return nil, err
+	}
+	if cc.pushServer() && d.Protocol == host.ProtocolWebSocket {
+		// The push server speaks its lines in WebSocket messages too.
+		if err := t.Write([]byte("hello " + cc.ID)); err != nil {
+			t.Close()
+			return nil, fmt.Errorf("hello: %w", err)
+		}
 	}
 	return t, nil
 }
@@ -236,15 +265,45 @@ func parsePush(s string) (id uint64, payload string, ok bool) {
 	return id, payload, true
 }
 
-// push is the PushNotification task: it logs and acknowledges every queued
-// push, then flushes the acknowledgments before the host may sleep again.
+// maxLoggedPayload bounds the payload bytes a push's log line carries.
+const maxLoggedPayload = 512
+
+// push is the PushNotification task: it logs every queued message; on a
+// line channel it acknowledges "push <id> <payload>" with "ack <id>" and
+// flushes the acknowledgments before the host may sleep again. MQTT
+// messages carry their topic (a QoS 1 PUBLISH was acknowledged by the
+// codec); raw and WebSocket messages are bytes.
 func (a *hostApps) push(ctx context.Context, ti *host.TaskInstance) {
 	ch := ti.Channel
+	line := false
 	for {
 		m, ok := ti.Receive()
 		if !ok {
 			break
 		}
+		a.mu.Lock()
+		var proto host.Protocol
+		if b := a.conns[ch.ID()]; b != nil && b.cur != nil {
+			proto = b.cur.Protocol()
+		}
+		a.mu.Unlock()
+		if proto != host.ProtocolLine && !a.chans[ch.ID()].pushServer() {
+			a.mu.Lock()
+			a.pushes[ch.ID()]++
+			a.mu.Unlock()
+			attrs := []any{"channel", ch.ID()}
+			if proto == host.ProtocolMQTT {
+				attrs = append(attrs, "topic", m.Topic, "qos", int(m.QoS))
+			}
+			data := m.Data
+			if len(data) > maxLoggedPayload {
+				data = data[:maxLoggedPayload]
+			}
+			attrs = append(attrs, "bytes", len(m.Data), "payload", truncate(string(m.Data), 80), "hex", hex.EncodeToString(data))
+			a.log.Info("push", attrs...)
+			continue
+		}
+		line = true
 		id, payload, ok := parsePush(string(m.Data))
 		if !ok {
 			a.log.Warn("unexpected message", "channel", ch.ID(), "message", truncate(string(m.Data), 80))
@@ -261,6 +320,9 @@ func (a *hostApps) push(ctx context.Context, ti *host.TaskInstance) {
 		a.mu.Lock()
 		a.acks[ch.ID()]++
 		a.mu.Unlock()
+	}
+	if !line {
+		return
 	}
 	fctx, cancel := context.WithTimeout(ctx, a.dialTimeout)
 	defer cancel()
@@ -284,6 +346,7 @@ func (a *hostApps) reset(ctx context.Context, ti *host.TaskInstance) {
 		t, err := a.dial(ctx, cc)
 		if err == nil {
 			if err = ch.UsingTransport(t); err == nil {
+				a.using(ch.ID(), t)
 				st, _ := ch.WaitForPushEnabled()
 				a.mu.Lock()
 				a.redial[ch.ID()]++
@@ -344,6 +407,9 @@ type channelRow struct {
 	id, app, transport string
 	requested          string
 	status             string
+	protocol, endpoint string
+	kaLevel            string
+	nicSent, nicAbs    uint64
 	note               string
 }
 
@@ -352,7 +418,16 @@ func (a *hostApps) channelRows(chans []*host.Channel) []channelRow {
 	rows := make([]channelRow, len(chans))
 	for i, ch := range chans {
 		cc := a.chans[ch.ID()]
-		rows[i] = channelRow{ch.ID(), ch.App(), cc.Transport, cc.resource().String(), ch.Status().String(), ch.Note()}
+		d, _ := a.cfg.dialConfig(cc)
+		sent, abs := ch.NICBytes()
+		rows[i] = channelRow{id: ch.ID(), app: ch.App(), transport: cc.transportName(), requested: cc.resource().String(),
+			status: ch.Status().String(), endpoint: d.Endpoint.String(), protocol: d.Protocol.String(), kaLevel: "-",
+			nicSent: sent, nicAbs: abs, note: ch.Note()}
+		a.mu.Lock()
+		if b := a.conns[ch.ID()]; b != nil && b.cur != nil {
+			rows[i].kaLevel = b.cur.NICKeepAlive().Level
+		}
+		a.mu.Unlock()
 		if rows[i].note == "" {
 			rows[i].note = "-"
 		}
@@ -367,10 +442,14 @@ func (a *hostApps) summary(w io.Writer, rows []channelRow) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CHANNEL\tAPP\tTRANSPORT\tREQUESTED\tSTATUS\tPUSHES\tACKS\tRECONNECTS\tNOTE")
+	fmt.Fprintln(tw, "CHANNEL\tAPP\tTRANSPORT\tREQUESTED\tSTATUS\tPUSHES\tACKS\tRECONNECTS\tPROTOCOL\tKEEPALIVE\tREPLIES\tNIC-SENT\tNIC-ABSORBED\tENDPOINT\tNOTE")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", r.id, r.app, r.transport, r.requested, r.status,
-			a.pushes[r.id], a.acks[r.id], a.redial[r.id], r.note)
+		var replies uint64
+		if b := a.conns[r.id]; b != nil {
+			replies = b.stats().ConsumedReplies
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", r.id, r.app, r.transport, r.requested, r.status,
+			a.pushes[r.id], a.acks[r.id], a.redial[r.id], r.protocol, r.kaLevel, replies, r.nicSent, r.nicAbs, r.endpoint, r.note)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nwakes: %d", st.Resumes)

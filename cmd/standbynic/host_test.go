@@ -108,9 +108,10 @@ func TestRunHostAwake(t *testing.T) {
 	}
 	out := r.stdout.String()
 	for _, re := range []string{
-		`(?m)^m-ws\s+mail\s+websocket\s+RequestSoftwareSlot\s+SoftwareSlotAllocated\s+1\s+1\s+0\s`,
-		`(?m)^m-tcp\s+mail\s+tcp\s+RequestSoftwareSlot\s+SoftwareSlotAllocated\s+1\s+1\s+0\s`,
-		`(?m)^chat\s+chat\s+tcp\s+RequestHardwareSlot\s+HardwareSlotAllocated\s+2\s+2\s+1\s`,
+		`(?m)^CHANNEL\s+APP\s+TRANSPORT\s+REQUESTED\s+STATUS\s+PUSHES\s+ACKS\s+RECONNECTS\s+PROTOCOL\s+KEEPALIVE\s+REPLIES\s+NIC-SENT\s+NIC-ABSORBED\s+ENDPOINT\s+NOTE$`,
+		`(?m)^m-ws\s+mail\s+websocket\s+RequestSoftwareSlot\s+SoftwareSlotAllocated\s+1\s+1\s+0\s+websocket\s+app\s+0\s+0\s+0\s+ws://127\.0\.0\.1:\d+/ws\s+-$`,
+		`(?m)^m-tcp\s+mail\s+tcp\s+RequestSoftwareSlot\s+SoftwareSlotAllocated\s+1\s+1\s+0\s+line\s+tcp\s+0\s+0\s+0\s+tcp://127\.0\.0\.1:\d+\s+-$`,
+		`(?m)^chat\s+chat\s+tcp\s+RequestHardwareSlot\s+HardwareSlotAllocated\s+2\s+2\s+1\s+line\s+tcp\s`,
 		`(?m)^wakes: 0$`,
 		`(?m)^energy: [0-9.]+ mJ; an all-software host: [0-9.]+ mJ with \d+ wakes$`,
 	} {
@@ -163,7 +164,7 @@ func TestRunHostReconnect(t *testing.T) {
 		t.Fatalf("exit %d; stderr:\n%s", code, r.stderr)
 	}
 	for _, ch := range []string{"m-ws", "m-tcp", "chat"} {
-		if !regexp.MustCompile(`(?m)^` + ch + `\s.*\s1\s+1\s+1\s+-$`).MatchString(r.stdout.String()) {
+		if !regexp.MustCompile(`(?m)^` + ch + `\s+\S+\s+\S+\s+\S+\s+\S+\s+1\s+1\s+1\s`).MatchString(r.stdout.String()) {
 			t.Errorf("summary: %s lacks 1 push, 1 ack, 1 reconnect:\n%s", ch, r.stdout)
 		}
 	}

@@ -255,7 +255,7 @@ func TestHostConfigDial(t *testing.T) {
 		{"raw with a payload keep-alive", `{"id": "c1", "endpoint": "tcp://198.18.0.1:7100", "protocol": "raw", "interval": "30s",
 			"keepalive": {"kind": "payload", "request": {"text": "PING\r\n"}, "reply": {"hex": "504f4e470d0a"}, "reply_mask": {"hex": "ffffffff0000"}}}`,
 			host.DialConfig{Endpoint: mustEndpoint("tcp://198.18.0.1:7100"), Protocol: host.ProtocolRaw,
-				KeepAlive: host.KeepAliveConfig{Kind: host.KeepAlivePayload, Request: []byte("PING\r\n"), Reply: []byte("PONG\r\n"), ReplyMask: []byte{0xff, 0xff, 0xff, 0xff, 0, 0}},
+				KeepAlive:    host.KeepAliveConfig{Kind: host.KeepAlivePayload, Request: []byte("PING\r\n"), Reply: []byte("PONG\r\n"), ReplyMask: []byte{0xff, 0xff, 0xff, 0xff, 0, 0}},
 				RawKeepAlive: []byte("PING\r\n")}, 30 * time.Second},
 		{"raw with its own keep-alive bytes", `{"id": "c1", "endpoint": "tcp://198.18.0.1:7100", "protocol": "raw", "interval": "30s", "raw_keepalive": {"hex": "00"}}`,
 			host.DialConfig{Endpoint: mustEndpoint("tcp://198.18.0.1:7100"), Protocol: host.ProtocolRaw, RawKeepAlive: []byte{0}}, 30 * time.Second},

@@ -11,3 +11,8 @@ require (
 	golang.org/x/net v0.62.0
 	golang.org/x/sys v0.50.0
 )
+
+require (
+	github.com/eclipse/paho.mqtt.golang v1.5.1 // indirect
+	golang.org/x/sync v0.17.0 // indirect
+)

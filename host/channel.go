@@ -277,6 +277,7 @@ func (ch *Channel) UsingTransport(t Transport) error {
 		return fmt.Errorf("using transport on %s: %w", ch.id, ErrHasTransport)
 	}
 	if ch.status == slotmgr.TransportDisconnected {
+		ch.reconnectAt, ch.reconnectN = -1, 0
 		res, err := h.pool.Reconnect(ch.id)
 		if err != nil {
 			return fmt.Errorf("using transport on %s: %w", ch.id, err)
@@ -285,6 +286,9 @@ func (ch *Channel) UsingTransport(t Transport) error {
 		if !res.Status.Allocated() {
 			return nil // WaitForPushEnabled reports why
 		}
+	}
+	if ch.transport != nil {
+		ch.reconnected++
 	}
 	h.attachLocked(ch, t)
 	return nil
@@ -300,10 +304,18 @@ func (h *Host) attachLocked(ch *Channel, t Transport) {
 	if ch.transport != nil {
 		h.untrackLocked(ch)
 		ch.transport.Close()
+		ch.past = addTransportStats(ch.past, ch.transport.Stats())
 	}
 	ch.transport = t
 	ch.gen++
 	ch.disconnectErr = nil
+	ch.reconnectAt, ch.reconnectN = -1, 0
+	if mi := t.NICKeepAlive().MaxInterval; mi > 0 && ch.interval > mi {
+		// The protocol's own keep-alive (MQTT's negotiated one) needs
+		// keep-alives at least this often.
+		ch.interval = mi
+	}
+	ch.level = t.NICKeepAlive().Level
 	now := h.clock.Now()
 	h.planner.Remove(ch.id)
 	h.planner.Add(ch.id, ch.interval, now)
@@ -385,6 +397,13 @@ func (h *Host) disconnectLocked(ch *Channel, cause error) {
 		ch.result, ch.status = res, res.Status
 	}
 	h.poolEventsLocked()
+	if h.state == Standby || h.state == EnteringStandby {
+		// Asleep: nothing else would wake the host for the reset task;
+		// the reconnect schedule does (reconnect.go), and raises the
+		// reset event then.
+		h.scheduleReconnectLocked(ch)
+		return
+	}
 	ch.resets++
 	ch.lastReset = ResetTransportDisconnected
 	h.fireLocked(ch, TriggerReset, ResetTransportDisconnected)

@@ -49,6 +49,13 @@ type Config struct {
 	// keep-alive retries (default Interval/4 and 3).
 	HardwareRetryInterval time.Duration
 	HardwareRetryCount    int
+	// ReconnectMin and ReconnectMax bound the reconnect schedule of a
+	// channel that lost its transport: the first retry after ReconnectMin
+	// (default 500 ms), each next one after twice the last, at most
+	// ReconnectMax (default 5 min), each ±ReconnectJitter (default 0.2;
+	// negative: none) at random.
+	ReconnectMin, ReconnectMax time.Duration
+	ReconnectJitter            float64
 	// OnTaskStart, if set, is called on a task's goroutine just before
 	// the task runs (benchmarks measure wake latency with it).
 	OnTaskStart func(*TaskInstance)
@@ -144,6 +151,18 @@ func New(cfg *Config) (*Host, error) {
 	if c.HardwareRetryCount <= 0 {
 		c.HardwareRetryCount = 3
 	}
+	if c.ReconnectMin <= 0 {
+		c.ReconnectMin = DefaultReconnectMin
+	}
+	if c.ReconnectMax <= 0 {
+		c.ReconnectMax = DefaultReconnectMax
+	}
+	if c.ReconnectJitter == 0 {
+		c.ReconnectJitter = DefaultReconnectJitter
+	}
+	if c.ReconnectMax < c.ReconnectMin || c.ReconnectJitter >= 1 {
+		return nil, fmt.Errorf("new host: reconnect schedule %v..%v ±%v: want min ≤ max and jitter below 1", c.ReconnectMin, c.ReconnectMax, c.ReconnectJitter)
+	}
 	if c.ResumeLatency < 0 || c.PushCheckInterval < 0 || c.SoftwareWakeHold < 0 {
 		return nil, errors.New("new host: negative duration in config")
 	}
@@ -226,7 +245,7 @@ func (h *Host) statsLocked() Stats {
 	// costing Power.SoftwareWake awake), for the user and for push
 	// checks; its pushes are collected on those wakes.
 	extra := time.Duration(st.SoftwareOnlyWakes) * h.power.SoftwareWake
-	resumes := st.SoftwareOnlyWakes + st.Wakes[WakeUser] + st.Wakes[WakeSoftwarePushCheck]
+	resumes := st.SoftwareOnlyWakes + st.Wakes[WakeUser] + st.Wakes[WakeSoftwarePushCheck] + st.Wakes[WakeReconnect]
 	st.SoftwareOnlyMJ = h.power.energy(st.AwakeTime()+extra, max(st.TimeIn[Standby]-extra, 0), resumes)
 	return st
 }
@@ -435,8 +454,11 @@ func (h *Host) run() {
 		now := h.clock.Now()
 		// The software wake timer runs only in standby.
 		next := time.Duration(-1)
-		if h.state == Standby {
+		switch h.state {
+		case Standby:
 			next = h.nextSoftwareWakeLocked(now)
+		case Awake:
+			next = h.nextReconnectLocked() // stepLocked serves it
 		}
 		if next != wakeAt {
 			stop(wakeT)
@@ -493,6 +515,9 @@ func (h *Host) run() {
 				now := h.clock.Now()
 				at, served := h.planner.NextWake(now)
 				r := WakeSoftwarePushCheck
+				if rc := h.nextReconnectLocked(); rc >= 0 && rc <= now {
+					r = WakeReconnect
+				}
 				if len(served) > 0 && at <= now {
 					r = WakeSoftwareKeepAlive
 				}
@@ -526,6 +551,7 @@ func (h *Host) stepLocked() {
 	}
 	now := h.clock.Now()
 	h.serveKeepAlivesLocked(now, false)
+	h.dueReconnectsLocked(now)
 	h.runPendingLocked()
 	if h.target != Standby || h.running > 0 || len(h.pending) > 0 {
 		return
@@ -605,6 +631,9 @@ func (h *Host) nextSoftwareWakeLocked(now time.Duration) time.Duration {
 			at = pc
 		}
 	}
+	if rc := h.nextReconnectLocked(); rc >= 0 && (at < 0 || rc < at) {
+		at = max(rc, now)
+	}
 	return at
 }
 
@@ -622,6 +651,9 @@ func (h *Host) serveKeepAlivesLocked(now time.Duration, woke bool) {
 			continue
 		}
 		h.stats.KeepAlives++
+		if ch.lastSlot != 0 && ch.transport.NICKeepAlive().HostAppKeepAlive {
+			h.stats.TLSAppKeepAlives++
+		}
 		sent, err := ch.transport.KeepAlive()
 		if err != nil {
 			h.log.Debug("keep-alive", "channel", id, "err", err)
@@ -676,6 +708,7 @@ func (h *Host) finishResumeLocked() {
 		h.holdUntil = now
 	}
 	h.serveKeepAlivesLocked(now, true)
+	h.dueReconnectsLocked(now)
 	h.runPendingLocked()
 	h.kickLocked()
 }

@@ -155,6 +155,14 @@ type Stats struct {
 	Armed, HandBacks uint64
 	// HandBackErrors counts hardware channels that could not be taken back.
 	HandBackErrors uint64
+	// ReconnectAttempts counts the reset task runs (ResetTransportDisconnected)
+	// of channels without a transport: the first at the disconnection,
+	// the next ones at the reconnect schedule's wakes.
+	ReconnectAttempts uint64
+	// TLSAppKeepAlives counts the app keep-alives the host sent itself
+	// inside TLS for hardware channels whose slot guards only the TCP
+	// connection (also in KeepAlives).
+	TLSAppKeepAlives uint64
 }
 
 // Wake returns the count of wakes for reason r.

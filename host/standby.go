@@ -44,7 +44,11 @@ func (h *Host) enterStandbyLocked() {
 			h.log.Debug("hardware channel stays software", "channel", ch.id, "why", err)
 			continue
 		}
-		h.planner.Remove(ch.id)
+		if !ch.transport.NICKeepAlive().HostAppKeepAlive {
+			h.planner.Remove(ch.id)
+		}
+		// else: the slot guards the TCP connection only (TLS); the
+		// app's keep-alive inside TLS stays on the host's own wakes.
 	}
 	if h.nic != nil {
 		// The channels the host keeps alive itself: the NIC holds their
@@ -263,9 +267,11 @@ func snapshotOf(st TCPState, l nic.Learned, now time.Duration) (offload.Snapshot
 	return s, nil
 }
 
-// specFor returns the NIC keep-alive of ch, armed at now: TCP probes for
-// a stream, the WebSocket keep-alive (Ping initiator, Ping responder) for
-// a WebSocket. The first keep-alive is due when the host's plan has the
+// specFor returns the NIC keep-alive of ch, armed at now: what its
+// transport asks for (Transport.NICKeepAlive): TCP probes (line and raw
+// by default, every TLS channel), the WebSocket keep-alive (ping, pong,
+// responder), a payload keep-alive (MQTT's PINGREQ/PINGRESP preset, or
+// the app's request and reply). The first keep-alive is due when the host's plan has the
 // channel's next one (FirstDue, at least minFirstDue, at most an
 // Interval), so the schedule runs on across standby entries.
 func (h *Host) specFor(ch *Channel, now time.Duration) offload.Spec {
@@ -280,16 +286,22 @@ func (h *Host) specFor(ch *Channel, now time.Duration) offload.Spec {
 		retry = iv / 4
 	}
 	retry = min(max(retry, offload.MinRetryInterval), iv)
+	k := ch.transport.NICKeepAlive()
 	s := offload.Spec{
-		Kind:          offload.KindTCPProbe,
+		Kind:          k.Kind,
 		Interval:      iv,
 		FirstDue:      first,
 		RetryInterval: retry,
 		RetryCount:    h.cfg.HardwareRetryCount,
+		Probe:         k.Probe,
 	}
-	if ch.transport.Kind() == KindWebSocket {
-		s.Kind = offload.KindWebSocket
-		s.WebSocket = offload.WebSocketSpec{Mode: offload.WSPing, Payload: []byte("nic")}
+	switch k.Kind {
+	case offload.KindPayload:
+		s.Payload = k.Payload
+	case offload.KindWebSocket:
+		s.WebSocket = k.WebSocket
+	case 0:
+		s.Kind = offload.KindTCPProbe
 	}
 	return s
 }
@@ -340,7 +352,7 @@ func (h *Host) takeBackLocked(ch *Channel, now time.Duration) {
 	h.stats.HandBacks++
 	ch.nicSent += uint64(len(rep.Books.Sent))
 	ch.nicAbsorbed += uint64(len(rep.Books.Absorbed))
-	if !ch.closed && ch.status != slotmgr.TransportDisconnected {
+	if !ch.closed && ch.status != slotmgr.TransportDisconnected && !ch.transport.NICKeepAlive().HostAppKeepAlive {
 		// The schedule goes on from the slot's last keep-alive, or, when
 		// it sent none, from where the slot's first one was due (the
 		// host serves it at this wake if that time has passed). A report

@@ -138,6 +138,11 @@ func (h *Host) runPendingLocked() {
 			continue
 		}
 		ti := &TaskInstance{Name: name, Trigger: p.trigger, Channel: p.ch, Reset: p.reset}
+		reconnect := p.trigger == TriggerReset && p.reset == ResetTransportDisconnected
+		if reconnect {
+			p.ch.reconnectTries++
+			h.stats.ReconnectAttempts++
+		}
 		h.stats.Tasks[p.trigger]++
 		h.running++
 		h.wg.Add(1)
@@ -148,6 +153,9 @@ func (h *Host) runPendingLocked() {
 			}
 			fn(h.ctx, ti)
 			h.mu.Lock()
+			if reconnect {
+				h.reconnectDoneLocked(ti.Channel)
+			}
 			h.running--
 			h.kickLocked()
 			h.mu.Unlock()

@@ -162,8 +162,8 @@ type replyFilter struct {
 // handBack records the absorbed reply bytes: every byte the NIC absorbs
 // on a payload slot is a reply (anything else wakes the host).
 func (f *replyFilter) handBack(absorbed []byte) {
-	if len(absorbed) == 0 {
-		return
+	if len(absorbed) == 0 || len(f.reply) == 0 {
+		return // probes: nothing absorbed is a reply
 	}
 	f.mu.Lock()
 	f.skip += len(absorbed)

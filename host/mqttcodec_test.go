@@ -119,7 +119,7 @@ func TestMQTT5Properties(t *testing.T) {
 	props = binary.BigEndian.AppendUint16(append(props, propServerKeepAlive), 25)
 	props = appendString(append(props, propAssignedClientID), "srv-id")
 	props = appendString(appendString(append(props, 0x26), "k"), "v") // user property
-	props = append(props, 0x27, 0, 1, 0, 0)                             // Maximum Packet Size
+	props = append(props, 0x27, 0, 1, 0, 0)                           // Maximum Packet Size
 	body := append(appendVarint([]byte{0, 0}, len(props)), props...)
 	p := decodeAll(t, appendPacket(nil, mqttCONNACK<<4, body), 5)
 	if p.ServerKeepAlive != 25 || string(p.AssignedClientID) != "srv-id" {

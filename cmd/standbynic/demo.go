@@ -27,7 +27,12 @@ user+network namespace when the kernel allows unprivileged user namespaces, and
 otherwise names the missing capabilities (CAP_NET_ADMIN, CAP_NET_RAW,
 CAP_SYS_ADMIN).
 
-Exit codes: 0 every push delivered, 1 a push lost or a failure, 2 bad flags.`)
+Ctrl-C (SIGINT) or SIGTERM stops the scenario where it is: the summary of the run
+so far is printed (pushes delivered, and pending: not delivered yet), the lab is
+removed, and the demo exits 130.
+
+Exit codes: 0 every push delivered, 1 a push lost or a failure, 2 bad flags,
+130 interrupted (SIGINT or SIGTERM; partial summary printed).`)
 	dur := newDurationFlag(fs, "duration", demo.DefaultDuration, demo.MinDuration, demo.MaxDuration, false,
 		"length of the scripted scenario while the host sleeps (setup and a final drain of up to 15s come on top)")
 	slots := newIntFlag(fs, "slots", demo.DefaultSlots, 1, slotmgr.MaxHardwareSlots, "hardware keep-alive slots of the NIC (the apps open 6 channels)")

@@ -10,10 +10,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -44,36 +46,57 @@ const (
 	WakePcapName = "wake.pcap"
 )
 
-// ErrLost is returned by Run when a push was not delivered.
-var ErrLost = errors.New("pushes lost")
+// Errors of Run.
+var (
+	// ErrLost is returned by Run when a push was not delivered.
+	ErrLost = errors.New("pushes lost")
+	// ErrInterrupted is returned by Run when its context ended (the
+	// command's SIGINT or SIGTERM) before the scenario and its drain were
+	// over; the summary then covers the run so far.
+	ErrInterrupted = errors.New("interrupted")
+)
 
 // Run builds the lab, runs the scenario and returns its summary, which it
 // also prints to w after the timeline. It needs CAP_NET_ADMIN and
 // CAP_NET_RAW (and CAP_SYS_ADMIN for the namespaces); see Launch for the
 // unprivileged path. The error wraps ErrLost when a push was lost; the
-// summary is complete then.
+// summary is complete then. When ctx ends the scenario stops where it
+// is: Run prints the summary of the run so far (Summary.Interrupted, the
+// pushes not delivered yet counted as pending, not lost), removes the
+// lab and returns an error wrapping ErrInterrupted; interrupted during
+// setup, it returns no summary.
+//
+// Errors carry no "demo:" prefix: the caller names the command (Launch
+// writes "standbynic demo: ").
 func Run(ctx context.Context, opts Options, w io.Writer) (Summary, error) {
 	if err := opts.Validate(); err != nil {
-		return Summary{}, fmt.Errorf("demo: %w", err)
+		return Summary{}, err
 	}
 	opts = opts.withDefaults(time.Now())
 	r := &runner{opts: opts, w: w, clock: nic.BootClock(), chans: map[string]*channel{}}
 	defer r.close()
 	if err := r.setup(ctx); err != nil {
-		return Summary{}, fmt.Errorf("demo: %w", err)
+		if ctx.Err() != nil {
+			return Summary{}, fmt.Errorf("%w during setup: %w", ErrInterrupted, err)
+		}
+		return Summary{}, err
 	}
-	if err := r.play(ctx); err != nil {
-		return Summary{}, fmt.Errorf("demo: %w", err)
+	if err := r.play(ctx); err != nil && ctx.Err() == nil {
+		return Summary{}, err
 	}
 	sum, err := r.finish(ctx)
 	if err != nil {
-		return sum, fmt.Errorf("demo: %w", err)
+		return sum, err
 	}
 	if werr := sum.Write(w); werr != nil {
-		return sum, fmt.Errorf("demo: write summary: %w", werr)
+		return sum, fmt.Errorf("write summary: %w", werr)
+	}
+	if sum.Interrupted {
+		return sum, fmt.Errorf("%w after %v of the %v scenario: %d of %d pushes delivered, %d pending",
+			ErrInterrupted, sum.Elapsed.Round(time.Millisecond), sum.Duration, sum.Pushes()-sum.Pending(), sum.Pushes(), sum.Pending())
 	}
 	if lost := sum.Lost(); lost > 0 {
-		return sum, fmt.Errorf("demo: %d of %d pushes: %w", lost, sum.Pushes(), ErrLost)
+		return sum, fmt.Errorf("%d of %d pushes: %w", lost, sum.Pushes(), ErrLost)
 	}
 	return sum, nil
 }
@@ -88,6 +111,8 @@ type runner struct {
 	lab                *netlab.Lab
 	srv                *pushserver.Server
 	dev                *nic.Device
+	devp               atomic.Pointer[nic.Device] // dev, for the capture's goroutine
+	wire               *wireWatch
 	h                  *host.Host
 	b                  *books
 	wireF, wakeF       *os.File
@@ -125,6 +150,14 @@ func (r *runner) setup(ctx context.Context) error {
 	}
 	r.tl = newTimeline(r.w, o.Quiet, r.clock.Now)
 	r.stop = make(chan struct{})
+	wall0, boot0 := time.Now(), r.clock.Now()
+	r.wire = newWireWatch(r.wireF, func(ts time.Time) time.Duration { return boot0 + ts.Sub(wall0) - r.tl.start },
+		func() nic.PowerState {
+			if d := r.devp.Load(); d != nil {
+				return d.State()
+			}
+			return nic.D0
+		})
 
 	r.lab, err = netlab.New(ctx, nil)
 	if err != nil {
@@ -149,7 +182,7 @@ func (r *runner) setup(ctx context.Context) error {
 	if err := r.startNIC(); err != nil {
 		return err
 	}
-	r.b = newBooks(r.tl, r.dev)
+	r.b = newBooks(r.tl, r.dev, r.wire)
 	r.h, err = host.New(&host.Config{
 		NIC:              &recordingNIC{NIC: r.dev, b: r.b},
 		Pool:             &slotmgr.Config{IntervalUnit: time.Second, MinInterval: 1, MaxInterval: 3600},
@@ -200,7 +233,7 @@ func (r *runner) startNIC() error {
 		Addrs:        []netip.Addr{r.lab.Addr.Host4, r.lab.Addr.Host6},
 		Capabilities: nic.Capabilities{Slots: o.Slots},
 		Faults:       nic.Faults{Seed: o.Seed, Loss: o.Loss, Delay: wireDelay, Jitter: wireJitter},
-		WirePcap:     r.wireF,
+		WirePcap:     r.wire,
 		WakePcap:     r.wakeF,
 		OnWake: func(ev nic.WakeEvent) {
 			select {
@@ -214,6 +247,7 @@ func (r *runner) startNIC() error {
 		hport.Close()
 		return fmt.Errorf("nic: %w", err)
 	}
+	r.devp.Store(r.dev)
 	r.tl.add("nic", "NIC between %s and %s: %d hardware slots; wire delay %v ± %v, loss %g%% (seed %d)",
 		netlab.WireLink, netlab.HostPortLink, r.dev.Capabilities().Slots, wireDelay, wireJitter, 100*o.Loss, o.Seed)
 	return nil
@@ -241,7 +275,7 @@ func (r *runner) open(ctx context.Context, ap app) error {
 	pl := ch.Placement()
 	why := ""
 	if pl.Reason != "" {
-		why = " (" + pl.Reason + ")"
+		why = " (" + withoutPoolIndex(pl.Reason) + ")"
 	}
 	r.tl.add("channel", "%-7s %-9s prio %d, keep-alive every %v: hardware slot requested → %v%s",
 		ap.Channel, transportName(ap.Transport), ap.Priority, ap.Interval, st, why)
@@ -397,7 +431,7 @@ func (r *runner) resetTask(ctx context.Context, ti *host.TaskInstance) {
 	pl := ti.Channel.Placement()
 	why := ""
 	if pl.Reason != "" {
-		why = " (" + pl.Reason + ")"
+		why = " (" + withoutPoolIndex(pl.Reason) + ")"
 	}
 	r.tl.add("channel", "%-7s reconnected → %v%s", name, st, why)
 }
@@ -421,8 +455,8 @@ func (r *runner) play(ctx context.Context) error {
 			sw = append(sw, ap.Channel)
 		}
 	}
-	r.tl.add("host", "asleep: NIC guards %s in hardware slots; host keeps %s alive itself",
-		orNone(strings.Join(hw, ", ")), orNone(strings.Join(sw, ", ")))
+	r.tl.add("host", "asleep: NIC guards %s in hardware slots (%s); host keeps %s alive itself",
+		orNone(strings.Join(hw, ", ")), r.b.slotList(), orNone(strings.Join(sw, ", ")))
 	r.start = r.tl.since()
 	r.wg.Add(3)
 	go func() { defer r.wg.Done(); r.processWakes() }()
@@ -540,6 +574,7 @@ func (r *runner) watchHost() {
 	prev := r.h.Stats()
 	events := map[string]int{}
 	awakeAt := time.Duration(-1)
+	slots := r.b.slotList()
 	for {
 		changed := r.h.Changed()
 		st := r.h.Stats()
@@ -563,7 +598,11 @@ func (r *runner) watchHost() {
 			case st.State == host.Awake && awakeAt < 0:
 				awakeAt = now
 			case st.State == host.Standby && awakeAt >= 0:
-				r.tl.add("host", "back to standby after %s awake", formatLatency(now-awakeAt))
+				moved := ""
+				if l := r.b.slotList(); l != slots {
+					moved, slots = "; NIC slots now "+l, l
+				}
+				r.tl.add("host", "back to standby after %s awake%s", formatLatency(now-awakeAt), moved)
 				awakeAt = -1
 			}
 		}
@@ -574,7 +613,7 @@ func (r *runner) watchHost() {
 			for _, e := range evs[min(events[ap.Channel], len(evs)):] {
 				why := ""
 				if e.Reason != "" {
-					why = ": " + e.Reason
+					why = ": " + withoutPoolIndex(e.Reason)
 				}
 				r.tl.add("slots", "%-7s %s, %v → %v%s", ap.Channel, e.Kind, e.From, e.To, why)
 			}
@@ -589,49 +628,39 @@ func (r *runner) watchHost() {
 }
 
 // finish wakes the host for the user, waits for the pushes still on
-// their way, and closes everything to read the books.
+// their way, and closes everything to read the books. Once ctx has ended
+// (an interrupted run) it skips the wake and the waits: the summary is
+// the run so far, and the host hands its slots back as it closes.
 func (r *runner) finish(ctx context.Context) (Summary, error) {
-	wctx, cancel := context.WithTimeout(ctx, dialWait)
-	err := r.h.Wake(wctx)
-	cancel()
-	if err != nil {
-		return Summary{}, fmt.Errorf("wake: %w", err)
+	var elapsed time.Duration // of the scenario: 0 before the host slept
+	if r.start > 0 {
+		elapsed = min(r.tl.since()-r.start, r.opts.Duration)
 	}
-	r.tl.add("host", "the user wakes the host; waiting up to %v for pushes in flight", r.opts.Drain)
-	deadline := time.NewTimer(r.opts.Drain)
-	defer deadline.Stop()
-wait:
-	for {
-		n, changed := r.b.undelivered()
-		if n == 0 {
-			break
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			r.tl.add("host", "%d push(es) still undelivered after %v", n, r.opts.Drain)
-			break wait
-		case <-ctx.Done():
-			return Summary{}, ctx.Err()
+	if ctx.Err() == nil {
+		wctx, cancel := context.WithTimeout(ctx, dialWait)
+		err := r.h.Wake(wctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			return Summary{}, fmt.Errorf("wake: %w", err)
 		}
 	}
-	// Acks the apps wrote are on their way to the server.
-	actx, cancel := context.WithTimeout(ctx, flushWait)
-	defer cancel()
-	r.b.mu.Lock()
-	var acks []*pushRecord
-	for _, p := range r.b.pushes {
-		if p.delivered >= 0 {
-			acks = append(acks, p)
-		}
+	if ctx.Err() == nil {
+		r.tl.add("host", "the user wakes the host; waiting up to %v for pushes in flight", r.opts.Drain)
+		r.drain(ctx)
 	}
-	r.b.mu.Unlock()
-	for _, p := range acks {
-		r.srv.WaitAcked(actx, p.channel, p.id)
+	if ctx.Err() == nil {
+		r.waitAcks(ctx)
+	}
+	interrupted := ctx.Err() != nil
+	if interrupted {
+		n, _ := r.b.undelivered()
+		r.tl.add("host", "interrupted after %v of the %v scenario: %d push(es) not delivered yet; removing the lab",
+			elapsed.Round(time.Millisecond), r.opts.Duration, n)
 	}
 
 	sum := Summary{
 		Duration: r.opts.Duration, Slots: r.dev.Capabilities().Slots, Seed: r.opts.Seed,
+		Interrupted: interrupted, Elapsed: elapsed,
 		HostWakes: map[string]uint64{}, OutDir: r.opts.OutDir, WirePcap: r.wirePath, WakePcap: r.wakePath,
 	}
 	st := r.h.Stats()
@@ -648,6 +677,7 @@ wait:
 	r.b.poll()
 	r.h.Close()
 	r.dev.Close()
+	r.b.flush()
 
 	r.b.mu.Lock()
 	sum.NICWakes = maps.Clone(r.b.nicWake)
@@ -700,6 +730,45 @@ wait:
 	return sum, nil
 }
 
+// drain waits up to Options.Drain for the pushes not delivered yet, or
+// until ctx ends.
+func (r *runner) drain(ctx context.Context) {
+	deadline := time.NewTimer(r.opts.Drain)
+	defer deadline.Stop()
+	for {
+		n, changed := r.b.undelivered()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			r.tl.add("host", "%d push(es) still undelivered after %v", n, r.opts.Drain)
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// waitAcks waits a little for the acks the apps wrote to reach the
+// server.
+func (r *runner) waitAcks(ctx context.Context) {
+	actx, cancel := context.WithTimeout(ctx, flushWait)
+	defer cancel()
+	r.b.mu.Lock()
+	var acks []*pushRecord
+	for _, p := range r.b.pushes {
+		if p.delivered >= 0 {
+			acks = append(acks, p)
+		}
+	}
+	r.b.mu.Unlock()
+	for _, p := range acks {
+		r.srv.WaitAcked(actx, p.channel, p.id)
+	}
+}
+
 // stopReporters stops the timeline's goroutines; it is idempotent.
 func (r *runner) stopReporters() {
 	if r.stop != nil && !r.stopped {
@@ -732,4 +801,24 @@ func (r *runner) close() {
 			f.Close()
 		}
 	}
+}
+
+// poolSlot matches the slot pool's own index of a hardware slot in a
+// slotmgr reason ("promoted to hardware slot 2 freed by channel mail").
+var poolSlot = regexp.MustCompile(`(to |from )?hardware slot \d+`)
+
+// withoutPoolIndex rewrites a slotmgr reason without the pool's slot
+// index: the timeline numbers hardware slots one way, the NIC's slot IDs
+// (see the package doc), and the pool's 0-based index of the slot it
+// reserves is not that number.
+func withoutPoolIndex(reason string) string {
+	return poolSlot.ReplaceAllStringFunc(reason, func(m string) string {
+		switch {
+		case strings.HasPrefix(m, "to "):
+			return "to the hardware slot"
+		case strings.HasPrefix(m, "from "):
+			return "from its hardware slot"
+		}
+		return "a hardware slot"
+	})
 }

@@ -15,6 +15,11 @@ import (
 const (
 	ExitOK     = 0 // every push delivered
 	ExitFailed = 1 // a push lost, a missing privilege, a runtime failure
+	// ExitInterrupted: the context ended (SIGINT or SIGTERM, Ctrl-C)
+	// before the run was over; the partial summary was printed and the
+	// lab removed. 130 is what a shell reports for a program Ctrl-C
+	// killed (128 + SIGINT).
+	ExitInterrupted = 130
 )
 
 // childEnv marks the process Launch re-executed inside a new user
@@ -28,7 +33,14 @@ const childEnv = "STANDBYNIC_DEMO_USERNS"
 // "--duration", "20s") inside a new user, mount and network namespace,
 // where it is root over namespaces it creates; when the kernel refuses
 // that, it says which privileges are missing and returns ExitFailed.
+//
+// Launch is the one layer that prefixes errors with "standbynic demo: ";
+// Run's errors carry no prefix of their own.
 func Launch(ctx context.Context, opts Options, argv []string, stdout, stderr io.Writer) int {
+	if err := opts.Validate(); err != nil {
+		fmt.Fprintf(stderr, "standbynic demo: %v\n", err)
+		return ExitFailed
+	}
 	child := os.Getenv(childEnv) != ""
 	if child {
 		if err := enterUserNamespace(); err != nil {
@@ -57,6 +69,13 @@ func Launch(ctx context.Context, opts Options, argv []string, stdout, stderr io.
 		fmt.Fprintf(stdout, "running inside a new user+network namespace (unprivileged user)\n")
 	}
 	sum, err := Run(ctx, opts, stdout)
+	if errors.Is(err, ErrInterrupted) {
+		fmt.Fprintf(stderr, "standbynic demo: %v\n", err)
+		if sum.OutDir != "" {
+			fmt.Fprintf(stdout, "captures (up to the interruption) written to %s\n", sum.OutDir)
+		}
+		return ExitInterrupted
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "standbynic demo: %v\n", err)
 		return ExitFailed

@@ -2,8 +2,10 @@ package demo
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,8 +23,9 @@ import (
 // for the old one). Nothing the device calls back takes mu: wake events
 // arrive through a queue.
 type books struct {
-	tl  *timeline
-	dev *nic.Device
+	tl   *timeline
+	dev  *nic.Device
+	wire *wireWatch
 
 	mu      sync.Mutex
 	changed chan struct{} // closed at every delivery
@@ -42,7 +45,28 @@ type books struct {
 	// a wake; coalSeen is the device's counter at the last sample (it
 	// restarts when the last filter goes).
 	coalesced, coalSeen uint64
+	coalAt              time.Duration // the last sample
+	// pending lists the NIC events the counters showed whose frames the
+	// capture has not shown yet (see resolveLocked).
+	pending []pendingEvent
 }
+
+// pendingEvent is a NIC event the counters reported, to be stamped with
+// the capture time of its frame.
+type pendingEvent struct {
+	mark  mark
+	held  bool           // a frame held for a software channel (no mark)
+	local netip.AddrPort // the connection
+	text  string
+	// seen is when the counters showed the event; notBefore is the
+	// sample before it (the frame cannot be older).
+	seen, notBefore time.Duration
+	tries           int
+}
+
+// captureSlack allows for the capture time of a frame the NIC sends
+// coming after its counter moved (the wire's delay and jitter).
+const captureSlack = wireDelay + wireJitter + 5*time.Millisecond
 
 // pushRecord is one push the server sent.
 type pushRecord struct {
@@ -61,12 +85,14 @@ type pushRecord struct {
 type armedSlot struct {
 	channel string
 	kind    offload.Kind
+	local   netip.AddrPort
 	seen    offload.Counters
+	seenAt  time.Duration // when seen was read (the arming at first)
 }
 
-func newBooks(tl *timeline, dev *nic.Device) *books {
+func newBooks(tl *timeline, dev *nic.Device, wire *wireWatch) *books {
 	return &books{
-		tl: tl, dev: dev, changed: make(chan struct{}),
+		tl: tl, dev: dev, wire: wire, changed: make(chan struct{}),
 		pushes: map[uint64]*pushRecord{}, byConn: map[netip.AddrPort]string{},
 		armed: map[int]*armedSlot{}, last: map[int]string{}, resets: map[string]int{},
 		nicWake: map[string]uint64{}, armCount: map[string]int{},
@@ -78,6 +104,7 @@ func (b *books) connect(local netip.AddrPort, channel string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.byConn[local] = channel
+	b.wire.watch(local, channel)
 }
 
 // pushing records a push before the server writes it (the NIC may wake
@@ -185,6 +212,18 @@ func (b *books) nicWakeEvent(ev nic.WakeEvent, at time.Duration) {
 	}
 }
 
+// slotList names the armed slots, by NIC slot ID: "slot 1 voip, slot 2
+// chat".
+func (b *books) slotList() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var parts []string
+	for _, id := range slices.Sorted(maps.Keys(b.armed)) {
+		parts = append(parts, fmt.Sprintf("slot %d %s", id, b.armed[id].channel))
+	}
+	return orNone(strings.Join(parts, ", "))
+}
+
 // poll reports what the armed slots and the coalescing filters did
 // since the last poll.
 func (b *books) poll() {
@@ -197,6 +236,47 @@ func (b *books) poll() {
 		}
 	}
 	b.sampleCoalescingLocked()
+	b.resolveLocked(false)
+}
+
+// flush stamps every pending event, with its frame's time when the
+// capture has it by now (call after the device closed its capture).
+func (b *books) flush() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.resolveLocked(true)
+}
+
+// resolveLocked stamps the pending events whose frames the capture has
+// shown with the frames' times. An event still without its frame waits
+// one more sample (the capture runs a little behind the counters), then,
+// or when final, it is stamped with the time the counters showed it.
+func (b *books) resolveLocked(final bool) {
+	keep := b.pending[:0]
+	for _, p := range b.pending {
+		var at time.Duration
+		var ok bool
+		text := p.text
+		if p.held {
+			var h heldFrame
+			if h, ok = b.wire.takeHeld(p.notBefore); ok {
+				at, text = h.at, fmt.Sprintf("%-7s frame held by the NIC for the software channel, host not woken", h.channel)
+			}
+		} else {
+			at, ok = b.wire.take(p.local, p.mark, p.notBefore)
+		}
+		switch {
+		case ok:
+			b.tl.addAt(at, "nic", text)
+		case final || p.tries > 0:
+			b.tl.addAt(p.seen, "nic", text)
+		default:
+			p.tries++
+			keep = append(keep, p)
+		}
+	}
+	clear(b.pending[len(keep):])
+	b.pending = keep
 }
 
 // sampleCoalescingLocked accounts the frames held by the coalescing
@@ -213,10 +293,13 @@ func (b *books) sampleCoalescingLocked() {
 		n = v - b.coalSeen
 	}
 	b.coalSeen = v
-	if n > 0 {
-		b.coalesced += n
-		b.tl.add("nic", "%d frame(s) for a software channel held by the NIC, host not woken", n)
+	now := b.tl.since()
+	b.coalesced += n
+	for range n {
+		b.pending = append(b.pending, pendingEvent{held: true, text: "frame held by the NIC for a software channel, host not woken",
+			seen: now, notBefore: b.coalAt - captureSlack})
 	}
+	b.coalAt = now
 }
 
 // advanceLocked reports and accounts the growth of slot id's counters
@@ -229,24 +312,23 @@ func (b *books) advanceLocked(id int, s *armedSlot, c offload.Counters) {
 		ACKsAbsorbed:    c.ACKsAbsorbed - s.seen.ACKsAbsorbed,
 		PingsAnswered:   c.PingsAnswered - s.seen.PingsAnswered,
 	}
-	s.seen = c
+	now := b.tl.since()
+	notBefore := s.seenAt - captureSlack
+	s.seen, s.seenAt = c, now
 	what := "TCP keep-alive probe"
 	if s.kind == offload.KindWebSocket {
 		what = "WebSocket Ping"
 	}
 	name := fmt.Sprintf("slot %d %-7s", id, s.channel)
-	for range d.KeepalivesSent {
-		b.tl.add("nic", "%s %s sent by the NIC", name, what)
+	add := func(n uint64, m mark, text string) {
+		for range n {
+			b.pending = append(b.pending, pendingEvent{mark: m, local: s.local, text: name + " " + text, seen: now, notBefore: notBefore})
+		}
 	}
-	for range d.Retries {
-		b.tl.add("nic", "%s %s re-sent (no reply yet)", name, what)
-	}
-	for range d.RepliesAbsorbed {
-		b.tl.add("nic", "%s keep-alive reply absorbed, host asleep", name)
-	}
-	for range d.PingsAnswered {
-		b.tl.add("nic", "%s server Ping answered with a Pong by the NIC, host asleep", name)
-	}
+	add(d.KeepalivesSent, markProbe, what+" sent by the NIC")
+	add(d.Retries, markProbe, what+" re-sent (no reply yet)")
+	add(d.RepliesAbsorbed, markReply, "keep-alive reply absorbed, host asleep")
+	add(d.PingsAnswered, markPong, "server Ping answered with a Pong by the NIC, host asleep")
 	t := &b.slotTotals
 	t.KeepalivesSent += d.KeepalivesSent
 	t.Retries += d.Retries
@@ -267,15 +349,18 @@ func (r *recordingNIC) Arm(s nic.SlotConfig) (nic.SlotID, error) {
 	b := r.b
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	at := b.tl.since()
 	id, err := r.NIC.Arm(s)
 	if err != nil {
 		return id, err
 	}
-	ch := b.byConn[s.Pattern.Local]
+	local := s.Pattern.Local
+	ch := b.byConn[local]
 	if ch == "" {
-		ch = s.Pattern.Local.String()
+		ch = local.String()
 	}
-	b.armed[int(id)] = &armedSlot{channel: ch, kind: s.Spec.Kind}
+	b.wire.armed(local, s.Spec.Kind, s.Snapshot, at)
+	b.armed[int(id)] = &armedSlot{channel: ch, kind: s.Spec.Kind, local: local, seenAt: at}
 	b.last[int(id)] = ch
 	b.armCount[ch]++
 	return id, nil
@@ -291,6 +376,9 @@ func (r *recordingNIC) Disarm(id nic.SlotID) (offload.Report, error) {
 		if err == nil {
 			b.advanceLocked(int(id), s, rep.Counters)
 		}
+		// Frames the NIC sent just before are captured after their wire
+		// delay.
+		b.wire.disarmed(s.local, b.tl.since()+captureSlack)
 		delete(b.armed, int(id))
 	}
 	return rep, err

@@ -20,6 +20,12 @@ type Summary struct {
 	Duration time.Duration
 	Slots    int
 	Seed     uint64
+	// Interrupted: the run's context ended (SIGINT, SIGTERM) before the
+	// scenario and its drain were over; Elapsed is the part of the
+	// scenario played (Duration when it ran to its end). The pushes not
+	// delivered by then are pending, not lost.
+	Interrupted bool
+	Elapsed     time.Duration
 	// Channels lists the sample apps' channels in priority order.
 	Channels []ChannelSummary
 	// HostWakes counts the host's wakes by reason (host.WakeReason
@@ -78,8 +84,18 @@ type ChannelSummary struct {
 	Resets int
 }
 
-// Lost returns the pushes the server sent that no app received.
+// Lost returns the pushes the server sent that no app received; 0 in an
+// interrupted run, whose undelivered pushes are Pending.
 func (s *Summary) Lost() int {
+	if s.Interrupted {
+		return 0
+	}
+	return s.Pending()
+}
+
+// Pending returns the pushes the server sent that no app has received
+// (yet, in an interrupted run).
+func (s *Summary) Pending() int {
 	n := 0
 	for _, c := range s.Channels {
 		n += c.Sent - c.Delivered
@@ -105,8 +121,12 @@ var hostWakeOrder = []host.WakeReason{
 // Write prints the summary table.
 func (s *Summary) Write(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nsummary: %v asleep, %d hardware slots, %d channels, seed %d\n\n",
-		s.Duration, s.Slots, len(s.Channels), s.Seed)
+	asleep := s.Duration.String()
+	if s.Interrupted {
+		asleep = fmt.Sprintf("INTERRUPTED after %v of %v", s.Elapsed.Round(time.Millisecond), s.Duration)
+	}
+	fmt.Fprintf(&b, "\nsummary: %s asleep, %d hardware slots, %d channels, seed %d\n\n",
+		asleep, s.Slots, len(s.Channels), s.Seed)
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "channel\ttransport\tprio\tinterval\tslot\tarmed\tpushes\tdelivered\tacked\tp50\tmax\tresets")
 	for _, c := range s.Channels {
@@ -153,7 +173,9 @@ func (s *Summary) Write(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "energy: %.0f mJ with hardware slots vs %.0f mJ all-software (%.0f%% saved)\n", s.EnergyMJ, s.SoftwareOnlyMJ, saved)
 	fmt.Fprintf(&b, "pcaps: %s (%d frames), %s (%d wake packets)\n", s.WirePcap, s.WireFrames, s.WakePcap, s.WakePackets)
-	if lost := s.Lost(); lost > 0 {
+	if s.Interrupted {
+		fmt.Fprintf(&b, "result: interrupted: %d of %d pushes delivered so far, %d pending\n", s.Pushes()-s.Pending(), s.Pushes(), s.Pending())
+	} else if lost := s.Lost(); lost > 0 {
 		fmt.Fprintf(&b, "result: %d of %d pushes LOST\n", lost, s.Pushes())
 	} else {
 		fmt.Fprintf(&b, "result: all %d pushes delivered\n", s.Pushes())

@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,16 +48,22 @@ func newTimeline(w io.Writer, quiet bool, now func() time.Duration) *timeline {
 }
 
 // reorderWindow is how long an event waits for earlier ones reported
-// late (a NIC wake is stamped with the device's time but reaches the
-// timeline after the host has already reacted to it).
-const reorderWindow = 200 * time.Millisecond
+// late: a NIC wake is stamped with the device's time but reaches the
+// timeline after the host has already reacted to it; the NIC's keep-alive
+// work is stamped with its frames' capture times, read up to two slot
+// polls (2 × pollInterval) later.
+const reorderWindow = 500 * time.Millisecond
 
 // print writes the events in time order, each once it is older than
-// reorderWindow, and everything left when the queue closes.
+// reorderWindow, and everything left when the queue closes. An event
+// reported later still (older than one already printed) is printed at
+// the last printed time, its own time in its text, so the timeline's
+// times never go back.
 func (t *timeline) print() {
 	tick := time.NewTicker(reorderWindow / 4)
 	defer tick.Stop()
 	var pend []event
+	last := time.Duration(math.MinInt64)
 	flush := func(all bool) {
 		slices.SortStableFunc(pend, func(a, b event) int { return cmp.Compare(a.at, b.at) })
 		cut := t.since() - reorderWindow
@@ -64,6 +72,11 @@ func (t *timeline) print() {
 			if !all && e.at > cut {
 				break
 			}
+			if e.at < last {
+				e.text += " (at " + strings.TrimSpace(formatOffset(e.at)) + ", reported late)"
+				e.at = last
+			}
+			last = e.at
 			if !t.quiet {
 				fmt.Fprintf(t.w, "%s  %-8s %s\n", formatOffset(e.at), e.kind, e.text)
 			}

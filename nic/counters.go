@@ -83,6 +83,15 @@ const (
 
 	cTimerQueueDropped
 
+	cVnetPorts            // ports that carry virtio_net_hdrs (0–2): a gauge
+	cVnetRxGSO            // GSO super-frames received, either port
+	cVnetRxCsumPartial    // frames received with a partial checksum
+	cVnetSwCsum           // partial checksums completed in software
+	cVnetSwGSO            // super-frames segmented in software
+	cVnetSwSegments       // the segments they gave
+	cVnetDroppedBad       // frames whose virtio_net_hdr does not match them
+	cVnetDroppedTruncated // super-frames cut by a too-short buffer
+
 	numCounters
 )
 
@@ -148,6 +157,15 @@ var counterNames = [numCounters]string{
 	cPcapErrors:     "pcap_errors",
 
 	cTimerQueueDropped: "timer_queue_dropped",
+
+	cVnetPorts:            "vnet_ports",
+	cVnetRxGSO:            "vnet_rx_gso",
+	cVnetRxCsumPartial:    "vnet_rx_csum_partial",
+	cVnetSwCsum:           "vnet_sw_csum",
+	cVnetSwGSO:            "vnet_sw_gso",
+	cVnetSwSegments:       "vnet_sw_segments",
+	cVnetDroppedBad:       "vnet_dropped_bad",
+	cVnetDroppedTruncated: "vnet_dropped_truncated",
 }
 
 // counters is the device's counter array. Increments are atomic and

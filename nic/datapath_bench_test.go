@@ -68,12 +68,12 @@ func BenchmarkD3Absorb(b *testing.B) {
 		b.Fatal(err)
 	}
 	frame := benchFrame(b)
-	rx := &rxCtx{fwd: make([][]byte, 0, 64), reply: make([]byte, replyBufLen)}
+	rx := newRxCtx(64)
 	now := time.Now()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		d.rxWire(rx, frame, now)
+		d.rxWire(rx, frame, &wholeHdr, now)
 	}
 	b.StopTimer()
 	if got := d.cnt.get(cD3RxAbsorbed); got < uint64(b.N) {

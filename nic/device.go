@@ -89,17 +89,21 @@ var (
 // Locks, in order: mu (control) → engMu (offload engine) → post.mu
 // (post-wake buffer). The faults' own locks come after all of them.
 type Device struct {
-	caps   Capabilities
-	pcaps  wp.Capabilities
-	clock  offload.Clock
-	log    *slog.Logger
-	wire   Port
-	host   Port
-	addrs  hostAddrs
-	batch  int
-	onWake func(WakeEvent)
-	noBPF  bool
-	filter atomic.Pointer[PrefilterInfo] // the attached prefilter; nil: none
+	caps  Capabilities
+	pcaps wp.Capabilities
+	clock offload.Clock
+	log   *slog.Logger
+	wire  Port
+	host  Port
+	// wireOff and hostOff are the ports as OffloadPorts when they carry
+	// virtio_net_hdrs, else nil.
+	wireOff, hostOff OffloadPort
+	txErrLogged      atomic.Bool
+	addrs            hostAddrs
+	batch            int
+	onWake           func(WakeEvent)
+	noBPF            bool
+	filter           atomic.Pointer[PrefilterInfo] // the attached prefilter; nil: none
 
 	cnt   counters
 	state atomic.Uint32 // PowerState
@@ -126,7 +130,7 @@ type Device struct {
 
 	wireIn, wireOut *faultDir // nil without faults
 	faultsHold      bool      // delay or reordering configured: frames wait in the fault queues
-	faultRx         rxCtx     // guarded by wireIn.mu
+	faultRx         *rxCtx    // guarded by wireIn.mu
 	faultOne        [1][]byte // guarded by wireOut.mu
 	txOne           [1][]byte // the transmit queue goroutine's
 	resumeBatch     [][]byte  // guarded by mu
@@ -214,7 +218,14 @@ func New(cfg *Config) (*Device, error) {
 	d.out.d = d
 
 	d.txq = newTxQueue(txQueueFrames, 2048, &d.cnt, d.sendWireOne)
-	d.faultRx = rxCtx{fwd: make([][]byte, 0, 1), reply: make([]byte, replyBufLen)}
+	d.faultRx = newRxCtx(1)
+	d.wireOff, _ = portOffloads(d.wire)
+	d.hostOff, _ = portOffloads(d.host)
+	for _, op := range []OffloadPort{d.wireOff, d.hostOff} {
+		if op != nil {
+			d.cnt.inc(cVnetPorts)
+		}
+	}
 	d.resumeBatch = make([][]byte, d.batch)
 	if faults.Enabled() {
 		d.wireIn = newFaultDir(faults, 1, &d.cnt, d.rxWireFaulted)
@@ -255,6 +266,15 @@ func (d *Device) transition(from, to PowerState) bool {
 
 // Capabilities returns the device's limits.
 func (d *Device) Capabilities() Capabilities { return d.caps }
+
+// Offloads says which ports carry virtio_net_hdrs (OffloadPort): GSO
+// super-frames and partial checksums cross such a port unchanged; frames
+// for a port without them are finished in software first (counted as
+// vnet_sw_csum, vnet_sw_gso, vnet_sw_segments).
+type Offloads struct{ Wire, Host bool }
+
+// Offloads returns the ports' offload mode (also the vnet_ports counter).
+func (d *Device) Offloads() Offloads { return Offloads{Wire: d.wireOff != nil, Host: d.hostOff != nil} }
 
 // PatternCapabilities returns the device's wake-pattern limits.
 func (d *Device) PatternCapabilities() wp.Capabilities { return d.pcaps }
@@ -332,13 +352,14 @@ func (d *Device) WritePrometheus(w io.Writer) error {
 // readLoop reads one port until it is closed.
 func (d *Device) readLoop(p Port, fromWire bool) {
 	pkts := make([]Packet, d.batch)
+	size := d.caps.MaxFrame
+	if _, ok := portOffloads(p); ok {
+		size = max(size, MaxGSOFrame)
+	}
 	for i := range pkts {
-		pkts[i].Buf = make([]byte, d.caps.MaxFrame)
+		pkts[i].Buf = make([]byte, size)
 	}
-	rx := &rxCtx{
-		fwd:   make([][]byte, 0, d.batch),
-		reply: make([]byte, replyBufLen),
-	}
+	rx := newRxCtx(d.batch)
 	errLogged := false
 	for {
 		n, err := p.ReadBatch(pkts)
@@ -364,13 +385,13 @@ func (d *Device) readLoop(p Port, fromWire bool) {
 		if fromWire {
 			d.toHost.RLock()
 			for i := range n {
-				d.fromWire(rx, pkts[i].Frame(), pkts[i].Time)
+				d.fromWire(rx, &pkts[i])
 			}
 			d.flushHost(rx)
 			d.toHost.RUnlock()
 		} else {
 			for i := range n {
-				d.fromHost(rx, pkts[i].Frame())
+				d.fromHost(rx, &pkts[i])
 			}
 			d.flushWire(rx)
 		}

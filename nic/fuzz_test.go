@@ -35,7 +35,7 @@ func FuzzD3(f *testing.F) {
 	if err := d.Sleep(); err != nil {
 		f.Fatal(err)
 	}
-	rx := &rxCtx{fwd: make([][]byte, 0, 64), reply: make([]byte, replyBufLen)}
+	rx := newRxCtx(64)
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		if d.State() != D3 {
 			// A previous input woke the device: start the next one asleep.
@@ -58,7 +58,7 @@ func FuzzD3(f *testing.F) {
 		}
 		o := outcomes()
 		hostBefore := host.frames()
-		d.rxWire(rx, append([]byte(nil), frame...), time.Now())
+		d.rxWire(rx, append([]byte(nil), frame...), &wholeHdr, time.Now())
 		d.flushHost(rx)
 		if got := d.cnt.get(cD3RxFrames) - before; got != 1 {
 			t.Fatalf("d3_rx_frames advanced by %d", got)

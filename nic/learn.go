@@ -84,8 +84,10 @@ func frameVLAN(f *wp.Frame) uint16 {
 }
 
 // learn updates the tracked connection f belongs to, if any. fromHost
-// tells the direction. It allocates nothing.
-func (t *trackTable) learn(f *wp.Frame, fromHost bool, now time.Duration) bool {
+// tells the direction; payload, when not negative, is the segment's
+// payload length (a GSO frame's, which f.PayloadLen cannot hold). It
+// allocates nothing.
+func (t *trackTable) learn(f *wp.Frame, payload int, fromHost bool, now time.Duration) bool {
 	if t == nil || len(t.m) == 0 || !f.IsTCP() {
 		return false
 	}
@@ -102,7 +104,10 @@ func (t *trackTable) learn(f *wp.Frame, fromHost bool, now time.Duration) bool {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	l := &tr.l
-	end := f.Seq + uint32(f.PayloadLen)
+	if payload < 0 {
+		payload = int(f.PayloadLen)
+	}
+	end := f.Seq + uint32(payload)
 	if f.TCPFlags&wp.TCPFlagSYN != 0 {
 		end++
 	}

@@ -24,6 +24,11 @@ type Packet struct {
 	// Truncated is Len > N: the buffer (or the port's snap length, or the
 	// filter's return value) was shorter than the frame.
 	Truncated bool
+	// Vnet is the frame's offload state (its virtio_net_hdr) on a port
+	// whose Offloads is true: a GSO super-frame, a partial checksum, or a
+	// checksum the kernel verified. The zero value (every other port) is
+	// a whole frame.
+	Vnet VnetHdr
 	// Time is when the frame was received (the kernel's timestamp on
 	// AF_PACKET, wall clock). It is for reporting and latency measurement,
 	// not for protocol decisions, which use the device's injected clock.
@@ -185,6 +190,15 @@ type PortConfig struct {
 	// counted), so the ring holds BlockSize/slot × Blocks frames (5248 at
 	// MTU 1500 with the defaults). The Port contract is the same.
 	Immediate bool
+	// NoOffloads opens the port without PACKET_VNET_HDR. By default every
+	// frame moves with its virtio_net_hdr (OffloadPort), so GSO
+	// super-frames and partial checksums of links with the kernel's
+	// default offloads cross the port unchanged; the ring then holds a
+	// MaxGSOFrame-byte frame (BlockSize at least 68 KB; in Immediate mode
+	// each slot is that long, and the default BlockSize holds four). With
+	// NoOffloads the port moves only whole frames within the MTU: use it
+	// only on links whose offloads are off.
+	NoOffloads bool
 	// NoPromisc leaves the link out of promiscuous mode. The NIC is a bump
 	// in the wire and needs every frame, so the default is promiscuous.
 	NoPromisc bool

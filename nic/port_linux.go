@@ -4,6 +4,7 @@ package nic
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -59,6 +60,7 @@ const (
 	ringFrameSize      = 2048
 	v2SockaddrLLOff    = 32 // TPACKET_ALIGN(sizeof(tpacket2_hdr))
 	v2MacOff           = 66 // TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - 14: tp_mac of an Ethernet frame
+	v2MacOffVnet       = 76 // v2MacOff behind a virtio_net_hdr (VnetHdrLen)
 	tpacketAlignment   = 16
 	retireBlockTimeout = 1 // ms, the smallest the kernel takes
 	maxWriteBatch      = 64
@@ -99,14 +101,16 @@ type packetPort struct {
 	// Immediate mode (TPACKET_V2): fixed after open, but for the cursor
 	// slot, which rmu guards.
 	immediate bool
-	slotSize  int // bytes of a frame slot
-	perBlock  int // slots in a block
-	slots     int // slots in the ring
-	slot      int // the next slot to read
+	vnet      bool // PACKET_VNET_HDR: every frame behind a virtio_net_hdr
+	slotSize  int  // bytes of a frame slot
+	perBlock  int  // slots in a block
+	slots     int  // slots in the ring
+	slot      int  // the next slot to read
 
 	wmu   sync.Mutex // WriteBatch: the scratch below
 	msgs  [maxWriteBatch]mmsghdr
-	iovs  [maxWriteBatch]unix.Iovec
+	iovs  [2 * maxWriteBatch]unix.Iovec // with vnet: header, frame
+	vhdrs [maxWriteBatch][VnetHdrLen]byte
 	wpoll [2]unix.PollFd
 
 	smu   sync.Mutex // kernel statistics
@@ -122,7 +126,7 @@ type mmsghdr struct {
 	_   [4]byte
 }
 
-var _ Port = (*packetPort)(nil)
+var _ OffloadPort = (*packetPort)(nil)
 
 // OpenPacketPort opens an AF_PACKET port on the link ifname in the calling
 // thread's network namespace (run it inside netlab's Lab.Do, or on a thread
@@ -149,6 +153,9 @@ func openPacketPort(ifname string, cfg *PortConfig) (_ *packetPort, err error) {
 	blockSize, blocks := cfg.BlockSize, cfg.Blocks
 	if blockSize == 0 {
 		blockSize = DefaultBlockSize
+		if cfg.Immediate && !cfg.NoOffloads {
+			blockSize = defaultVnetImmediateBlock(os.Getpagesize())
+		}
 	}
 	if blocks == 0 {
 		blocks = DefaultBlocks
@@ -156,6 +163,9 @@ func openPacketPort(ifname string, cfg *PortConfig) (_ *packetPort, err error) {
 	page := os.Getpagesize()
 	if blockSize < page || blockSize%page != 0 || blockSize > 1<<30 {
 		return nil, fmt.Errorf("open packet port %s: BlockSize %d is not a multiple of the page size %d (max 1 GiB)", ifname, blockSize, page)
+	}
+	if min := minVnetBlock(page); !cfg.NoOffloads && !cfg.Immediate && blockSize < min {
+		return nil, fmt.Errorf("open packet port %s: BlockSize %d cannot hold a %d-byte GSO frame; use at least %d (or PortConfig.NoOffloads)", ifname, blockSize, MaxGSOFrame, min)
 	}
 	if blocks < 2 || blocks > 4096 {
 		return nil, fmt.Errorf("open packet port %s: Blocks %d out of range 2–4096", ifname, blocks)
@@ -169,12 +179,17 @@ func openPacketPort(ifname string, cfg *PortConfig) (_ *packetPort, err error) {
 		fd: -1, closeFD: -1, kickFD: -1,
 		blockSize: blockSize, blocks: blocks,
 		immediate: cfg.Immediate,
+		vnet:      !cfg.NoOffloads,
 	}
 	if p.immediate {
-		p.slotSize = slotSize(p.mtu)
+		p.slotSize = slotSize(p.mtu, p.vnet)
 		if p.slotSize > blockSize {
-			return nil, fmt.Errorf("open packet port %s: BlockSize %d cannot hold one immediate-mode frame slot of %d bytes (MTU %d + 18 + 66 bytes of headers); use at least %d",
-				ifname, blockSize, p.slotSize, p.mtu, (p.slotSize+page-1)/page*page)
+			what := fmt.Sprintf("MTU %d + 18 + 66 bytes of headers", p.mtu)
+			if p.vnet {
+				what = fmt.Sprintf("a %d-byte GSO frame + %d bytes of headers", max(p.mtu+EthernetHeaderLen+VLANTagLen, MaxGSOFrame), v2MacOffVnet)
+			}
+			return nil, fmt.Errorf("open packet port %s: BlockSize %d cannot hold one immediate-mode frame slot of %d bytes (%s); use at least %d",
+				ifname, blockSize, p.slotSize, what, (p.slotSize+page-1)/page*page)
 		}
 		p.perBlock = blockSize / p.slotSize
 		p.slots = p.perBlock * blocks
@@ -196,6 +211,14 @@ func openPacketPort(ifname string, cfg *PortConfig) (_ *packetPort, err error) {
 	}
 	if err := unix.SetsockoptInt(p.fd, unix.SOL_PACKET, unix.PACKET_VERSION, version); err != nil {
 		return nil, os.NewSyscallError("setsockopt PACKET_VERSION", err)
+	}
+	if p.vnet {
+		// Before the ring: the kernel refuses it on a socket with one.
+		if err := unix.SetsockoptInt(p.fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+			return nil, fmt.Errorf("%w (the port needs it to forward the GSO and partial-checksum frames of links with offloads on; "+
+				"open it with PortConfig.NoOffloads only on links whose offloads are off: ethtool -K %s tx off sg off tso off gso off gro off)",
+				os.NewSyscallError("setsockopt PACKET_VNET_HDR", err), ifname)
+		}
 	}
 	// Older kernels (< 4.20) lack it; ReadBatch also skips PACKET_OUTGOING.
 	if err := unix.SetsockoptInt(p.fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil && err != unix.ENOPROTOOPT {
@@ -261,9 +284,29 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // cuts it at the slot's end, so a slot holds MTU+18 bytes (Ethernet
 // header and one tag the kernel did not strip) after that offset,
 // rounded up to the ring's alignment.
-func slotSize(mtu int) int {
+//
+// With vnet (PACKET_VNET_HDR) the frame sits VnetHdrLen bytes further and
+// a slot holds a GSO frame, MaxGSOFrame bytes, whatever the MTU.
+func slotSize(mtu int, vnet bool) int {
 	n := v2MacOff + mtu + EthernetHeaderLen + VLANTagLen
+	if vnet {
+		n = v2MacOffVnet + max(mtu+EthernetHeaderLen+VLANTagLen, MaxGSOFrame)
+	}
 	return (n + tpacketAlignment - 1) &^ (tpacketAlignment - 1)
+}
+
+// minVnetBlock is the smallest TPACKET_V3 block that holds a GSO frame:
+// the block descriptor, the frame's headers and MaxGSOFrame bytes.
+func minVnetBlock(page int) int {
+	n := 48 + 128 + MaxGSOFrame
+	return (n + page - 1) / page * page
+}
+
+// defaultVnetImmediateBlock is the default immediate-mode block with
+// vnet: four GSO-sized slots.
+func defaultVnetImmediateBlock(page int) int {
+	n := 4 * slotSize(0, true)
+	return (n + page - 1) / page * page
 }
 
 // release frees whatever openPacketPort or Close acquired.
@@ -394,10 +437,10 @@ func (p *packetPort) readRing(pkts []Packet) int {
 			}
 			start := int(off) + int(h.Mac)
 			end := start + int(h.Snaplen)
-			if end > len(block) || start > end {
+			if end > len(block) || start > end || (p.vnet && start < int(off)+sockaddrLLOff+VnetHdrLen) {
 				continue
 			}
-			p.fill(&pkts[n], h.Status, h.Len, uint16(h.Hv1.Vlan_tci), h.Hv1.Vlan_tpid, h.Sec, h.Nsec, block[start:end])
+			p.fill(&pkts[n], h.Status, h.Len, uint16(h.Hv1.Vlan_tci), h.Hv1.Vlan_tpid, h.Sec, h.Nsec, block[start-VnetHdrLen:end], block[start:end])
 			n++
 		}
 		if p.blkPkt >= num {
@@ -427,8 +470,8 @@ func (p *packetPort) readSlots(pkts []Packet) int {
 		if slot[v2SockaddrLLOff+sllPkttypeOff] != unix.PACKET_OUTGOING {
 			start := int(h.Mac)
 			end := start + int(h.Snaplen)
-			if start <= end && end <= len(slot) {
-				p.fill(&pkts[n], h.Status, h.Len, h.Vlan_tci, h.Vlan_tpid, h.Sec, h.Nsec, slot[start:end])
+			if start <= end && end <= len(slot) && start >= v2SockaddrLLOff+VnetHdrLen {
+				p.fill(&pkts[n], h.Status, h.Len, h.Vlan_tci, h.Vlan_tpid, h.Sec, h.Nsec, slot[start-VnetHdrLen:end], slot[start:end])
 				n++
 			}
 		}
@@ -444,8 +487,12 @@ func (p *packetPort) readSlots(pkts []Packet) int {
 // fill copies one frame into pkt, re-inserting the VLAN tag the kernel
 // moved out of the data, from the fields of its ring header (tpacket3_hdr
 // or tpacket2_hdr): tp_status, tp_len, tp_vlan_tci, tp_vlan_tpid, tp_sec,
-// tp_nsec.
-func (p *packetPort) fill(pkt *Packet, status, wireLen uint32, vlanTCI, vlanTPID uint16, sec, nsec uint32, data []byte) {
+// tp_nsec. With vnet, vh starts with the frame's virtio_net_hdr.
+func (p *packetPort) fill(pkt *Packet, status, wireLen uint32, vlanTCI, vlanTPID uint16, sec, nsec uint32, vh, data []byte) {
+	pkt.Vnet = VnetHdr{}
+	if p.vnet {
+		pkt.Vnet.get(vh)
+	}
 	buf := pkt.Buf
 	wire := int(wireLen)
 	var n int
@@ -464,6 +511,7 @@ func (p *packetPort) fill(pkt *Packet, status, wireLen uint32, vlanTCI, vlanTPID
 			}
 		}
 		wire += VLANTagLen
+		pkt.Vnet.shift(VLANTagLen)
 	} else {
 		n = copy(buf, data)
 	}
@@ -478,8 +526,32 @@ func (p *packetPort) fill(pkt *Packet, status, wireLen uint32, vlanTCI, vlanTPID
 	}
 }
 
-// WriteBatch implements Port.WriteBatch.
-func (p *packetPort) WriteBatch(frames [][]byte) (int, error) {
+// WriteBatch implements Port.WriteBatch. With vnet each frame goes with
+// a zero virtio_net_hdr: a whole frame.
+func (p *packetPort) WriteBatch(frames [][]byte) (int, error) { return p.writeBatch(frames, nil) }
+
+// Offloads implements OffloadPort.Offloads.
+func (p *packetPort) Offloads() bool { return p.vnet }
+
+// WriteBatchVnet implements OffloadPort.WriteBatchVnet.
+func (p *packetPort) WriteBatchVnet(frames [][]byte, hdrs []VnetHdr) (int, error) {
+	if len(hdrs) < len(frames) {
+		return 0, p.opError("write", fmt.Errorf("%d headers for %d frames", len(hdrs), len(frames)))
+	}
+	if !p.vnet {
+		for i := range frames {
+			if !hdrs[i].Whole() {
+				return i, p.opError("write", errors.New("frame needs offloads (a GSO or partial-checksum virtio_net_hdr) but the port was opened with NoOffloads"))
+			}
+		}
+		hdrs = nil
+	}
+	return p.writeBatch(frames, hdrs)
+}
+
+// writeBatch sends frames with sendmmsg, up to maxWriteBatch per call;
+// with vnet, behind hdrs[i] (zero headers when hdrs is nil).
+func (p *packetPort) writeBatch(frames [][]byte, hdrs []VnetHdr) (int, error) {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
 	sent := 0
@@ -492,21 +564,44 @@ func (p *packetPort) WriteBatch(frames [][]byte) (int, error) {
 		var bad error
 		for k < maxWriteBatch && sent+k < len(frames) {
 			f := frames[sent+k]
-			if err := checkFrameSize(p.mtu, f); err != nil {
+			var err error
+			if hdrs != nil {
+				err = CheckVnetFrameSize(p.mtu, f, &hdrs[sent+k])
+			} else {
+				err = checkFrameSize(p.mtu, f)
+			}
+			if err != nil {
 				bad = err
 				break
 			}
-			p.iovs[k].Base = &f[0]
-			p.iovs[k].SetLen(len(f))
-			p.msgs[k].hdr.Iov = &p.iovs[k]
-			p.msgs[k].hdr.SetIovlen(1)
+			iov := p.iovs[k : k+1]
+			if p.vnet {
+				iov = p.iovs[2*k : 2*k+2]
+				if hdrs != nil {
+					hdrs[sent+k].put(p.vhdrs[k][:])
+				} else {
+					p.vhdrs[k] = [VnetHdrLen]byte{}
+				}
+				iov[0].Base = &p.vhdrs[k][0]
+				iov[0].SetLen(VnetHdrLen)
+				iov = iov[1:]
+				iov[0].Base = &f[0]
+				iov[0].SetLen(len(f))
+				p.msgs[k].hdr.Iov = &p.iovs[2*k]
+				p.msgs[k].hdr.SetIovlen(2)
+			} else {
+				iov[0].Base = &f[0]
+				iov[0].SetLen(len(f))
+				p.msgs[k].hdr.Iov = &p.iovs[k]
+				p.msgs[k].hdr.SetIovlen(1)
+			}
 			k++
 		}
 		if k == 0 {
 			return sent, p.opError("write", bad)
 		}
 		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(p.fd), uintptr(unsafe.Pointer(&p.msgs[0])), uintptr(k), unix.MSG_DONTWAIT, 0, 0)
-		for i := 0; i < k; i++ {
+		for i := range p.iovs[:2*k] {
 			p.iovs[i].Base = nil // do not pin the caller's frames
 		}
 		if errno != 0 {
@@ -521,6 +616,10 @@ func (p *packetPort) WriteBatch(frames [][]byte) (int, error) {
 			case unix.EMSGSIZE:
 				f := frames[sent]
 				return sent, p.opError("write", &frameSizeError{n: len(f), max: FrameLimit(p.mtu, f)})
+			case unix.EINVAL:
+				if hdrs != nil && !hdrs[sent].Whole() {
+					return sent, p.opError("write", fmt.Errorf("the kernel refused the frame's virtio_net_hdr %+v: %w", hdrs[sent], os.NewSyscallError("sendmmsg", errno)))
+				}
 			}
 			return sent, p.opError("write", os.NewSyscallError("sendmmsg", errno))
 		}

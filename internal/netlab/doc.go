@@ -29,10 +29,13 @@
 // accept_dad is 0 in srv, host and rtr, so addresses work at once. The nic
 // namespace has IPv6 disabled: the bump in the wire sends nothing of its own.
 //
-// Unless Options.KeepOffloads is set, TX checksum offload, scatter-gather,
-// TSO, GSO and GRO are turned off on every veth, so a frame a packet socket
-// reads in the nic namespace is a complete wire frame (valid checksums, at
-// most MTU bytes) that can be written out the other port as it is.
+// The veths keep the offloads Linux gives them (TX checksum offload,
+// scatter-gather, TSO, GSO on), as a user's links do: a packet socket in
+// the nic namespace reads GSO super-frames of up to 64 KB with partial
+// checksums, which nic's ports carry with their virtio_net_hdr. With
+// Options.DisableOffloads, TX checksum offload, scatter-gather, TSO, GSO
+// and GRO are turned off on every veth, so every frame is a complete wire
+// frame (valid checksums, at most MTU bytes).
 //
 // # NAT
 //

@@ -47,15 +47,22 @@ const (
 const DefaultMTU = 1500
 
 // Options configures a lab. The zero value is a three-namespace lab with
-// 1500-byte MTU and offloads turned off.
+// 1500-byte MTU and the veths' offloads as Linux creates them (checksum
+// offload, scatter-gather, TSO and GSO on).
 type Options struct {
 	// MTU of every veth, 68–65535; 0 means DefaultMTU.
 	MTU int
 	// Router puts a router namespace between nic and srv (see the package
 	// doc for its addresses).
 	Router bool
-	// KeepOffloads leaves the veths' checksum/segmentation offloads on.
-	// By default they are off so packet sockets see complete wire frames.
+	// DisableOffloads turns TX checksum offload, scatter-gather, TSO, GSO
+	// and GRO off on every veth, so packet sockets see only complete wire
+	// frames (valid checksums, at most MTU bytes). Off by default: the lab
+	// is what a user's links are.
+	DisableOffloads bool
+	// KeepOffloads is ignored: offloads are on unless DisableOffloads.
+	//
+	// Deprecated: the default now keeps them.
 	KeepOffloads bool
 }
 

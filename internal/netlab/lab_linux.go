@@ -33,9 +33,9 @@ type Lab struct {
 	// Addr holds the addresses configured in srv and host.
 	Addr Addresses
 
-	router       bool
-	mtu          int
-	keepOffloads bool
+	router          bool
+	mtu             int
+	disableOffloads bool
 
 	ns [Router + 1]netns.NsHandle // by Namespace; 0 when absent
 
@@ -66,7 +66,7 @@ func newLab(ctx context.Context, opts *Options, hook func(l *Lab, step string) e
 	if err != nil {
 		return nil, fmt.Errorf("netlab: %w", err)
 	}
-	l := &Lab{ID: id, Addr: addressesFor(opts.Router), router: opts.Router, mtu: mtu, keepOffloads: opts.KeepOffloads}
+	l := &Lab{ID: id, Addr: addressesFor(opts.Router), router: opts.Router, mtu: mtu, disableOffloads: opts.DisableOffloads}
 	defer func() {
 		if err != nil {
 			err = errors.Join(fmt.Errorf("netlab: %w", err), l.Close())
@@ -120,11 +120,11 @@ func newLab(ctx context.Context, opts *Options, hook func(l *Lab, step string) e
 	if err := step("addresses", l.configureAddresses); err != nil {
 		return nil, err
 	}
-	if !opts.KeepOffloads {
+	if opts.DisableOffloads {
 		for _, p := range pairs {
 			for _, e := range [][2]any{{p.ns, p.name}, {p.peerNS, p.peerName}} {
 				ns, name := e[0].(Namespace), e[1].(string)
-				if err := step("offloads "+name, func() error { return l.disableOffloads(ns, name) }); err != nil {
+				if err := step("offloads "+name, func() error { return l.offloadsOff(ns, name) }); err != nil {
 					return nil, err
 				}
 			}
@@ -368,8 +368,8 @@ func (l *Lab) AddVeth(ns Namespace, name string, peerNS Namespace, peerName stri
 		ns   Namespace
 		name string
 	}{{ns, name}, {peerNS, peerName}} {
-		if !l.keepOffloads {
-			if err := l.disableOffloads(e.ns, e.name); err != nil {
+		if l.disableOffloads {
+			if err := l.offloadsOff(e.ns, e.name); err != nil {
 				return fmt.Errorf("netlab: %w", err)
 			}
 		}
@@ -495,9 +495,9 @@ type ifreqPtr struct {
 	_    [16]byte
 }
 
-// disableOffloads turns off TX checksum, SG, TSO, GSO and GRO on link (the
+// offloadsOff turns off TX checksum, SG, TSO, GSO and GRO on link (the
 // legacy ethtool ioctls; an unsupported feature is not an error).
-func (l *Lab) disableOffloads(ns Namespace, link string) error {
+func (l *Lab) offloadsOff(ns Namespace, link string) error {
 	return l.Do(ns, func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {

@@ -112,7 +112,7 @@ func TestIntegrationLabTopology(t *testing.T) {
 		},
 		{
 			name:   "router jumbo",
-			opts:   Options{Router: true, MTU: 9000},
+			opts:   Options{Router: true, MTU: 9000, DisableOffloads: true},
 			mtu:    9000,
 			router: true,
 			addrs: map[[2]string][]string{
@@ -163,9 +163,7 @@ func TestIntegrationLabTopology(t *testing.T) {
 				if ifi.MTU != tt.mtu || ifi.Flags&net.FlagUp == 0 {
 					t.Errorf("%s/%s: mtu %d flags %v, want mtu %d and up", k[0], k[1], ifi.MTU, ifi.Flags, tt.mtu)
 				}
-				if on := offloadsOn(t, l, ns, k[1]); len(on) != 0 {
-					t.Errorf("%s/%s: offloads still on: %v", k[0], k[1], on)
-				}
+				checkOffloads(t, l, ns, k[1], !tt.opts.DisableOffloads)
 			}
 			if d := cmp.Diff(before, snapshotRoot(t)); d != "" {
 				t.Errorf("root namespace changed while the lab is up (-before +during):\n%s", d)
@@ -227,6 +225,22 @@ func checkRouted(t *testing.T, l *Lab) {
 	}
 	if n < 1 {
 		t.Errorf("FlushNeigh deleted %d entries after srv talked to rtr, want ≥1", n)
+	}
+}
+
+// checkOffloads checks that link has the offloads Linux gives a veth
+// (on), or none of them.
+func checkOffloads(t *testing.T, l *Lab, ns Namespace, link string, on bool) {
+	t.Helper()
+	got := offloadsOn(t, l, ns, link)
+	if on {
+		for _, want := range []string{"gso", "sg", "tso", "tx-checksum"} {
+			if !slices.Contains(got, want) {
+				t.Errorf("%s/%s: offloads on %v, want %s among them (the kernel's default)", ns, link, got, want)
+			}
+		}
+	} else if len(got) != 0 {
+		t.Errorf("%s/%s: offloads still on: %v", ns, link, got)
 	}
 }
 
@@ -436,9 +450,7 @@ func TestIntegrationAddVeth(t *testing.T) {
 		if ifi.MTU != 2000 || ifi.Flags&net.FlagUp == 0 {
 			t.Errorf("%s/%s: mtu %d flags %v", e.ns, e.name, ifi.MTU, ifi.Flags)
 		}
-		if on := offloadsOn(t, l, e.ns, e.name); len(on) != 0 {
-			t.Errorf("%s/%s: offloads on: %v", e.ns, e.name, on)
-		}
+		checkOffloads(t, l, e.ns, e.name, true)
 	}
 	if err := l.AddVeth(NIC, "xa0", NIC, "xc0"); err == nil {
 		t.Error("AddVeth with a name already in use succeeded")

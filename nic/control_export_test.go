@@ -82,3 +82,17 @@ func ArmBody(s SlotConfig) ([]byte, error) {
 func WithCred(r *http.Request, c *Cred) *http.Request {
 	return r.WithContext(context.WithValue(r.Context(), credKey{}, c))
 }
+
+// ControlConnsOpen returns the connections the server holds open.
+func ControlConnsOpen(s *ControlServer) int64 { return s.conns.Load() }
+
+// ControlCounter returns one of the API's own counters (as in /metrics,
+// without the standbynic_control_ prefix).
+func ControlCounter(s *ControlServer, name string) (uint64, bool) {
+	for _, c := range s.apiCounters() {
+		if c.Name == name {
+			return c.Value, true
+		}
+	}
+	return 0, false
+}

@@ -95,27 +95,6 @@ type hostApps struct {
 	pushes map[string]int // pushes received, by channel
 	acks   map[string]int // acknowledgments sent (line channels)
 	redial map[string]int // reconnections after a reset
-	conns  map[string]*connBooks
-}
-
-// connBooks are a channel's transports' counters: the current transport's
-// and the sum of the ones it replaced.
-type connBooks struct {
-	cur  host.Transport
-	prev host.TransportStats
-}
-
-// stats returns the counters of every transport of the channel.
-func (b *connBooks) stats() host.TransportStats {
-	s := b.prev
-	if b.cur != nil {
-		c := b.cur.Stats()
-		s.ConsumedReplies += c.ConsumedReplies
-		s.AbsorbedReplies += c.AbsorbedReplies
-		s.KeepAlives += c.KeepAlives
-		s.Messages += c.Messages
-	}
-	return s
 }
 
 // serveHost runs the host until ctx ends.
@@ -141,7 +120,7 @@ func serveHost(ctx context.Context, stdout io.Writer, log *slog.Logger, cfg *hos
 		}
 	}()
 	a := &hostApps{h: h, cfg: cfg, log: log, dialTimeout: dialTimeout, chans: map[string]*channelConfig{},
-		pushes: map[string]int{}, acks: map[string]int{}, redial: map[string]int{}, conns: map[string]*connBooks{}}
+		pushes: map[string]int{}, acks: map[string]int{}, redial: map[string]int{}}
 	if err := h.RegisterTask(taskPush, a.push); err != nil {
 		return err
 	}
@@ -168,6 +147,14 @@ func serveHost(ctx context.Context, stdout io.Writer, log *slog.Logger, cfg *hos
 	a.watch(ctx)
 	// The books are read once every task has ended: Close waits for them.
 	rows := a.channelRows(order)
+	for _, r := range rows {
+		st := r.stats
+		log.Info("channel books", "channel", r.id, "protocol", r.protocol, "keepalive_level", st.KeepAliveLevel,
+			"messages", st.Transport.Messages, "consumed_replies", st.Transport.ConsumedReplies,
+			"absorbed_replies", st.Transport.AbsorbedReplies, "host_keepalives", st.Transport.KeepAlives,
+			"nic_sent", st.NICSent, "nic_absorbed", st.NICAbsorbed,
+			"reconnect_attempts", st.ReconnectAttempts, "reconnects", st.Reconnects)
+	}
 	if err := h.Close(); err != nil {
 		return err
 	}
@@ -181,7 +168,7 @@ func (a *hostApps) open(ctx context.Context, app appConfig, cc *channelConfig) (
 	if cc.Priority != nil {
 		prio = *cc.Priority
 	}
-	ch, err := a.h.NewChannel(cc.ID, time.Duration(cc.Interval), cc.resource(), app.Name, prio)
+	ch, err := a.h.NewChannel(cc.ID, a.cfg.interval(cc), cc.resource(), app.Name, prio)
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +187,6 @@ func (a *hostApps) open(ctx context.Context, app appConfig, cc *channelConfig) (
 		t.Close()
 		return nil, err
 	}
-	a.using(cc.ID, t)
 	st, err := ch.WaitForPushEnabled()
 	if err != nil {
 		return nil, err
@@ -209,22 +195,19 @@ func (a *hostApps) open(ctx context.Context, app appConfig, cc *channelConfig) (
 	a.log.Info("channel", "id", cc.ID, "app", app.Name, "transport", cc.transportName(), "protocol", t.Protocol().String(),
 		"endpoint", d.Endpoint.String(), "keepalive_level", t.NICKeepAlive().Level, "requested", cc.resource().String(),
 		"status", st.String(), "interval", a.cfg.interval(cc))
+	a.logSession(cc.ID, t)
 	return ch, nil
 }
 
-// using books t as the channel's transport.
-func (a *hostApps) using(id string, t host.Transport) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	b := a.conns[id]
-	if b == nil {
-		b = &connBooks{}
-		a.conns[id] = b
+// logSession logs what an MQTT session negotiated.
+func (a *hostApps) logSession(id string, t host.Transport) {
+	m, ok := t.(*host.MQTT)
+	if !ok {
+		return
 	}
-	if b.cur != nil {
-		b.prev = b.stats()
-	}
-	b.cur = t
+	in := m.Info()
+	a.log.Info("mqtt session", "channel", id, "version", in.Version, "client_id", in.ClientID, "keepalive", in.KeepAlive,
+		"session_present", in.SessionPresent, "granted", hex.EncodeToString(in.Granted), "nic_interval_max", t.NICKeepAlive().MaxInterval)
 }
 
 // dial connects a channel to its server and runs the protocol's
@@ -281,18 +264,12 @@ func (a *hostApps) push(ctx context.Context, ti *host.TaskInstance) {
 		if !ok {
 			break
 		}
-		a.mu.Lock()
-		var proto host.Protocol
-		if b := a.conns[ch.ID()]; b != nil && b.cur != nil {
-			proto = b.cur.Protocol()
-		}
-		a.mu.Unlock()
-		if proto != host.ProtocolLine && !a.chans[ch.ID()].pushServer() {
+		if proto := ch.Stats().Protocol; proto != host.ProtocolLine && !a.chans[ch.ID()].pushServer() {
 			a.mu.Lock()
 			a.pushes[ch.ID()]++
 			a.mu.Unlock()
 			attrs := []any{"channel", ch.ID()}
-			if proto == host.ProtocolMQTT {
+			if m.Topic != "" {
 				attrs = append(attrs, "topic", m.Topic, "qos", int(m.QoS))
 			}
 			data := m.Data
@@ -346,7 +323,7 @@ func (a *hostApps) reset(ctx context.Context, ti *host.TaskInstance) {
 		t, err := a.dial(ctx, cc)
 		if err == nil {
 			if err = ch.UsingTransport(t); err == nil {
-				a.using(ch.ID(), t)
+				a.logSession(ch.ID(), t)
 				st, _ := ch.WaitForPushEnabled()
 				a.mu.Lock()
 				a.redial[ch.ID()]++
@@ -408,8 +385,7 @@ type channelRow struct {
 	requested          string
 	status             string
 	protocol, endpoint string
-	kaLevel            string
-	nicSent, nicAbs    uint64
+	stats              host.ChannelStats
 	note               string
 }
 
@@ -419,15 +395,11 @@ func (a *hostApps) channelRows(chans []*host.Channel) []channelRow {
 	for i, ch := range chans {
 		cc := a.chans[ch.ID()]
 		d, _ := a.cfg.dialConfig(cc)
-		sent, abs := ch.NICBytes()
 		rows[i] = channelRow{id: ch.ID(), app: ch.App(), transport: cc.transportName(), requested: cc.resource().String(),
-			status: ch.Status().String(), endpoint: d.Endpoint.String(), protocol: d.Protocol.String(), kaLevel: "-",
-			nicSent: sent, nicAbs: abs, note: ch.Note()}
-		a.mu.Lock()
-		if b := a.conns[ch.ID()]; b != nil && b.cur != nil {
-			rows[i].kaLevel = b.cur.NICKeepAlive().Level
+			status: ch.Status().String(), endpoint: d.Endpoint.String(), protocol: d.Protocol.String(), stats: ch.Stats(), note: ch.Note()}
+		if rows[i].stats.KeepAliveLevel == "" {
+			rows[i].stats.KeepAliveLevel = "-"
 		}
-		a.mu.Unlock()
 		if rows[i].note == "" {
 			rows[i].note = "-"
 		}
@@ -444,12 +416,10 @@ func (a *hostApps) summary(w io.Writer, rows []channelRow) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CHANNEL\tAPP\tTRANSPORT\tREQUESTED\tSTATUS\tPUSHES\tACKS\tRECONNECTS\tPROTOCOL\tKEEPALIVE\tREPLIES\tNIC-SENT\tNIC-ABSORBED\tENDPOINT\tNOTE")
 	for _, r := range rows {
-		var replies uint64
-		if b := a.conns[r.id]; b != nil {
-			replies = b.stats().ConsumedReplies
-		}
+		st := r.stats
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", r.id, r.app, r.transport, r.requested, r.status,
-			a.pushes[r.id], a.acks[r.id], a.redial[r.id], r.protocol, r.kaLevel, replies, r.nicSent, r.nicAbs, r.endpoint, r.note)
+			a.pushes[r.id], a.acks[r.id], a.redial[r.id], r.protocol, st.KeepAliveLevel, st.Transport.ConsumedReplies,
+			st.NICSent, st.NICAbsorbed, r.endpoint, r.note)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nwakes: %d", st.Resumes)

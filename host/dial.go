@@ -39,7 +39,7 @@ func dialTap(ctx context.Context, c *DialConfig, tap *streamTap) (Transport, err
 	if p == ProtocolWebSocket {
 		return dialWS(ctx, c, tlsCfg, tap)
 	}
-	tc, err := dialTCP(ctx, e.Addr())
+	tc, err := dialTCP(ctx, c.NetDialContext, e.Addr())
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", e, err)
 	}
@@ -90,8 +90,11 @@ func dialTap(ctx context.Context, c *DialConfig, tap *streamTap) (Transport, err
 	return nil, fmt.Errorf("dial %s: protocol %v", e, p)
 }
 
-func dialTCP(ctx context.Context, addr string) (*net.TCPConn, error) {
-	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+func dialTCP(ctx context.Context, dial func(context.Context, string, string) (net.Conn, error), addr string) (*net.TCPConn, error) {
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	conn, err := dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +143,7 @@ func dialWS(ctx context.Context, c *DialConfig, tlsCfg *tls.Config, tap *streamT
 	d := websocket.Dialer{
 		TLSClientConfig: tlsCfg,
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			tc, err := dialTCP(ctx, addr)
+			tc, err := dialTCP(ctx, c.NetDialContext, addr)
 			if err != nil {
 				return nil, err
 			}

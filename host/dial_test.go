@@ -551,8 +551,9 @@ func TestDialMQTTRefused(t *testing.T) {
 		t.Errorf("Dial: %v, want a refusal naming the code", err)
 	}
 	// An MQTT 5 client without an id gets the server's.
-	b.rejectCode = 0
-	tr, err := Dial(ctxT(t), &DialConfig{Endpoint: mustEndpoint(t, "mqtt://"+ln.Addr().String()), MQTT: MQTTConfig{Version: 5, CleanStart: true, KeepAlive: time.Second}})
+	ln2 := listenLoopback(t)
+	newTestBroker(t, ln2, nil)
+	tr, err := Dial(ctxT(t), &DialConfig{Endpoint: mustEndpoint(t, "mqtt://"+ln2.Addr().String()), MQTT: MQTTConfig{Version: 5, CleanStart: true, KeepAlive: time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -274,6 +275,10 @@ type DialConfig struct {
 	// keep-alive of a raw channel (nil: the app's KeepAlive task).
 	RawKeepAlive []byte
 	MQTT         MQTTConfig
+	// NetDialContext, when set, opens the TCP connection instead of a
+	// net.Dialer (a test dialling from a network namespace); it must
+	// return a *net.TCPConn.
+	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Limits of a DialConfig.

@@ -52,6 +52,27 @@ type brokerConn struct {
 	c       net.Conn
 	version byte
 	wmu     sync.Mutex
+
+	// sent and recv are the stream bytes (guarded by b.mu).
+	sent, recv []byte
+}
+
+// recording reads from the connection and records into recv.
+type recording struct{ bc *brokerConn }
+
+func (r recording) Read(p []byte) (int, error) {
+	n, err := r.bc.c.Read(p)
+	r.bc.b.mu.Lock()
+	r.bc.recv = append(r.bc.recv, p[:max(n, 0)]...)
+	r.bc.b.mu.Unlock()
+	return n, err
+}
+
+// streams returns copies of what the connection sent and received.
+func (bc *brokerConn) streams() (sent, recv []byte) {
+	bc.b.mu.Lock()
+	defer bc.b.mu.Unlock()
+	return append([]byte(nil), bc.sent...), append([]byte(nil), bc.recv...)
 }
 
 // newTestBroker serves on ln (wrapped in TLS when cfg is not nil).
@@ -130,7 +151,10 @@ func (b *testBroker) conn(i int) *brokerConn {
 func (bc *brokerConn) write(p []byte) error {
 	bc.wmu.Lock()
 	defer bc.wmu.Unlock()
-	_, err := bc.c.Write(p)
+	n, err := bc.c.Write(p)
+	bc.b.mu.Lock()
+	bc.sent = append(bc.sent, p[:n]...)
+	bc.b.mu.Unlock()
 	return err
 }
 
@@ -141,7 +165,7 @@ func (bc *brokerConn) publish(topic string, payload []byte, qos byte, id uint16)
 
 func (bc *brokerConn) serve() error {
 	b := bc.b
-	rd := mqttReader{br: bufio.NewReader(bc.c)}
+	rd := mqttReader{br: bufio.NewReader(recording{bc})}
 	for {
 		hdr, body, err := rd.next()
 		if err != nil {

@@ -55,13 +55,17 @@ type policyConfig struct {
 }
 
 type runtimeConfig struct {
-	ResumeLatency     duration    `json:"resume_latency"`
-	PushCheckInterval duration    `json:"push_check_interval"`
-	WakeHold          duration    `json:"wake_hold"`
-	SoftwareWakeHold  duration    `json:"software_wake_hold"`
-	IdleWait          duration    `json:"idle_wait"`
-	StayAwake         bool        `json:"stay_awake"`
-	Power             powerConfig `json:"power"`
+	ResumeLatency     duration `json:"resume_latency"`
+	PushCheckInterval duration `json:"push_check_interval"`
+	WakeHold          duration `json:"wake_hold"`
+	SoftwareWakeHold  duration `json:"software_wake_hold"`
+	IdleWait          duration `json:"idle_wait"`
+	// ReconnectMin and ReconnectMax bound the reconnect schedule of a
+	// channel that lost its transport (0: 500ms and 5m).
+	ReconnectMin duration    `json:"reconnect_min"`
+	ReconnectMax duration    `json:"reconnect_max"`
+	StayAwake    bool        `json:"stay_awake"`
+	Power        powerConfig `json:"power"`
 }
 
 type powerConfig struct {
@@ -507,6 +511,16 @@ func (c *hostConfig) validate() error {
 	durRange("host.wake_hold", h.WakeHold, 0, maxHostDuration)
 	durRange("host.software_wake_hold", h.SoftwareWakeHold, 0, maxHostDuration)
 	durRange("host.idle_wait", h.IdleWait, 0, time.Minute)
+	durRange("host.reconnect_min", h.ReconnectMin, 0, maxHostDuration)
+	durRange("host.reconnect_max", h.ReconnectMax, 0, maxHostDuration)
+	if mn, mx := time.Duration(h.ReconnectMin), time.Duration(h.ReconnectMax); mx != 0 {
+		if mn == 0 {
+			mn = host.DefaultReconnectMin
+		}
+		if mx < mn {
+			bad("host.reconnect_max", "%v below host.reconnect_min %v", mx, mn)
+		}
+	}
 	durRange("host.power.software_wake", h.Power.SoftwareWake, 0, maxHostDuration)
 	for _, pv := range []struct {
 		field string
@@ -966,6 +980,8 @@ func (c *hostConfig) hostRuntime() host.Config {
 		WakeHold:          time.Duration(c.Host.WakeHold),
 		SoftwareWakeHold:  time.Duration(c.Host.SoftwareWakeHold),
 		IdleWait:          time.Duration(c.Host.IdleWait),
+		ReconnectMin:      time.Duration(c.Host.ReconnectMin),
+		ReconnectMax:      time.Duration(c.Host.ReconnectMax),
 		Power: host.Power{
 			AwakeMW: c.Host.Power.AwakeMW, StandbyMW: c.Host.Power.StandbyMW,
 			ResumeMJ: c.Host.Power.ResumeMJ, SoftwareWake: time.Duration(c.Host.Power.SoftwareWake),

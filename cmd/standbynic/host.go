@@ -15,14 +15,13 @@ import (
 	"time"
 
 	"github.com/standbynic/standbynic/host"
+	"github.com/standbynic/standbynic/slotmgr"
 )
 
 const (
 	taskPush  = "push"
 	taskReset = "reset"
 	maxRun    = 365 * 24 * time.Hour
-	// maxRedials bounds the dials after a reset (about 25 s of pauses).
-	maxRedials = 8
 )
 
 func runHost(ctx context.Context, stdout, stderr io.Writer, args []string) int {
@@ -95,6 +94,7 @@ type hostApps struct {
 	pushes map[string]int // pushes received, by channel
 	acks   map[string]int // acknowledgments sent (line channels)
 	redial map[string]int // reconnections after a reset
+	tries  map[string]int // dial attempts since the transport was lost
 }
 
 // serveHost runs the host until ctx ends.
@@ -120,7 +120,7 @@ func serveHost(ctx context.Context, stdout io.Writer, log *slog.Logger, cfg *hos
 		}
 	}()
 	a := &hostApps{h: h, cfg: cfg, log: log, dialTimeout: dialTimeout, chans: map[string]*channelConfig{},
-		pushes: map[string]int{}, acks: map[string]int{}, redial: map[string]int{}}
+		pushes: map[string]int{}, acks: map[string]int{}, redial: map[string]int{}, tries: map[string]int{}}
 	if err := h.RegisterTask(taskPush, a.push); err != nil {
 		return err
 	}
@@ -308,53 +308,45 @@ func (a *hostApps) push(ctx context.Context, ti *host.TaskInstance) {
 	}
 }
 
-// reset is the reset task: after the loss of the transport it dials again,
-// up to maxRedials times with a doubling pause (200 ms, 400 ms, …); other
-// resets are logged.
+// reset is the reset task. After the loss of the transport it makes one
+// dial attempt: on failure the host schedules the next one (its own
+// "reconnect" wake, with a doubling backoff and jitter: host.reconnect_min
+// and host.reconnect_max) and runs the task again then. Other resets are
+// logged.
 func (a *hostApps) reset(ctx context.Context, ti *host.TaskInstance) {
 	ch := ti.Channel
 	a.log.Info("reset", "channel", ch.ID(), "reason", ti.Reset.String(), "cause", errString(ch.DisconnectCause()))
-	if ti.Reset != host.ResetTransportDisconnected {
+	if ti.Reset != host.ResetTransportDisconnected || ch.Status() != slotmgr.TransportDisconnected {
 		return
 	}
 	cc := a.chans[ch.ID()]
-	pause := 200 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		t, err := a.dial(ctx, cc)
-		if err == nil {
-			if err = ch.UsingTransport(t); err == nil {
-				a.logSession(ch.ID(), t)
-				st, _ := ch.WaitForPushEnabled()
-				a.mu.Lock()
-				a.redial[ch.ID()]++
-				a.mu.Unlock()
-				a.log.Info("reconnected", "channel", ch.ID(), "status", st.String(), "attempts", attempt)
-				return
-			}
-			t.Close()
-			if errors.Is(err, host.ErrChannelGone) || errors.Is(err, host.ErrClosed) || errors.Is(err, host.ErrHasTransport) {
-				return
-			}
-		}
-		if attempt == maxRedials || ctx.Err() != nil {
-			a.log.Error("reconnect failed", "channel", ch.ID(), "attempts", attempt, "err", err)
+	a.mu.Lock()
+	a.tries[ch.ID()]++
+	attempt := a.tries[ch.ID()]
+	a.mu.Unlock()
+	t, err := a.dial(ctx, cc)
+	if err == nil {
+		if err = ch.UsingTransport(t); err == nil {
+			a.logSession(ch.ID(), t)
+			st, _ := ch.WaitForPushEnabled()
+			a.mu.Lock()
+			a.redial[ch.ID()]++
+			a.tries[ch.ID()] = 0
+			a.mu.Unlock()
+			a.log.Info("reconnected", "channel", ch.ID(), "status", st.String(), "attempts", attempt)
 			return
 		}
-		a.log.Warn("reconnect", "channel", ch.ID(), "attempt", attempt, "retry_in", pause, "err", err)
-		timer := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return
-		case <-timer.C:
-		}
-		pause *= 2
+		t.Close()
 	}
+	if ctx.Err() != nil || errors.Is(err, host.ErrChannelGone) || errors.Is(err, host.ErrClosed) || errors.Is(err, host.ErrHasTransport) {
+		return
+	}
+	a.log.Warn("reconnect", "channel", ch.ID(), "attempt", attempt, "err", err)
 }
 
 // wakeReasons lists the host's wake reasons in order.
 var wakeReasons = []host.WakeReason{host.WakeHardwarePush, host.WakeHardwareReset, host.WakeKeepAliveTimeout,
-	host.WakeSoftwareKeepAlive, host.WakeSoftwarePushCheck, host.WakeUser}
+	host.WakeSoftwareKeepAlive, host.WakeSoftwarePushCheck, host.WakeReconnect, host.WakeUser}
 
 // watch logs every wake and state change until ctx ends.
 func (a *hostApps) watch(ctx context.Context) {

@@ -138,8 +138,9 @@ func TestRunHostStandby(t *testing.T) {
 }
 
 // TestRunHostReconnect stops the push server under a running host and starts
-// a new one on the same ports: every channel's reset task dials again, with
-// pauses, until the new server answers.
+// a new one on the same ports: every channel's reset task dials again, one
+// attempt each time the host's reconnect schedule runs it, until the new
+// server answers.
 func TestRunHostReconnect(t *testing.T) {
 	r := startHost(t, `{"stay_awake": true}`)
 	tcpAddr, wsAddr := r.srv.TCPAddr().String(), r.srv.WSAddr().String()
@@ -166,6 +167,41 @@ func TestRunHostReconnect(t *testing.T) {
 	for _, ch := range []string{"m-ws", "m-tcp", "chat"} {
 		if !regexp.MustCompile(`(?m)^` + ch + `\s+\S+\s+\S+\s+\S+\s+\S+\s+1\s+1\s+1\s`).MatchString(r.stdout.String()) {
 			t.Errorf("summary: %s lacks 1 push, 1 ack, 1 reconnect:\n%s", ch, r.stdout)
+		}
+	}
+}
+
+// TestRunHostReconnectAsleep loses the server while the host sleeps: the
+// host wakes on its own reconnect schedule ("reconnect" wakes) to run the
+// reset tasks, and the channels come back once a new server answers.
+func TestRunHostReconnectAsleep(t *testing.T) {
+	r := startHost(t, `{"reconnect_min": "100ms", "reconnect_max": "400ms", "software_wake_hold": "50ms"}`)
+	r.stderr.waitFor(t, regexp.MustCompile(`msg="host in standby"`), 10*time.Second)
+	tcpAddr, wsAddr := r.srv.TCPAddr().String(), r.srv.WSAddr().String()
+	r.srv.Close()
+	r.stderr.waitFor(t, regexp.MustCompile(`(?s)msg=wake reason=reconnect .*msg=reconnect channel=\S+ attempt=2 `), 10*time.Second)
+	srv, err := pushserver.New(&pushserver.Config{TCPAddr: tcpAddr, WSAddr: wsAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	r.srv = srv
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for _, ch := range []string{"m-ws", "m-tcp", "chat"} {
+		if err := srv.WaitConnected(ctx, ch); err != nil {
+			t.Fatalf("%s did not reconnect: %v\nstderr:\n%s", ch, err, r.stderr)
+		}
+	}
+	if code := r.stop(t); code != exitOK {
+		t.Fatalf("exit %d; stderr:\n%s", code, r.stderr)
+	}
+	if !regexp.MustCompile(`(?m)^wakes: \d+, .*reconnect [1-9]`).MatchString(r.stdout.String()) {
+		t.Errorf("summary lacks the reconnect wakes:\n%s", r.stdout)
+	}
+	for _, ch := range []string{"m-ws", "m-tcp", "chat"} {
+		if !regexp.MustCompile(`msg="channel books" channel=` + ch + ` .* reconnect_attempts=([2-9]|\d\d+) reconnects=1`).MatchString(r.stderr.String()) {
+			t.Errorf("%s: books lack at least 2 attempts and 1 reconnect:\n%s", ch, r.stderr)
 		}
 	}
 }

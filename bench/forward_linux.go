@@ -56,7 +56,7 @@ func runForward(ctx context.Context, e *env, s *Scenario) error {
 	clientArgs := []string{"-c", "", "-p", strconv.Itoa(iperf3Port), "-t", strconv.Itoa(tcpSeconds), "-O", strconv.Itoa(omit), "-J", "--connect-timeout", "3000"}
 	s.Notes = append(s.Notes,
 		fmt.Sprintf("frames: %d 60-byte frames per round (local experimental EtherType 0x88b5, so no protocol stack touches them) from srv0 through the nic namespace to a TPACKET_V3 counter on host0, at most %d in flight", n, e.window()),
-		fmt.Sprintf("TCP: %s, one stream from host to srv, the same command for both: server `iperf3 -s -B 198.18.0.1 -p %d` in srv, client `iperf3 -c 198.18.0.1 -p %d -t %d -O %d -J --connect-timeout 3000` in host (default socket options, MTU 1500); the row is end.sum_received.bits_per_second of the client's JSON report", version, iperf3Port, iperf3Port, tcpSeconds, omit),
+		fmt.Sprintf("TCP: %s, one stream from host to srv, the same command for both: server `iperf3 -s -B 198.18.0.1 -p %d` in srv, client `iperf3 -c 198.18.0.1 -p %d -t %d -O %d -J --connect-timeout 3000` in host (%d s measured after %d s left out for slow start; default socket options, MTU 1500); the row is end.sum_received.bits_per_second of the client's JSON report", version, iperf3Port, iperf3Port, tcpSeconds, omit, tcpSeconds, omit),
 		"standbynic: the device in D0 (AF_PACKET ports on wire0 and hport0, forwarding both ways); baseline: a Linux bridge br0 in the nic namespace enslaving the same two veths",
 		"rounds alternate within each run: run 1 device then bridge, run 2 bridge then device, and so on; before each round the other is taken down (device closed, or br0 deleted)",
 		"baseline: "+implBridge,
@@ -113,6 +113,15 @@ func runForward(ctx context.Context, e *env, s *Scenario) error {
 			tcp.Extra = append(tcp.Extra, "samples "+strings.Join(fmtSamples(tcp.Samples), ", "))
 			if len(retrans[impl]) > 0 {
 				tcp.Extra = append(tcp.Extra, "retransmits "+strings.Join(retrans[impl], ", "))
+			}
+			if impl == implD0 {
+				// Rounds are paired within a run, so the ratio per run
+				// cancels the machine's drift between runs.
+				for i, m := range ms[implD0] {
+					if r := pairedRatios(m.Samples, ms[implBridge][i].Samples); r != "" {
+						m.Extra = append(m.Extra, r)
+					}
+				}
 			}
 			if f := tcpFailures[impl]; len(f) > 0 {
 				tcp.Extra = append(tcp.Extra, fmt.Sprintf("iperf3 failed in %d rounds (counted as 0): %s", len(f), f[0]))
@@ -186,6 +195,21 @@ func runForward(ctx context.Context, e *env, s *Scenario) error {
 		}
 		return nil
 	})
+}
+
+// pairedRatios returns "ratio per run (device ÷ bridge in the same run)
+// …; median r" for dev over base, or "" without a pair.
+func pairedRatios(dev, base []float64) string {
+	var r []float64
+	for i := range min(len(dev), len(base)) {
+		if base[i] > 0 {
+			r = append(r, dev[i]/base[i])
+		}
+	}
+	if len(r) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("ratio per run (device ÷ bridge in the same run) %s; median %.3g", strings.Join(fmtSamples(r), ", "), median(r))
 }
 
 // setForwardOffloads sets forwardOffloads on the four veth ends of the

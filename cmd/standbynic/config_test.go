@@ -3,7 +3,9 @@ package main
 import (
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -339,4 +341,45 @@ func FuzzLoadHostConfig(f *testing.F) {
 			t.Fatalf("round trip (-first +second):\n%s", diff)
 		}
 	})
+}
+
+// TestHostConfigDocExamples loads every JSON example of docs/cli.md's host
+// section (their CA files replaced by a real one).
+func TestHostConfigDocExamples(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/cli.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(doc)
+	start := strings.Index(s, "\n## standbynic host\n")
+	if start < 0 {
+		t.Fatal("docs/cli.md has no host section")
+	}
+	s = s[start+1:]
+	if end := strings.Index(s, "\n## "); end >= 0 {
+		s = s[:end]
+	}
+	ca := peers.NewCA(t, t.TempDir()).CertFile
+	caRE := regexp.MustCompile(`"ca_file": "[^"]*"`)
+	n := 0
+	for {
+		i := strings.Index(s, "```json\n")
+		if i < 0 {
+			break
+		}
+		s = s[i+len("```json\n"):]
+		j := strings.Index(s, "```")
+		if j < 0 {
+			t.Fatal("unterminated json block")
+		}
+		block := caRE.ReplaceAllString(s[:j], fmt.Sprintf(`"ca_file": %q`, ca))
+		s = s[j:]
+		n++
+		if _, err := loadHostConfig([]byte(block)); err != nil {
+			t.Errorf("example %d: %v\n%s", n, err, block)
+		}
+	}
+	if n < 4 {
+		t.Errorf("%d JSON examples in the host section, want the default one and the three worked ones", n)
+	}
 }

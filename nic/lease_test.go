@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -573,5 +575,66 @@ func TestRemoteNICLostAndBack(t *testing.T) {
 	case ev := <-rem.Wakes():
 		t.Errorf("a second wake %+v after one loss", ev)
 	default:
+	}
+}
+
+// TestRemoteRenewalTimeoutIsNICLost: a NIC daemon that hangs (its
+// renewals go unanswered, the wake stream stays open) is lost to the
+// Remote within a period; when it answers again it is back, the same
+// instance.
+func TestRemoteRenewalTimeoutIsNICLost(t *testing.T) {
+	r := newRig(t, nil)
+	api := nic.NewControlServer(r.dev, nil)
+	defer api.Close()
+	var hang atomic.Bool
+	h := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if hang.Load() && req.URL.Path == "/v1/lease" {
+			io.Copy(io.Discard, req.Body) // so that the server watches for the client's going
+			<-req.Context().Done()        // never answered: the client gives up
+			return
+		}
+		api.ServeHTTP(w, nic.WithCred(req, &rootCred))
+	})
+	path := filepath.Join(t.TempDir(), "hang.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: h}
+	go hs.Serve(ln)
+	defer hs.Close()
+	cl, err := nic.DialControl(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	const period = 300 * time.Millisecond
+	rem, err := cl.Remote(&nic.RemoteConfig{Lease: &nic.RemoteLease{Owner: "host", Period: period}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rem.Close()
+	hang.Store(true)
+	start := time.Now()
+	select {
+	case ev := <-rem.Wakes():
+		if ev.Reason != nic.WakeNICLost {
+			t.Fatalf("wake %+v, want nic-lost", ev)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("no nic-lost wake while the NIC did not answer")
+	}
+	if el := time.Since(start); el > 2*period {
+		t.Errorf("lost after %v, want within about a period (%v)", el, period)
+	}
+	back := rem.Back()
+	hang.Store(false)
+	select {
+	case <-back:
+	case <-time.After(waitFor):
+		t.Fatal("not back after the NIC answered again")
+	}
+	if h := rem.Health(); !h.Up || h.Losses != 1 || h.Restarts != 0 {
+		t.Errorf("health %+v, want up after 1 loss, the same instance", h)
 	}
 }

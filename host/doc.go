@@ -1,8 +1,40 @@
 // Package host models the sleeping host: its power state machine, the
 // channel API modelled on Windows ControlChannelTrigger, background tasks,
-// transports (a TCP stream of lines, a WebSocket), the software keep-alives
-// of channels without a hardware slot, and the TCP_REPAIR snapshot and
-// hand-back of the connections a NIC slot guards (repair.go).
+// transports to any server (Dial: the line, raw, WebSocket and MQTT
+// protocols over TCP or TLS), the software keep-alives of channels
+// without a hardware slot, the reconnect schedule of channels that lost
+// their transport, and the TCP_REPAIR snapshot and hand-back of the
+// connections a NIC slot guards (repair.go).
+//
+// # Transports
+//
+//	Dial(ctx, &DialConfig{Endpoint, Protocol, KeepAlive, TLS, …})
+//	  tcp://h:p        line (hello <id>; a push is a line) or raw (no
+//	                   greeting; a push is one read's bytes)
+//	  ws://, wss://    websocket (a push is a text or binary message)
+//	  mqtt://, mqtts:// mqtt 3.1.1 or 5.0 (CONNECT, SUBSCRIBE; a push is a
+//	                   PUBLISH: Message.Topic, Data, QoS; QoS 1 PUBACKed)
+//
+// Each transport says what a NIC slot must do for it
+// (Transport.NICKeepAlive): TCP probes, the WebSocket keep-alive (ping,
+// pong, responder), or a payload keep-alive (MQTT's PINGREQ c0 00 /
+// PINGRESP d0 00 preset, or the app's request, reply and mask). A TLS
+// channel's slot guards only the TCP connection (KeepAliveLevel "tcp"):
+// the NIC cannot write inside TLS, so the host sends the app's keep-alive
+// itself on its own wakes and any TLS record from the server wakes it. An
+// MQTT channel's interval is capped at 0.75× the negotiated keep-alive.
+// Keep-alive replies (PINGRESP, Pong, payload replies), the NIC's
+// absorbed ones included, are consumed by the codec and counted
+// (Transport.Stats, Channel.Stats), never pushed.
+//
+// # Reconnects
+//
+// A TransportDisconnected channel's reset task (ResetTransportDisconnected)
+// makes one reconnect attempt. It runs at once when the host is awake;
+// otherwise, and after every attempt that left the channel without a
+// transport, the host schedules its own wake (WakeReconnect) with
+// exponential backoff (Config.ReconnectMin doubling to ReconnectMax,
+// ±ReconnectJitter). A new transport ends the schedule.
 //
 // # Power states
 //
@@ -52,13 +84,12 @@
 // Entering standby, each hardware channel's socket must drain (IdleWait)
 // and be idle; it is frozen (Freeze: SO_KEEPALIVE off, TCP_REPAIR, the
 // snapshot read), its offload.Snapshot built from TCPState plus the NIC's
-// learned MACs and TS.Recent, and a NIC slot armed: TCP probes for a
-// stream, the WebSocket keep-alive (Ping initiator and responder) for a
-// WebSocket. A channel that cannot be armed stays with the host's
+// learned MACs and TS.Recent, and a NIC slot armed with the keep-alive its
+// transport asks for (see Transports). A channel that cannot be armed stays with the host's
 // software keep-alives and says why (Channel.Note). Software channels are
 // served by the slotmgr.Planner on the host's own coalesced wakes: a
-// WebSocket gets a real Ping, a stream its transport keep-alive or its
-// app's KeepAlive task. Each of them gets a NIC receive-coalescing
+// WebSocket gets a real Ping, MQTT a PINGREQ, a payload channel its
+// request, a stream its transport keep-alive or its app's KeepAlive task. Each of them gets a NIC receive-coalescing
 // filter (NIC.AddCoalescing): in D3 the NIC holds their frames without
 // waking the host. Then the NIC sleeps; a segment the NIC forwarded to a
 // socket between its freeze and the sleep (the NIC counts what it
@@ -103,6 +134,7 @@
 //	PushCheckInterval  own wakes to collect software pushes (0: off)
 //	WakeHold, SoftwareWakeHold, IdleWait
 //	HardwareRetryInterval, HardwareRetryCount   NIC keep-alive retries
+//	ReconnectMin, ReconnectMax, ReconnectJitter  the reconnect schedule
 //
 // The host owns its goroutines (state machine, one posted receive per
 // transport, one per running task); Close stops them and is idempotent.

@@ -192,6 +192,8 @@ func TestRunHostReconnectAsleep(t *testing.T) {
 		if err := srv.WaitConnected(ctx, ch); err != nil {
 			t.Fatalf("%s did not reconnect: %v\nstderr:\n%s", ch, err, r.stderr)
 		}
+		// The server sees the hello before the channel takes the transport.
+		r.stderr.waitFor(t, regexp.MustCompile(`msg=reconnected channel=`+ch+` `), 5*time.Second)
 	}
 	if code := r.stop(t); code != exitOK {
 		t.Fatalf("exit %d; stderr:\n%s", code, r.stderr)

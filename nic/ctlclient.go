@@ -575,7 +575,8 @@ func (j *leaseJSON) lease(instance string) (Lease, error) {
 }
 
 // RenewLease takes the lease owner for the caller's uid, or renews it,
-// for period (0: DefaultLeasePeriod). Renew it well within the period
+// for period (0: DefaultLeasePeriod for a new lease, the lease's own
+// for a renewal). Renew it well within the period
 // (a third of it, as a DHCP client renews at half its lease): when the
 // period passes with no renewal and no wake stream bound
 // (StreamWakesLeased), the NIC disarms the lease's slots and returns to

@@ -1,6 +1,7 @@
 package nic
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -334,7 +335,7 @@ func (s *ControlServer) putLease(w http.ResponseWriter, r *http.Request, c *Cred
 	if err := checkLeaseOwner("owner", req.Owner); err != nil {
 		return err
 	}
-	period := DefaultLeasePeriod
+	period := time.Duration(0) // none asked: the lease's own, or the default
 	if req.Period != "" {
 		if period, err = time.ParseDuration(req.Period); err != nil {
 			return errorf(http.StatusBadRequest, codeBadRequest, "period", "", "period: %q is not a duration such as \"5s\"", req.Period)
@@ -355,11 +356,11 @@ func (s *ControlServer) putLease(w http.ResponseWriter, r *http.Request, c *Cred
 			return errorf(http.StatusUnprocessableEntity, codeLimit, "owner", fmt.Sprintf("%d leases", MaxLeases),
 				"lease %q: %d leases held, the limit", req.Owner, MaxLeases)
 		}
-		l = &lease{owner: req.Owner, uid: c.UID, pid: c.PID, granted: now}
+		l = &lease{owner: req.Owner, uid: c.UID, pid: c.PID, granted: now, period: DefaultLeasePeriod}
 		s.leases[req.Owner] = l
 		status = http.StatusCreated
 		s.cnt.leasesGranted.Add(1)
-		s.log.Info("lease granted", "owner", l.owner, "uid", c.UID, "pid", c.PID, "period", period)
+		s.log.Info("lease granted", "owner", l.owner, "uid", c.UID, "pid", c.PID, "period", cmp.Or(period, DefaultLeasePeriod))
 	} else {
 		if err := s.check(c, accessOwner, int64(l.uid)); err != nil {
 			return err
@@ -373,7 +374,10 @@ func (s *ControlServer) putLease(w http.ResponseWriter, r *http.Request, c *Cred
 		l.renewals++
 		s.cnt.leasesRenewed.Add(1)
 	}
-	l.period, l.renewed = period, now
+	if period != 0 {
+		l.period = period
+	}
+	l.renewed = now
 	s.kickLeases()
 	j := s.leaseToJSON(l)
 	j.Created, j.TakenOverFrom = status == http.StatusCreated, prevPID

@@ -638,3 +638,18 @@ func TestRemoteRenewalTimeoutIsNICLost(t *testing.T) {
 		t.Errorf("health %+v, want up after 1 loss, the same instance", h)
 	}
 }
+
+func TestLeaseRenewalKeepsItsPeriod(t *testing.T) {
+	c := newCtl(t, 2, nil)
+	cl := c.as(&rootCred)
+	cx := ctx(t)
+	if l, err := cl.RenewLease(cx, "a", 0); err != nil || l.Period != nic.DefaultLeasePeriod {
+		t.Fatalf("new lease without a period: %+v, %v; want %v", l, err, nic.DefaultLeasePeriod)
+	}
+	if l, err := cl.RenewLease(cx, "a", time.Minute); err != nil || l.Period != time.Minute {
+		t.Fatalf("renewed with a period: %+v, %v", l, err)
+	}
+	if l, err := cl.RenewLease(cx, "a", 0); err != nil || l.Period != time.Minute {
+		t.Errorf("renewed without one: %+v, %v; want the lease's minute kept", l, err)
+	}
+}

@@ -84,16 +84,18 @@
 // Entering standby, each hardware channel's socket must drain (IdleWait)
 // and be idle; it is frozen (Freeze: SO_KEEPALIVE off, TCP_REPAIR, the
 // snapshot read), its offload.Snapshot built from TCPState plus the NIC's
-// learned MACs and TS.Recent, and a NIC slot armed with the keep-alive its
-// transport asks for (see Transports). A channel that cannot be armed stays with the host's
-// software keep-alives and says why (Channel.Note). Software channels are
-// served by the slotmgr.Planner on the host's own coalesced wakes: a
-// WebSocket gets a real Ping, MQTT a PINGREQ, a payload channel its
-// request, a stream its transport keep-alive or its app's KeepAlive task. Each of them gets a NIC receive-coalescing
-// filter (NIC.AddCoalescing): in D3 the NIC holds their frames without
-// waking the host. Then the NIC sleeps; a segment the NIC forwarded to a
-// socket between its freeze and the sleep (the NIC counts what it
-// learns) makes that channel's slot stale, and it is taken back at once.
+// learned MACs and TS.Recent, and a NIC slot armed with the keep-alive
+// its transport asks for (see Transports). A channel that cannot be
+// armed stays with the host's software keep-alives and says why
+// (Channel.Note). Software channels are served by the slotmgr.Planner on
+// the host's own coalesced wakes: a WebSocket gets a real Ping, MQTT a
+// PINGREQ, a payload channel its request, a stream its transport
+// keep-alive or its app's KeepAlive task. Each of them gets a NIC
+// receive-coalescing filter (NIC.AddCoalescing): in D3 the NIC holds
+// their frames without waking the host. Then the NIC sleeps; a segment
+// the NIC forwarded to a socket between its freeze and the sleep (the NIC
+// counts what it learns) makes that channel's slot stale, and it is taken
+// back at once.
 //
 // A hardware channel keeps one keep-alive schedule whoever serves it. Its
 // slot's first keep-alive is due when the host's plan has the channel's

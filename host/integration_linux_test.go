@@ -681,7 +681,14 @@ func TestIntegrationResetPromotes(t *testing.T) {
 	lh := newLabHost(t, 1, nil)
 	ctx := labDeadline(t)
 	resets := make(chan ResetReason, 4)
-	if err := lh.h.RegisterTask("reset", func(ctx context.Context, ti *TaskInstance) { resets <- ti.Reset }); err != nil {
+	// The task does not reconnect, so the reconnect schedule runs it
+	// again later (500 ms, 1 s, …): it must never block.
+	if err := lh.h.RegisterTask("reset", func(ctx context.Context, ti *TaskInstance) {
+		select {
+		case resets <- ti.Reset:
+		default:
+		}
+	}); err != nil {
 		t.Fatal(err)
 	}
 	hw := lh.channel("hw", slotmgr.RequestHardwareSlot, "mail", 1, lh.dialStream(ctx, "hw", nil))
@@ -707,7 +714,7 @@ func TestIntegrationResetPromotes(t *testing.T) {
 	if st, _ := hw.WaitForPushEnabled(); st != slotmgr.TransportDisconnected {
 		t.Errorf("reset channel %v, want TransportDisconnected", st)
 	}
-	if n, r := hw.Resets(); n != 1 || r != ResetTransportDisconnected {
+	if n, r := hw.Resets(); n < 1 || r != ResetTransportDisconnected {
 		t.Errorf("resets %d %v", n, r)
 	}
 	if st := lh.h.Stats(); st.Wake(WakeHardwareReset) != 1 {

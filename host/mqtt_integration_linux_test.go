@@ -226,6 +226,8 @@ func TestIntegrationMQTTOverTLS(t *testing.T) {
 		t.Errorf("hardware push wakes %d (%v)", st.Wake(WakeHardwarePush), st.Wakes)
 	}
 	pingreqs, pingresps, _, _ := tr.MQTTCounts()
+	st = ml.h.Stats()
+	t.Logf("mqtts, keep-alive 2 s: %d PINGREQs inside TLS by the host on %d software keep-alive wakes (%d TLS app keep-alives), %d hardware wakes", pingreqs, st.Wake(WakeSoftwareKeepAlive), st.TLSAppKeepAlives, hardwareWakes(&st))
 	if pingreqs < 3 || pingresps+1 < pingreqs {
 		t.Errorf("host sent %d PINGREQs, consumed %d PINGRESPs", pingreqs, pingresps)
 	}

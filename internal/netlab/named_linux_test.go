@@ -4,10 +4,12 @@ package netlab
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -206,5 +208,62 @@ func TestIntegrationMasquerade(t *testing.T) {
 	plain := NewForTest(t, nil)
 	if err := plain.Masquerade(0); err == nil {
 		t.Error("Masquerade without a router accepted")
+	}
+}
+
+// TestIntegrationMasqueradeTimeout: a connection idle for longer than the
+// NAT's established-timeout is forgotten: what srv sends next never
+// reaches the host, and the router answers it with a reset.
+func TestIntegrationMasqueradeTimeout(t *testing.T) {
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Fatal("nft not found: install the Debian package nftables")
+	}
+	l := NewForTest(t, &Options{Router: true})
+	bridgeNIC(t, l)
+	const timeout = time.Second
+	if err := l.Masquerade(timeout); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := l.ListenTCP(Srv, "198.18.1.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	hc, err := l.DialTCP(ctx, Host, ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	ln.SetDeadline(time.Now().Add(10 * time.Second))
+	sc, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	// Before the timeout the flow works both ways.
+	if _, err := sc.Write([]byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 8)
+	hc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := hc.Read(buf); err != nil || string(buf[:n]) != "a" {
+		t.Fatalf("host read %q, %v; want \"a\"", buf[:n], err)
+	}
+	// Idle past the timeout (conntrack's clock has a granularity of a
+	// jiffy; two timeouts leave room).
+	idle := time.NewTimer(2*timeout + 500*time.Millisecond)
+	<-idle.C
+	if _, err := sc.Write([]byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	sc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := sc.Read(buf); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("srv read after the NAT forgot the flow: %v, want a reset from the router", err)
+	}
+	hc.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, err := hc.Read(buf); err == nil {
+		t.Errorf("host read %q after the NAT forgot the flow", buf[:n])
 	}
 }

@@ -12,8 +12,10 @@
 //	             to an AF_PACKET socket on a veth (plot)
 //	rx           frames/s the device classifies in D3 on a veth with zero
 //	             kernel drops vs a plain TPACKET_V3 loop and a recvfrom loop
-//	forward      frames/s and TCP throughput through the device in D0 vs a
-//	             Linux bridge joining the same veths
+//	forward      frames/s and TCP throughput (iperf3, Debian package
+//	             iperf3) through the device in D0 vs a Linux bridge joining
+//	             the same veths, both with the kernel's default offloads,
+//	             device and bridge rounds alternating within each run
 //	keepalive    offload engine at 10^3–10^6 slots: CPU per keep-alive,
 //	             send lateness p50/p99, memory per slot, vs the kernel's
 //	             TCP keep-alive on as many loopback sockets as the fd limit

@@ -349,13 +349,19 @@ func (d *Device) WritePrometheus(w io.Writer) error {
 	return WritePrometheus(w, "standbynic_nic_", map[string]string{"wire": d.wire.Name()}, d.Counters())
 }
 
+// readLen is the length of p's read buffers: MaxFrame, and at least a
+// GSO super-frame on a port with offloads.
+func (d *Device) readLen(p Port) int {
+	if _, ok := portOffloads(p); ok {
+		return max(d.caps.MaxFrame, MaxGSOFrame)
+	}
+	return d.caps.MaxFrame
+}
+
 // readLoop reads one port until it is closed.
 func (d *Device) readLoop(p Port, fromWire bool) {
 	pkts := make([]Packet, d.batch)
-	size := d.caps.MaxFrame
-	if _, ok := portOffloads(p); ok {
-		size = max(size, MaxGSOFrame)
-	}
+	size := d.readLen(p)
 	for i := range pkts {
 		pkts[i].Buf = make([]byte, size)
 	}

@@ -133,12 +133,21 @@ type rig struct {
 
 func newRig(t *testing.T, mod func(*nic.Config)) *rig {
 	t.Helper()
+	return newPipeRig(t, porttest.Config{}, porttest.Config{}, mod)
+}
+
+// newPipeRig is newRig with the wire and host pipes configured by
+// wireCfg and hostCfg (their names are set here).
+func newPipeRig(t *testing.T, wireCfg, hostCfg porttest.Config, mod func(*nic.Config)) *rig {
+	t.Helper()
 	before := runtime.NumGoroutine()
-	wireDev, srv, err := porttest.NewPipe(&porttest.Config{NameA: "wire0", NameB: "srv0"})
+	wireCfg.NameA, wireCfg.NameB = "wire0", "srv0"
+	hostCfg.NameA, hostCfg.NameB = "hport0", "host0"
+	wireDev, srv, err := porttest.NewPipe(&wireCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hostDev, host, err := porttest.NewPipe(&porttest.Config{NameA: "hport0", NameB: "host0"})
+	hostDev, host, err := porttest.NewPipe(&hostCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +161,7 @@ func newRig(t *testing.T, mod func(*nic.Config)) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{t: t, dev: dev, srv: srv, host: host, clock: clock, pkts: make([]nic.Packet, 1)}
-	r.pkts[0].Buf = make([]byte, 9234)
+	r.pkts[0].Buf = make([]byte, nic.MaxGSOFrame)
 	t.Cleanup(func() {
 		if err := dev.Close(); err != nil {
 			t.Errorf("Close: %v", err)

@@ -34,7 +34,7 @@ func (d *Device) prefilter(patterns []wp.Pattern) ([]bpf.RawInstruction, Prefilt
 		AcceptARPFor:     d.addrs.v4,
 		AcceptNSFor:      d.addrs.v6,
 		KernelStripsVLAN: true,
-		SnapLen:          uint32(d.caps.MaxFrame),
+		SnapLen:          uint32(d.readLen(d.wire)), // a super-frame is not cut
 	})
 	if err != nil {
 		return nil, PrefilterInfo{}, err

@@ -184,19 +184,38 @@ func l3Offset(frame []byte) (int, uint16) {
 
 // completeCsum finishes a partial checksum in place: the field at
 // CsumStart+CsumOffset holds the pseudo-header sum, and the checksum
-// covers everything from CsumStart to the frame's end (skb_checksum_help).
-// A UDP checksum that comes out 0 is sent as 0xffff.
+// covers everything from CsumStart to the IP packet's end (not Ethernet
+// padding; skb_checksum_help). A UDP checksum that comes out 0 is sent as
+// 0xffff.
 func completeCsum(frame []byte, h *VnetHdr) error {
 	start, field := int(h.CsumStart), int(h.CsumStart)+int(h.CsumOffset)
-	if start < EthernetHeaderLen || field+2 > len(frame) {
+	end := ipEnd(frame)
+	if start < EthernetHeaderLen || field+2 > end {
 		return errVnetHeaders
 	}
-	c := ^wp.Fold(wp.Sum(frame[start:], 0))
+	c := ^wp.Fold(wp.Sum(frame[start:end], 0))
 	if c == 0 && h.CsumOffset == 6 { // UDP's check field
 		c = 0xffff
 	}
 	binary.BigEndian.PutUint16(frame[field:], c)
 	return nil
+}
+
+// ipEnd returns where the IP packet in frame ends by its length field,
+// or the frame's end when the field is 0 or beyond it.
+func ipEnd(frame []byte) int {
+	l3, et := l3Offset(frame)
+	n := 0
+	switch {
+	case et == 0x0800 && len(frame) >= l3+20:
+		n = l3 + int(binary.BigEndian.Uint16(frame[l3+2:]))
+	case et == 0x86dd && len(frame) >= l3+40:
+		n = l3 + 40 + int(binary.BigEndian.Uint16(frame[l3+4:]))
+	}
+	if n <= l3 || n > len(frame) {
+		return len(frame)
+	}
+	return n
 }
 
 // segmenter cuts a GSO super-frame into its segments, one per next call,
@@ -230,7 +249,8 @@ const (
 // init checks frame against h and prepares the segments. The IPv4 header
 // checksum of the super-frame must verify.
 func (s *segmenter) init(frame []byte, h *VnetHdr) error {
-	*s = segmenter{frame: frame, mss: int(h.GSOSize)}
+	*s = segmenter{frame: frame[:ipEnd(frame)], mss: int(h.GSOSize)}
+	frame = s.frame
 	l3, et := l3Offset(frame)
 	switch h.GSOType &^ GSOECN {
 	case GSOTCPv4:

@@ -22,6 +22,10 @@ type Config struct {
 	MTU int
 	// Names of the two ends; empty means "pipe0" and "pipe1".
 	NameA, NameB string
+	// Offloads makes both ends nic.OffloadPorts that carry each frame's
+	// virtio_net_hdr, as AF_PACKET ports with PACKET_VNET_HDR do: a GSO
+	// frame may then be up to nic.MaxGSOFrame long.
+	Offloads bool
 }
 
 // DefaultQueueLen is the queue length when Config.QueueLen is 0.
@@ -63,15 +67,17 @@ func NewPipe(cfg *Config) (a, b *Port, err error) {
 		nb = "pipe1"
 	}
 	a, b = newEnd(na, mtu, qlen), newEnd(nb, mtu, qlen)
+	a.offloads, b.offloads = cfg.Offloads, cfg.Offloads
 	a.peer, b.peer = b, a
 	return a, b, nil
 }
 
 // Port is one end of a pipe. It implements nic.Port.
 type Port struct {
-	name string
-	mtu  int
-	peer *Port
+	name     string
+	mtu      int
+	offloads bool
+	peer     *Port
 
 	wake chan struct{} // poked (never blocking) on enqueue and deadline change
 	done chan struct{} // closed by Close
@@ -98,9 +104,10 @@ type slot struct {
 	buf  []byte
 	wire int
 	t    time.Time
+	vnet nic.VnetHdr
 }
 
-var _ nic.Port = (*Port)(nil)
+var _ nic.OffloadPort = (*Port)(nil)
 
 func newEnd(name string, mtu, qlen int) *Port {
 	t := time.NewTimer(time.Hour)
@@ -203,6 +210,7 @@ func (p *Port) dequeue(pkts []nic.Packet) int {
 		pkt.Len = s.wire
 		pkt.Truncated = pkt.N < s.wire
 		pkt.Time = s.t
+		pkt.Vnet = s.vnet
 		p.rxFrames.Add(1)
 		p.rxBytes.Add(uint64(s.wire))
 		if pkt.Truncated {
@@ -218,8 +226,24 @@ func (p *Port) dequeue(pkts []nic.Packet) int {
 	return k
 }
 
-// WriteBatch implements nic.Port.WriteBatch.
-func (p *Port) WriteBatch(frames [][]byte) (int, error) {
+// Offloads implements nic.OffloadPort.Offloads: Config.Offloads.
+func (p *Port) Offloads() bool { return p.offloads }
+
+// WriteBatchVnet implements nic.OffloadPort.WriteBatchVnet. Without
+// Config.Offloads it refuses a frame whose header is not whole.
+func (p *Port) WriteBatchVnet(frames [][]byte, hdrs []nic.VnetHdr) (int, error) {
+	if len(hdrs) < len(frames) {
+		return 0, p.opError("write", fmt.Errorf("%d headers for %d frames", len(hdrs), len(frames)))
+	}
+	return p.writeBatch(frames, hdrs)
+}
+
+var errNoOffloads = errors.New("frame needs offloads (a GSO or partial-checksum header) but the pipe has none (Config.Offloads)")
+
+// WriteBatch implements nic.Port.WriteBatch: whole frames.
+func (p *Port) WriteBatch(frames [][]byte) (int, error) { return p.writeBatch(frames, nil) }
+
+func (p *Port) writeBatch(frames [][]byte, hdrs []nic.VnetHdr) (int, error) {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
 	p.mu.Lock()
@@ -230,15 +254,27 @@ func (p *Port) WriteBatch(frames [][]byte) (int, error) {
 	}
 	sent := 0
 	var bad error
-	for _, f := range frames {
-		if err := nic.CheckFrameSize(p.mtu, f); err != nil {
+	for i, f := range frames {
+		var err error
+		switch {
+		case hdrs == nil:
+			err = nic.CheckFrameSize(p.mtu, f)
+		case !hdrs[i].Whole() && !p.offloads:
+			err = errNoOffloads
+		default:
+			err = nic.CheckVnetFrameSize(p.mtu, f, &hdrs[i])
+		}
+		if err != nil {
 			bad = err
 			break
 		}
 		sent++
 	}
 	now := time.Now()
-	p.peer.deliver(frames[:sent], now)
+	if hdrs != nil {
+		hdrs = hdrs[:sent]
+	}
+	p.peer.deliver(frames[:sent], hdrs, now)
 	for _, f := range frames[:sent] {
 		p.txFrames.Add(1)
 		p.txBytes.Add(uint64(len(f)))
@@ -250,7 +286,7 @@ func (p *Port) WriteBatch(frames [][]byte) (int, error) {
 }
 
 // deliver runs the filter on each frame and queues the ones it keeps.
-func (p *Port) deliver(frames [][]byte, now time.Time) {
+func (p *Port) deliver(frames [][]byte, hdrs []nic.VnetHdr, now time.Time) {
 	if len(frames) == 0 {
 		return
 	}
@@ -259,7 +295,7 @@ func (p *Port) deliver(frames [][]byte, now time.Time) {
 	if p.closed {
 		return // like a veth whose peer is down: lost on the wire
 	}
-	for _, f := range frames {
+	for k, f := range frames {
 		keep := len(f)
 		tagged := isTagged(f)
 		if p.vm != nil {
@@ -296,6 +332,10 @@ func (p *Port) deliver(frames [][]byte, now time.Time) {
 		s.buf = append(s.buf[:0], f[:keep]...)
 		s.wire = len(f)
 		s.t = now
+		s.vnet = nic.VnetHdr{}
+		if hdrs != nil && p.offloads {
+			s.vnet = hdrs[k]
+		}
 		p.n++
 	}
 	p.poke()

@@ -447,9 +447,10 @@ func labNameArg(fs *cmdFlags, args []string, required bool) (string, int, bool) 
 
 func runLabDown(ctx context.Context, stdout, stderr io.Writer, args []string) int {
 	fs := newFlagSet("lab down", stderr, "NAME",
-		fmt.Sprintf(`Remove the lab NAME: end every process still in its namespaces (SIGTERM,
-then SIGKILL after %v), delete the namespaces (the kernel removes their veths
-with them) and its state in %s.`, labDownGrace, labStateDir))
+		fmt.Sprintf(`Remove the lab NAME: end every process still in its namespaces, one
+namespace after the other (host, nic, rtr, srv; SIGTERM, then SIGKILL after
+%v), delete the namespaces (the kernel removes their veths with them) and
+its state in %s.`, labDownGrace, labStateDir))
 	name, code, done := labNameArg(fs, args, true)
 	if done {
 		return code

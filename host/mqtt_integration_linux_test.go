@@ -28,13 +28,17 @@ type mqttLab struct {
 	gotC chan struct{}
 }
 
-func newMQTTLab(t *testing.T, useTLS bool) *mqttLab {
+func newMQTTLab(t *testing.T, useTLS, v6 bool) *mqttLab {
 	lh := newLabHost(t, 1, nil)
 	ml := &mqttLab{labHost: lh, gotC: make(chan struct{})}
 	var ln net.Listener
+	addr := lh.lab.Addr.Srv4
+	if v6 {
+		addr = lh.lab.Addr.Srv6
+	}
 	if err := lh.lab.Do(netlab.Srv, func() error {
 		var err error
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(lh.lab.Addr.Srv4, 0).String())
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -112,10 +116,23 @@ func (ml *mqttLab) waitMsg(ctx context.Context, n int) []Message {
 // byte-exact: the app read exactly what the broker sent, and the broker
 // got exactly the host's bytes plus the NIC's PINGREQs.
 func TestIntegrationMQTTHardwareSlot(t *testing.T) {
-	ml := newMQTTLab(t, false)
+	for _, v6 := range []bool{false, true} {
+		name := "ipv4"
+		if v6 {
+			name = "ipv6"
+		}
+		t.Run(name, func(t *testing.T) { testMQTTHardwareSlot(t, v6) })
+	}
+}
+
+func testMQTTHardwareSlot(t *testing.T, v6 bool) {
+	ml := newMQTTLab(t, false, v6)
 	ctx := labDeadline(t)
 	tap := &streamTap{}
 	tr := ml.dial(ctx, 2*time.Second, tap)
+	if got := tr.Conn().RemoteAddr().(*net.TCPAddr).IP.To4() == nil; got != v6 {
+		t.Fatalf("connected to %v, want IPv6 %v", tr.Conn().RemoteAddr(), v6)
+	}
 	ch := ml.channelEvery("mq", 10*time.Second, slotmgr.RequestHardwareSlot, "iot", 0, nil)
 	ch.SetPushTask("mqtt")
 	if err := ch.UsingTransport(tr); err != nil {
@@ -193,7 +210,7 @@ func TestIntegrationMQTTHardwareSlot(t *testing.T) {
 // software keep-alive wakes), the broker keeps the session, and a
 // PUBLISH (a TLS record) wakes the host and reaches the push task.
 func TestIntegrationMQTTOverTLS(t *testing.T) {
-	ml := newMQTTLab(t, true)
+	ml := newMQTTLab(t, true, false)
 	ctx := labDeadline(t)
 	tr := ml.dial(ctx, 2*time.Second, nil)
 	ch := ml.channelEvery("mqs", 10*time.Second, slotmgr.RequestHardwareSlot, "iot", 0, nil)

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/standbynic/standbynic/internal/netlab"
 )
 
@@ -55,6 +57,7 @@ func TestIntegrationLab(t *testing.T) {
 				os.RemoveAll(dir)
 				os.Remove(file)
 			})
+			linksBefore := rootLinks(t)
 			out := labRunBin(t, bin, append([]string{"lab", "up", "--name", name}, tc.args...)...)
 			st, err := readLabState(name)
 			if err != nil {
@@ -137,6 +140,9 @@ func TestIntegrationLab(t *testing.T) {
 					t.Errorf("process %d still exists", pid)
 				}
 			}
+			if diff := cmp.Diff(linksBefore, rootLinks(t)); diff != "" {
+				t.Errorf("the root namespace's links changed (-before +after):\n%s", diff)
+			}
 			if st := labRunBin(t, bin, "lab", "status"); strings.Contains(st, name) {
 				t.Errorf("lab status still lists %s:\n%s", name, st)
 			}
@@ -151,6 +157,20 @@ func labHasArg(s []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// rootLinks returns the names of this namespace's links.
+func rootLinks(t *testing.T) []string {
+	t.Helper()
+	ifs, err := net.Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, len(ifs))
+	for i, ifi := range ifs {
+		names[i] = ifi.Name
+	}
+	return names
 }
 
 // labTestName returns a lab name no other test uses.

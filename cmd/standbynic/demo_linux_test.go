@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -87,5 +88,107 @@ func TestIntegrationDemoUnprivileged(t *testing.T) {
 		}
 	default:
 		t.Errorf("exit code %d, want %d or %d", code, exitOK, exitFailure)
+	}
+}
+
+// notifyWriter is a goroutine-safe buffer that closes seen once the
+// text written contains want.
+type notifyWriter struct {
+	mu   sync.Mutex
+	b    bytes.Buffer
+	want string
+	seen chan struct{}
+	once sync.Once
+}
+
+func (w *notifyWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, err := w.b.Write(p)
+	if strings.Contains(w.b.String(), w.want) {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return n, err
+}
+
+func (w *notifyWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// TestIntegrationDemoInterrupted runs the demo in this process and ends
+// its context (what SIGINT or SIGTERM does through main) once the server
+// has pushed: the demo prints the partial summary, removes its lab, names
+// the interruption once on stderr and exits 130.
+func TestIntegrationDemoInterrupted(t *testing.T) {
+	netlab.RequirePrivileges(t)
+	out := filepath.Join(t.TempDir(), "out")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	runCtx, interrupt := context.WithCancel(ctx)
+	defer interrupt()
+	stdout := &notifyWriter{want: " push #1 ", seen: make(chan struct{})}
+	var stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(runCtx, stdout, &stderr, []string{"demo", "--duration", "40s", "--out", out})
+	}()
+	var code int
+	select {
+	case <-stdout.seen:
+		interrupt()
+		code = <-done
+	case code = <-done:
+		t.Fatalf("the demo ended (exit %d) before its first push; stdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	case <-ctx.Done():
+		t.Fatalf("no push in 2 minutes; stdout:\n%s", stdout.String())
+	}
+	text := stdout.String()
+	t.Logf("stdout:\n%s\nstderr:\n%s", text, stderr.String())
+	if code != demo.ExitInterrupted {
+		t.Errorf("exit code %d, want %d", code, demo.ExitInterrupted)
+	}
+	for _, want := range []string{"interrupted after", "summary: INTERRUPTED after", "result: interrupted: ", "pending", "captures (up to the interruption) written to " + out} {
+		if !strings.Contains(text, want) {
+			t.Errorf("stdout lacks %q", want)
+		}
+	}
+	if strings.Contains(text, "LOST") {
+		t.Errorf("an interrupted run reports pushes lost")
+	}
+	if got := stderr.String(); strings.Count(got, "standbynic demo: interrupted after") != 1 || strings.Count(got, "demo:") != 1 {
+		t.Errorf("stderr %q: want one line naming the command once, \"standbynic demo: interrupted after …\"", got)
+	}
+	// The captures are complete files (wake.pcap may hold no packet yet).
+	for _, c := range []struct {
+		name string
+		min  int64
+	}{{demo.WirePcapName, 25}, {demo.WakePcapName, 24}} {
+		if fi, err := os.Stat(filepath.Join(out, c.name)); err != nil || fi.Size() < c.min {
+			t.Errorf("%s: %v; want at least %d bytes", c.name, err, c.min)
+		}
+	}
+	if !strings.Contains(text, "host     interrupted after") {
+		t.Errorf("the timeline does not say the run was interrupted")
+	}
+	// The lab's namespaces are gone.
+	var lab string
+	for _, line := range strings.Split(text, "\n") {
+		if _, rest, ok := strings.Cut(line, "lab      namespaces "); ok {
+			lab, _, _ = strings.Cut(rest, "-srv")
+		}
+	}
+	if lab == "" {
+		t.Fatal("no lab line in the timeline")
+	}
+	entries, err := os.ReadDir("/run/netns")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), lab) {
+			t.Errorf("namespace %s left behind", e.Name())
+		}
 	}
 }

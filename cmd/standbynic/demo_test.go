@@ -19,7 +19,7 @@ func TestRunDemoFlags(t *testing.T) {
 	}{
 		{"help", []string{"-h"}, exitOK, []string{
 			"usage: standbynic demo", "--duration DURATION", "(default 1m0s)", "--slots N", "1–64", "(default 4)",
-			"--seed", "--loss P", "--out DIR", "--quiet", "CAP_NET_ADMIN", "Exit codes",
+			"--seed", "--loss P", "--out DIR", "--quiet", "CAP_NET_ADMIN", "Exit codes", "130 interrupted",
 		}},
 		{"duration too short", []string{"--duration", "5s"}, exitUsage, []string{"-duration", "10s"}},
 		{"duration too long", []string{"--duration", "2h"}, exitUsage, []string{"-duration", "1h"}},

@@ -682,6 +682,7 @@ func (r *runner) finish(ctx context.Context) (Summary, error) {
 	r.b.mu.Lock()
 	sum.NICWakes = maps.Clone(r.b.nicWake)
 	sum.Coalesced = r.b.coalesced
+	sum.WindowProbes = r.b.windowProbes
 	sum.Unexplained = slices.Clone(r.b.unexplained)
 	t := r.b.slotTotals
 	sum.KeepAlivesSent, sum.KeepAliveRetries, sum.RepliesAbsorbed, sum.ACKsAbsorbed, sum.PingsAnswered =

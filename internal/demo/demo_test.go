@@ -1,9 +1,12 @@
 package demo
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -271,6 +274,93 @@ func TestMissingPrivileges(t *testing.T) {
 	for _, want := range []string{"CAP_NET_ADMIN", "CAP_NET_RAW", "operation not permitted", "new user namespace", "root", "user.max_user_namespaces"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("message lacks %q: %s", want, msg)
+		}
+	}
+}
+
+// TestTimelineLate checks that an event reported after a later one was
+// printed keeps the timeline's times in order: it is printed at the last
+// printed time with its own time in its text.
+func TestTimelineLate(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Duration(0)
+	set := func(d time.Duration) { mu.Lock(); now = d; mu.Unlock() }
+	clock := func() time.Duration { mu.Lock(); defer mu.Unlock(); return now }
+	pr, pw := io.Pipe()
+	lines := make(chan string, 8)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	tl := newTimeline(pw, false, clock)
+	set(5 * time.Second)
+	tl.addAt(2*time.Second, "a", "printed first")
+	if got := <-lines; got != "   +2.000s  a        printed first" {
+		t.Errorf("first line %q", got)
+	}
+	tl.addAt(time.Second, "b", "reported late")
+	tl.close()
+	pw.Close()
+	if got, want := <-lines, "   +2.000s  b        reported late (at +1.000s, reported late)"; got != want {
+		t.Errorf("late line %q, want %q", got, want)
+	}
+}
+
+func TestSummaryWriteInterrupted(t *testing.T) {
+	s := Summary{
+		Duration: time.Minute, Slots: 4, Seed: 1, Interrupted: true, Elapsed: 12345 * time.Millisecond,
+		Channels: []ChannelSummary{
+			{Name: "voip", Transport: "websocket", Slot: "hardware", FinalSlot: "hardware", Sent: 2, Delivered: 1, Acked: 1},
+			{Name: "mail", Transport: "tcp", Slot: "hardware", FinalSlot: "hardware", Sent: 1, Delivered: 0},
+		},
+	}
+	if s.Lost() != 0 || s.Pending() != 2 || s.Pushes() != 3 {
+		t.Errorf("Lost %d Pending %d Pushes %d, want 0, 2, 3", s.Lost(), s.Pending(), s.Pushes())
+	}
+	var b bytes.Buffer
+	if err := s.Write(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"summary: INTERRUPTED after 12.345s of 1m0s asleep",
+		"result: interrupted: 1 of 3 pushes delivered so far, 2 pending",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), "LOST") {
+		t.Errorf("an interrupted run's pending pushes reported lost:\n%s", b.String())
+	}
+}
+
+// TestLaunchErrorPrefix checks that a failing run's message names the
+// command once: Run's errors carry no prefix, Launch adds
+// "standbynic demo: ".
+func TestLaunchErrorPrefix(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := Launch(context.Background(), Options{Duration: time.Second}, []string{"demo"}, &stdout, &stderr)
+	if code != ExitFailed {
+		t.Errorf("exit code %d, want %d", code, ExitFailed)
+	}
+	if want := "standbynic demo: duration 1s outside 10s–1h0m0s\n"; stderr.String() != want {
+		t.Errorf("stderr %q, want %q", stderr.String(), want)
+	}
+	checkNoDoubledPrefix(t, stderr.String())
+	if _, err := Run(context.Background(), Options{Slots: -1}, io.Discard); err == nil || strings.HasPrefix(err.Error(), "demo") {
+		t.Errorf("Run error %v: want one without a prefix", err)
+	}
+}
+
+// checkNoDoubledPrefix fails when s names the command twice in a row.
+func checkNoDoubledPrefix(t *testing.T, s string) {
+	t.Helper()
+	for _, bad := range []string{"demo: demo:", "standbynic demo: standbynic", "demo: standbynic demo"} {
+		if strings.Contains(s, bad) {
+			t.Errorf("doubled prefix %q in %q", bad, s)
 		}
 	}
 }

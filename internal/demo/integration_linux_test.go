@@ -111,7 +111,10 @@ func TestIntegrationDemo(t *testing.T) {
 			t.Errorf("%s: no TCP segment among %d frames", c.path, n)
 		}
 	}
+	// At loss 0 the wire is FIFO: nothing reordered, lost or repeated.
+	checkFaithfulWire(t, filepath.Join(out, WirePcapName))
 	text := buf.String()
+	checkTimeline(t, text)
 	for _, want := range []string{"summary:", "host wakes:", "energy:", out, "all ", "pushes delivered"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q", want)

@@ -3,6 +3,7 @@ package demo
 import (
 	"fmt"
 	"maps"
+	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -46,6 +47,7 @@ type books struct {
 	// restarts when the last filter goes).
 	coalesced, coalSeen uint64
 	coalAt              time.Duration // the last sample
+	windowProbes        uint64        // the host kernel's, seen on the wire
 	// pending lists the NIC events the counters showed whose frames the
 	// capture has not shown yet (see resolveLocked).
 	pending []pendingEvent
@@ -237,6 +239,32 @@ func (b *books) poll() {
 	}
 	b.sampleCoalescingLocked()
 	b.resolveLocked(false)
+	b.windowProbesLocked(b.tl.since() - 3*pollInterval)
+}
+
+// probeGroup is how close window probes are to be reported as one (the
+// host thaws its sockets one after the other).
+const probeGroup = 20 * time.Millisecond
+
+// windowProbesLocked reports the host kernel's window probes the capture
+// showed: a socket leaving TCP_REPAIR (thawed at a wake, or unfrozen
+// while the host arms it to let the NIC see the peer) sends one, a
+// zero-length segment one byte before its SND.UNA, which Wireshark
+// labels "TCP Keep-Alive" and the peer answers with a duplicate ACK.
+func (b *books) windowProbesLocked(settled time.Duration) {
+	ps := b.wire.takeProbes(settled)
+	for i := 0; i < len(ps); {
+		j, names := i, []string{}
+		for ; j < len(ps) && ps[j].at-ps[i].at <= probeGroup; j++ {
+			if !slices.Contains(names, ps[j].channel) {
+				names = append(names, ps[j].channel)
+			}
+		}
+		b.windowProbes += uint64(j - i)
+		b.tl.addAt(ps[i].at, "wire", fmt.Sprintf("window probe(s) by the host's kernel as the socket(s) of %s left TCP_REPAIR (tshark: TCP Keep-Alive; the server answers with a duplicate ACK)",
+			strings.Join(names, ", ")))
+		i = j
+	}
 }
 
 // flush stamps every pending event, with its frame's time when the
@@ -245,6 +273,7 @@ func (b *books) flush() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.resolveLocked(true)
+	b.windowProbesLocked(math.MaxInt64)
 }
 
 // resolveLocked stamps the pending events whose frames the capture has

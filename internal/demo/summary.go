@@ -53,6 +53,12 @@ type Summary struct {
 	// waking the host (d3_rx_coalesced; 0 when the device has no
 	// coalescing).
 	Coalesced uint64
+	// WindowProbes counts the window probes the timeline recognised on
+	// the wire: a socket sends one as it leaves TCP_REPAIR (at a thaw,
+	// and when the host unfreezes it to let the NIC learn the peer). A
+	// lower bound: one the capture cannot tell from the NIC's last probe
+	// before a disarming is not counted.
+	WindowProbes uint64
 	// OutDir is the output folder; WirePcap and WakePcap the capture
 	// files in it, WireFrames and WakePackets the frames written.
 	OutDir                  string

@@ -1,9 +1,11 @@
 package demo
 
 import (
+	"cmp"
 	"encoding/binary"
 	"io"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -37,6 +39,8 @@ type wireWatch struct {
 	mu    sync.Mutex
 	conns map[netip.AddrPort]*connWatch // by the host's end
 	held  []heldFrame                   // frames for unarmed connections in D3
+	// probes are the host kernel's window probes, not yet reported.
+	probes []heldFrame
 }
 
 // mark is a kind of frame the watcher times.
@@ -64,6 +68,17 @@ type connWatch struct {
 	replyAck    uint32
 	from, until time.Duration
 	marks       [numMarks][]time.Duration
+	// outNext is the sequence number after the last byte the host's end
+	// sent, from every capture of the connection (outSeen: one seen).
+	outNext uint32
+	outSeen bool
+	// disarmAt is when the last slot ended; after lists the zero-length
+	// segments behind the stream captured within captureSlack after it:
+	// the NIC's last probe, still on the wire as it was disarmed, or the
+	// kernel's window probe as the socket was thawed. take claims the
+	// NIC's; takeProbes reports the others.
+	disarmAt time.Duration
+	after    []time.Duration
 }
 
 // heldFrame is a frame for a connection without a slot, seen in D3.
@@ -161,7 +176,28 @@ func (w *wireWatch) frame(ts time.Time, b []byte) {
 		return
 	}
 	payload := f.Payload()
-	if !c.armed || at < c.from || (c.until >= 0 && at > c.until) {
+	armed := c.armed && at >= c.from && (c.until < 0 || at <= c.until)
+	if out {
+		end := f.Seq + uint32(len(payload))
+		if f.TCPFlags&(wp.TCPFlagSYN|wp.TCPFlagFIN) != 0 {
+			end++
+		}
+		behind := c.outSeen && int32(f.Seq-c.outNext) < 0
+		if !c.outSeen || int32(end-c.outNext) > 0 {
+			c.outNext, c.outSeen = end, true
+		}
+		// A zero-length segment behind the stream, not the NIC's: the
+		// kernel's window probe as the socket leaves TCP_REPAIR.
+		if behind && len(payload) == 0 && f.TCPFlags&(wp.TCPFlagSYN|wp.TCPFlagFIN|wp.TCPFlagRST) == 0 {
+			switch {
+			case !armed:
+				w.probes = appendBounded(w.probes, heldFrame{at: at, channel: c.channel})
+			case c.until >= 0 && at > c.disarmAt:
+				c.after = appendBounded(c.after, at)
+			}
+		}
+	}
+	if !armed {
 		if !out && w.state() == nic.D3 {
 			w.held = appendBounded(w.held, heldFrame{at: at, channel: c.channel})
 		}
@@ -220,7 +256,7 @@ func (w *wireWatch) disarmed(local netip.AddrPort, at time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if c := w.conns[local]; c != nil && c.until < 0 {
-		c.until = at
+		c.disarmAt, c.until = at, at+captureSlack
 	}
 }
 
@@ -243,6 +279,7 @@ func (w *wireWatch) take(local netip.AddrPort, m mark, notBefore time.Duration) 
 	}
 	at := q[0]
 	c.marks[m] = q[1:]
+	c.after = slices.DeleteFunc(c.after, func(t time.Duration) bool { return t == at })
 	return at, true
 }
 
@@ -260,4 +297,26 @@ func (w *wireWatch) takeHeld(notBefore time.Duration) (heldFrame, bool) {
 	h := w.held[0]
 	w.held = w.held[1:]
 	return h, true
+}
+
+// takeProbes removes and returns the window probes seen so far, in time
+// order; a segment right after a disarming counts once older than
+// settled (the NIC's pending events have claimed theirs by then).
+func (w *wireWatch) takeProbes(settled time.Duration) []heldFrame {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	p := w.probes
+	w.probes = nil
+	for _, c := range w.conns {
+		n := 0
+		for _, at := range c.after {
+			if at < settled {
+				p = append(p, heldFrame{at: at, channel: c.channel})
+				n++
+			}
+		}
+		c.after = c.after[n:]
+	}
+	slices.SortFunc(p, func(a, b heldFrame) int { return cmp.Compare(a.at, b.at) })
+	return p
 }

@@ -337,40 +337,54 @@ func TestIntegrationHostWebSocket(t *testing.T) {
 	}
 }
 
-// TestIntegrationHostRaw: a raw channel to a plain TCP service that closes
-// connections idle for 3 s; the NIC sends the app's keep-alive bytes
-// ("PING\r\n", answered "PONG\r\n") for 7 s while the host sleeps, and a
-// push of arbitrary bytes after it reaches the push task byte for byte.
+// TestIntegrationHostRaw: raw channels, over IPv4 and IPv6, to a plain
+// TCP service that closes connections idle for 3 s; the NIC sends the
+// app's keep-alive bytes ("PING\r\n", answered "PONG\r\n") for 7 s while
+// the host sleeps, and a push of arbitrary bytes after it reaches the push
+// task byte for byte.
 func TestIntegrationHostRaw(t *testing.T) {
 	lab := netlab.NewForTest(t, nil)
-	svc := peers.StartRawService(t, lab, netlab.Srv, peers.RawConfig{Request: []byte("PING\r\n"), Reply: []byte("PONG\r\n"), IdleTimeout: 3 * time.Second})
+	rc := peers.RawConfig{Request: []byte("PING\r\n"), Reply: []byte("PONG\r\n"), IdleTimeout: 3 * time.Second}
+	svcs := map[string]*peers.RawService{}
+	rc.Addr = netip.AddrPortFrom(lab.Addr.Srv4, 0)
+	svcs["raw"] = peers.StartRawService(t, lab, netlab.Srv, rc)
+	rc.Addr = netip.AddrPortFrom(lab.Addr.Srv6, 0)
+	svcs["raw6"] = peers.StartRawService(t, lab, netlab.Srv, rc)
 	cfg := fmt.Sprintf(`{
   "policy": {"interval_unit": "1s", "min_interval": 1},
   "host": {"wake_hold": "200ms"},
   "apps": [{"name": "legacy", "channels": [
       {"id": "raw", "endpoint": "tcp://%s", "protocol": "raw", "slot": "hardware", "interval": "1s",
-       "keepalive": {"kind": "payload", "request": {"text": "PING\r\n"}, "reply": {"hex": "504f4e470d0a"}}}
+       "keepalive": {"kind": "payload", "request": {"text": "PING\r\n"}, "reply": {"hex": "504f4e470d0a"}}},
+      {"id": "raw6", "endpoint": "tcp://%s", "protocol": "raw", "slot": "hardware", "interval": "1s",
+       "keepalive": {"kind": "payload", "request": {"hex": "50494e470d0a"}, "reply": {"text": "PONG\r\n"}, "reply_mask": {"hex": "ffffffff0000"}}}
   ]}]
-}`, svc.Addr)
-	d := startLabDaemons(t, lab, 1, cfg)
+}`, svcs["raw"].Addr, svcs["raw6"].Addr)
+	d := startLabDaemons(t, lab, 2, cfg)
 	d.sleepFor(t, 7*time.Second)
-	conns := svc.Conns()
-	if len(conns) != 1 {
-		t.Fatalf("%d connections, want 1", len(conns))
+	kas := map[string]int{}
+	for _, id := range []string{"raw", "raw6"} {
+		conns := svcs[id].Conns()
+		if len(conns) != 1 {
+			t.Fatalf("%s: %d connections, want 1", id, len(conns))
+		}
+		data, n, end := conns[0].Stats()
+		if end != "" || len(data) != 0 || n < 5 {
+			t.Fatalf("%s service: ended %q, data %q, %d keep-alives; want open, no data, at least 5 keep-alives", id, end, data, n)
+		}
+		kas[id] = n
+		payload := []byte("\x00raw push\r\n\xff " + id)
+		if err := conns[0].Push(payload); err != nil {
+			t.Fatal(err)
+		}
+		d.waitPush(t, id, "", 0, payload, 10*time.Second)
 	}
-	data, kas, end := conns[0].Stats()
-	if end != "" || len(data) != 0 || kas < 5 {
-		t.Fatalf("service: ended %q, data %q, %d keep-alives; want open, no data, at least 5 keep-alives", end, data, kas)
-	}
-	payload := []byte("\x00raw push\r\n\xff")
-	if err := conns[0].Push(payload); err != nil {
-		t.Fatal(err)
-	}
-	d.waitPush(t, "raw", "", 0, payload, 10*time.Second)
 	d.stop(t)
-	b := d.books(t, "raw")
-	t.Logf("raw: %d keep-alives answered by the service; books %v", kas, b)
-	if b["keepalive_level"] != "app" || num(t, b, "nic_sent") < 5*len("PING\r\n") || num(t, b, "absorbed_replies") != num(t, b, "nic_absorbed")/len("PONG\r\n") {
-		t.Errorf("raw books %v: want level app, the NIC's PINGs sent and every absorbed PONG consumed", b)
+	for _, id := range []string{"raw", "raw6"} {
+		b := d.books(t, id)
+		t.Logf("%s: %d keep-alives answered by the service; books %v", id, kas[id], b)
+		if b["keepalive_level"] != "app" || num(t, b, "nic_sent") < 5*len("PING\r\n") || num(t, b, "absorbed_replies") != num(t, b, "nic_absorbed")/len("PONG\r\n") {
+			t.Errorf("%s books %v: want level app, the NIC's PINGs sent and every absorbed PONG consumed", id, b)
+		}
 	}
 }

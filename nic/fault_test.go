@@ -325,3 +325,32 @@ func TestFaultsReorderOnlyWhenAsked(t *testing.T) {
 		t.Errorf("%d frames left late, %d reordered: want 0 < late ≤ reordered", late, r)
 	}
 }
+
+// TestFaultsAllocateNothing: once its buffers are warm, the fault stage
+// allocates nothing per frame, whatever it does to the frame.
+func TestFaultsAllocateNothing(t *testing.T) {
+	cfg, err := Faults{Seed: 2, Loss: 0.05, Corrupt: 0.05, Duplicate: 0.1, Reorder: 0.1, ReorderDepth: 3,
+		Delay: time.Millisecond, Jitter: 200 * time.Microsecond}.normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cnt counters
+	sent := 0
+	f := newFaultDir(cfg, 1, &cnt, func([]byte) { sent++ })
+	frame := make([]byte, 1500)
+	now := time.Duration(0)
+	step := func() {
+		f.apply(frame, now)
+		now += 20 * time.Microsecond
+		f.release(now)
+	}
+	for range 2000 { // warm: the queue's buffers exist
+		step()
+	}
+	if n := testing.AllocsPerRun(5000, step); n != 0 {
+		t.Errorf("%v allocations per frame, want 0", n)
+	}
+	if sent == 0 {
+		t.Error("nothing left the fault stage")
+	}
+}

@@ -1279,11 +1279,38 @@ func (r *Remote) Learned(c wp.TCPConn) (Learned, bool) {
 }
 
 // Arm arms a slot (s.Owner becomes its label), under the Remote's lease
-// when it has one.
+// when it has one; a NIC that no longer holds the lease (it restarted,
+// or ended it) is given it again first.
 func (r *Remote) Arm(s SlotConfig) (SlotID, error) {
 	ctx, cancel := r.call()
 	defer cancel()
-	return r.c.ArmLeased(ctx, s, r.leaseOwner())
+	id, err := r.c.ArmLeased(ctx, s, r.leaseOwner())
+	var ce *ControlError
+	if r.lease != nil && errors.As(err, &ce) && ce.Code == codeNotFound && ce.Field == "lease" {
+		l, lerr := r.c.RenewLease(ctx, r.lease.Owner, r.lease.Period)
+		if lerr != nil {
+			return 0, err
+		}
+		if l.Created { // the slots armed under the old lease are gone
+			r.lost("the NIC had ended the lease", nil)
+		}
+		r.reached(l.Instance)
+		return r.c.ArmLeased(ctx, s, r.lease.Owner)
+	}
+	return id, err
+}
+
+// LeaseSlots returns the slots the NIC holds under the Remote's lease
+// (none without a lease): after Back, a NIC of the same instance may
+// still hold slots armed before the loss, which the host disarms (their
+// reports carry the books) or keeps.
+func (r *Remote) LeaseSlots() ([]SlotStatus, error) {
+	if r.lease == nil {
+		return nil, nil
+	}
+	ctx, cancel := r.call()
+	defer cancel()
+	return r.c.LeaseSlots(ctx, r.lease.Owner)
 }
 
 // Disarm disarms a slot and returns its report.

@@ -653,3 +653,38 @@ func TestLeaseRenewalKeepsItsPeriod(t *testing.T) {
 		t.Errorf("renewed without one: %+v, %v; want the lease's minute kept", l, err)
 	}
 }
+
+// TestRemoteArmRetakesALostLease: a NIC that ended the Remote's lease
+// (here: released by root) gets it again at the next Arm.
+func TestRemoteArmRetakesALostLease(t *testing.T) {
+	c := newCtl(t, 4, nil)
+	cl := c.as(&rootCred)
+	rem, err := cl.Remote(&nic.RemoteConfig{Lease: &nic.RemoteLease{Owner: "host", Period: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rem.Close()
+	if _, err := cl.ReleaseLease(ctx(t), "host"); err != nil {
+		t.Fatal(err)
+	}
+	id, err := rem.Arm(slotConfig(40000))
+	if err != nil {
+		t.Fatalf("Arm after the lease ended: %v", err)
+	}
+	ss, err := rem.LeaseSlots()
+	if err != nil || len(ss) != 1 || ss[0].ID != id || ss[0].Lease != "host" {
+		t.Errorf("LeaseSlots = %+v, %v; want slot %d under the lease", ss, err, id)
+	}
+	// Whatever was armed under the ended lease is gone: the host is told.
+	select {
+	case ev := <-rem.Wakes():
+		if ev.Reason != nic.WakeNICLost {
+			t.Errorf("wake %+v, want nic-lost", ev)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("no nic-lost wake for the ended lease")
+	}
+	if h := rem.Health(); !h.Up || h.Losses != 1 {
+		t.Errorf("health %+v, want up after 1 loss", h)
+	}
+}

@@ -75,14 +75,22 @@ func (t *MQTT) MQTTCounts() (pingreqs, pingresps, absorbed, pubacks uint64) {
 	return t.pingreqs, t.pingresp, t.absorbed, t.pubacks
 }
 
-// mqttHandshake runs CONNECT/CONNACK and SUBSCRIBE/SUBACK on t.
+// handshake runs CONNECT/CONNACK and SUBSCRIBE/SUBACK on t.
 func (t *MQTT) handshake(ctx context.Context, m *MQTTConfig, k KeepAliveConfig, kind KeepAliveKind) error {
 	if dl, ok := ctx.Deadline(); ok {
 		t.nc.SetDeadline(dl)
-		defer t.nc.SetDeadline(time.Time{})
 	}
+	// ctx ending interrupts the reads and writes below.
 	stop := context.AfterFunc(ctx, func() { t.nc.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	err := t.exchange(m, k, kind)
+	if !stop() && err == nil {
+		err = ctx.Err() // the deadline may be set: the connection is spent
+	}
+	t.nc.SetDeadline(time.Time{})
+	return err
+}
+
+func (t *MQTT) exchange(m *MQTTConfig, k KeepAliveConfig, kind KeepAliveKind) error {
 	if err := t.write(appendConnect(nil, m, t.version)); err != nil {
 		return fmt.Errorf("mqtt connect: %w", err)
 	}

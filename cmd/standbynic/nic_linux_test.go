@@ -398,3 +398,172 @@ func TestIntegrationDaemons(t *testing.T) {
 		t.Errorf("the NIC logged no slot wake:\n%s", nicd.stderr)
 	}
 }
+
+// TestIntegrationNICDaemonOffloads is issue 12's proof: "standbynic nic"
+// between two fresh veth pairs with the kernel's default offloads (TX
+// checksum, SG, TSO, GSO on) carries a TCP transfer of 8 MB each way at
+// once byte-exact, its TSO super-frames crossing as they are; then
+// "standbynic host" puts its channel's connection to sleep on the NIC and
+// a push through the NIC wakes it and is acknowledged.
+func TestIntegrationNICDaemonOffloads(t *testing.T) {
+	lab := netlab.NewForTest(t, nil) // default offloads
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "nic.sock")
+	hostIf, err := lab.Interface(netlab.Host, netlab.HostLink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nicd := startDaemon(t, lab, netlab.NIC, "nic", "--wire", netlab.WireLink, "--host", netlab.HostPortLink,
+		"--slots", "2", "--control", sock, "--host-mac", hostIf.HardwareAddr.String(), "--host-addr", lab.Addr.Host4.String())
+	nicd.stderr.waitFor(t, regexp.MustCompile(`msg="nic running"`), 20*time.Second)
+
+	// 8 MB each way at once, through the daemon.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ln, err := lab.ListenTCP(netlab.Srv, netip.AddrPortFrom(lab.Addr.Srv4, 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		ln.SetDeadline(time.Now().Add(20 * time.Second))
+		sc, err := ln.Accept()
+		if err != nil {
+			sc = nil
+		}
+		accepted <- sc
+	}()
+	hc, err := lab.DialTCP(ctx, netlab.Host, ln.Addr().String())
+	if err != nil {
+		t.Fatalf("dial through the NIC: %v\nstderr:\n%s", err, nicd.stderr)
+	}
+	defer hc.Close()
+	sc := <-accepted
+	if sc == nil {
+		t.Fatal("accept failed")
+	}
+	defer sc.Close()
+	const size = 8 << 20
+	up, down := make([]byte, size), make([]byte, size)
+	for i := range up {
+		up[i], down[i] = byte(i*7+i>>13), byte(i*13+i>>11)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	hc.SetDeadline(deadline)
+	sc.SetDeadline(deadline)
+	errs := make(chan error, 4)
+	got := make(chan [2][]byte, 2)
+	start := time.Now()
+	for _, x := range []struct {
+		w, r net.Conn
+		b    []byte
+		idx  int
+	}{{hc, sc, up, 0}, {sc, hc, down, 1}} {
+		go func() {
+			_, err := x.w.Write(x.b)
+			errs <- err
+		}()
+		go func() {
+			buf := make([]byte, size)
+			_, err := io.ReadFull(x.r, buf)
+			errs <- err
+			got <- [2][]byte{{byte(x.idx)}, buf}
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatalf("transfer: %v\nnic:\n%s", err, nicd.stderr)
+		}
+	}
+	elapsed := time.Since(start)
+	for range 2 {
+		g := <-got
+		want := up
+		if g[0][0] == 1 {
+			want = down
+		}
+		if string(g[1]) != string(want) {
+			t.Fatalf("direction %d: bytes differ after crossing the NIC", g[0][0])
+		}
+	}
+	t.Logf("16 MB (8 MB each way at once) in %v: %.2f Gbit/s in total", elapsed, float64(2*size*8)/elapsed.Seconds()/1e9)
+	hc.Close()
+	sc.Close()
+
+	c, err := nic.DialControl(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	metrics, err := c.Metrics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, re := range []string{`(?m)^standbynic_nic_vnet_ports\{[^}]*\} 2$`, `(?m)^standbynic_nic_vnet_rx_gso\{[^}]*\} [1-9]`,
+		`(?m)^standbynic_nic_vnet_dropped_bad\{[^}]*\} 0$`, `(?m)^standbynic_nic_vnet_sw_gso\{[^}]*\} 0$`, `(?m)^standbynic_nic_tx_errors\{[^}]*\} 0$`} {
+		if !regexp.MustCompile(re).Match(metrics) {
+			t.Errorf("metrics do not match %s:\n%s", re, grepLines(string(metrics), "vnet_|tx_errors"))
+		}
+	}
+
+	// Sleep and wake through the same daemon.
+	var srv *pushserver.Server
+	if err := lab.Do(netlab.Srv, func() error {
+		var err error
+		srv, err = pushserver.New(&pushserver.Config{
+			TCPAddr: netip.AddrPortFrom(lab.Addr.Srv4, 0).String(), WSAddr: netip.AddrPortFrom(lab.Addr.Srv4, 0).String(),
+			HTTPAddr: netip.AddrPortFrom(lab.Addr.Srv4, 0).String(),
+		})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	cfg := fmt.Sprintf(`{
+  "server": {"tcp": %q, "websocket": %q},
+  "policy": {"interval_unit": "1s", "min_interval": 1},
+  "host": {"wake_hold": "300ms"},
+  "apps": [{"name": "chat", "channels": [{"id": "chat", "transport": "tcp", "slot": "hardware", "interval": "4s"}]}]
+}`, srv.TCPAddr().String(), srv.WSURL())
+	cfgPath := filepath.Join(dir, "host.json")
+	if err := writeFile(cfgPath, cfg); err != nil {
+		t.Fatal(err)
+	}
+	hostd := startDaemon(t, lab, netlab.Host, "host", "--nic", sock, "--config", cfgPath, "--log-level", "debug")
+	hostd.stderr.waitFor(t, regexp.MustCompile(`from=entering-standby to=standby`), 30*time.Second)
+	// A push big enough to leave srv as one TSO super-frame.
+	msg := strings.Repeat("a push through an offloading link ", 110) // 3.7 KB: 3 segments
+	id, err := srv.Push("chat", msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.WaitAcked(ctx, "chat", id); err != nil {
+		t.Fatalf("push %d not acknowledged: %v\nhost:\n%s\nnic:\n%s", id, err, hostd.stderr, nicd.stderr)
+	}
+	if code := hostd.stop(t); code != exitOK {
+		t.Errorf("host exit %d; stderr:\n%s", code, hostd.stderr)
+	}
+	if !regexp.MustCompile(`(?m)^wakes: \d+, hardware-push [1-9]`).MatchString(hostd.stdout.String()) {
+		t.Errorf("host summary has no hardware-push wake:\n%s\nhost log:\n%s", hostd.stdout, hostd.stderr)
+	}
+	if !regexp.MustCompile(`msg=wake reason=data slot=1`).MatchString(nicd.stderr.String()) {
+		t.Errorf("the NIC logged no data wake of slot 1:\n%s", nicd.stderr)
+	}
+	c.Close()
+	if code := nicd.stop(t); code != exitOK {
+		t.Errorf("nic exit %d; stderr:\n%s", code, nicd.stderr)
+	}
+}
+
+// grepLines returns the lines of s matching the regexp re.
+func grepLines(s, re string) string {
+	m := regexp.MustCompile(re)
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if m.MatchString(l) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -47,6 +47,50 @@
 // out folder. Run returns an error wrapping ErrLost when a push was not
 // delivered.
 //
+// # The timeline
+//
+// Each line is the time since the run started, a kind, a sentence; lines
+// come in time order, each printed once it is half a second old, so that
+// events reported late take their place. Events are stamped with the time
+// they happened: a NIC wake with the device's time of the wake; the NIC's
+// keep-alive work (a keep-alive sent or re-sent, a reply absorbed, a
+// server Ping answered, a frame held for a software channel) with the
+// capture time of its frame in wire.pcap: the slot counters, polled every
+// 50 ms, say what happened, the capture (read as the device writes it)
+// says when. An event whose frame the capture does not show is stamped
+// when the counters showed it; one reported later than the half second
+// is printed at the last printed time with its own time in its text.
+//
+// Slots are numbered one way: "slot N" is the NIC's slot ID (1 to the
+// NIC's slot count), the number in its wake events, counters, logs and
+// control API. The NIC gives a slot at every arming (the lowest free),
+// so a channel may change number between sleeps: the "asleep" line lists
+// the slots, and "back to standby" lists them again when they changed.
+// The host's slot pool (slotmgr) numbers the hardware slots it reserves
+// from 0; that index is not printed (its promotion and eviction reasons
+// are rewritten without it).
+//
+// "wire" lines name the window probes the host's kernel sends as a
+// socket leaves TCP_REPAIR (at a thaw, and when the host unfreezes a
+// socket for the NIC to see its peer): a zero-length segment one byte
+// before SND.UNA, which tshark labels TCP Keep-Alive and the server
+// answers with a duplicate ACK.
+//
+// # Interruption
+//
+// When Run's context ends (the command's SIGINT or SIGTERM) the scenario
+// stops where it is: no user wake, no drain; the summary of the run so
+// far is printed (Summary.Interrupted; the pushes not delivered yet are
+// pending, not lost), the host and NIC are closed (the host hands its
+// slots back), the lab's namespaces removed, and Run returns an error
+// wrapping ErrInterrupted; Launch returns ExitInterrupted (130, what a
+// shell reports for Ctrl-C).
+//
+// # Errors
+//
+// Run's errors carry no prefix of their own; Launch writes them after
+// "standbynic demo: ", the one layer that names the command.
+//
 // # Privileges
 //
 // Run needs CAP_SYS_ADMIN, CAP_NET_ADMIN and CAP_NET_RAW. Launch (what
@@ -61,5 +105,6 @@
 // Run owns everything it starts: the timeline printer, the wake-event
 // accountant, the slot poller and the host watcher, besides the lab's
 // host, NIC and push server; all are stopped and waited for before Run
-// returns, and the lab's namespaces are deleted.
+// returns, and the lab's namespaces are deleted. The capture reader runs
+// on the device's own pcap goroutine, as the writer of wire.pcap.
 package demo

@@ -261,7 +261,7 @@ func (b *books) windowProbesLocked(settled time.Duration) {
 			}
 		}
 		b.windowProbes += uint64(j - i)
-		b.tl.addAt(ps[i].at, "wire", fmt.Sprintf("window probe(s) by the host's kernel as the socket(s) of %s left TCP_REPAIR (tshark: TCP Keep-Alive; the server answers with a duplicate ACK)",
+		b.tl.addAt(ps[i].at, "wire", fmt.Sprintf("%s: window probe by the host's kernel, the socket left TCP_REPAIR (tshark: TCP Keep-Alive, answered by a Dup ACK)",
 			strings.Join(names, ", ")))
 		i = j
 	}
@@ -405,9 +405,7 @@ func (r *recordingNIC) Disarm(id nic.SlotID) (offload.Report, error) {
 		if err == nil {
 			b.advanceLocked(int(id), s, rep.Counters)
 		}
-		// Frames the NIC sent just before are captured after their wire
-		// delay.
-		b.wire.disarmed(s.local, b.tl.since()+captureSlack)
+		b.wire.disarmed(s.local, b.tl.since())
 		delete(b.armed, int(id))
 	}
 	return rep, err

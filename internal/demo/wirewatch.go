@@ -251,7 +251,9 @@ func (w *wireWatch) armed(local netip.AddrPort, k offload.Kind, s offload.Snapsh
 	c.armed, c.kind, c.probeSeq, c.replyAck, c.from, c.until = true, k, s.SndNxt-1, s.SndNxt, at, -1
 }
 
-// disarmed notes that local's slot ended at the timeline time at.
+// disarmed notes that local's slot ended at the timeline time at; the
+// NIC's frames sent just before are captured up to captureSlack later
+// (the wire's delay).
 func (w *wireWatch) disarmed(local netip.AddrPort, at time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -131,6 +131,8 @@ func TestDialConfigValidate(t *testing.T) {
 		{"tls min>max", DialConfig{Endpoint: mustEndpoint(t, "wss://h"), TLS: &TLSConfig{MinVersion: tls.VersionTLS13, MaxVersion: tls.VersionTLS12}}, "tls.min_version: 0x0304 above max_version"},
 		{"mask length", DialConfig{Endpoint: mustEndpoint(t, "tcp://h:1"), Protocol: ProtocolRaw,
 			KeepAlive: KeepAliveConfig{Kind: KeepAlivePayload, Request: []byte("p"), Reply: []byte("ok"), ReplyMask: []byte{1, 2, 3}}}, "keepalive.reply_mask: 3 bytes, reply has 2"},
+		{"line reply without newline", DialConfig{Endpoint: mustEndpoint(t, "tcp://h:1"), KeepAlive: KeepAliveConfig{Kind: KeepAlivePayload, Request: []byte("ping\n"), Reply: []byte("pong")}}, "keepalive.reply: a line protocol keep-alive is one line"},
+		{"line request two lines", DialConfig{Endpoint: mustEndpoint(t, "tcp://h:1"), KeepAlive: KeepAliveConfig{Kind: KeepAlivePayload, Request: []byte("a\nb\n"), Reply: []byte("pong\n")}}, "keepalive.request: a line protocol keep-alive is one line"},
 		{"no request", DialConfig{Endpoint: mustEndpoint(t, "tcp://h:1"), KeepAlive: KeepAliveConfig{Kind: KeepAlivePayload, Reply: []byte("x")}}, "keepalive.request: 0 bytes outside 1..512"},
 		{"request for probes", DialConfig{Endpoint: mustEndpoint(t, "tcp://h:1"), KeepAlive: KeepAliveConfig{Request: []byte("x")}}, "keepalive.request: set for kind tcp-probe"},
 		{"ws kind on raw", DialConfig{Endpoint: mustEndpoint(t, "tcp://h:1"), Protocol: ProtocolRaw, KeepAlive: KeepAliveConfig{Kind: KeepAliveWebSocket}}, "keepalive.kind: websocket needs protocol websocket"},
@@ -629,5 +631,38 @@ func TestSpecFor(t *testing.T) {
 				t.Errorf("keep-alive level %q, want %q", l, tt.level)
 			}
 		})
+	}
+}
+
+// TestDialLinePayload: a line channel's payload keep-alive: the reply
+// line to the host's own request and the replies the NIC absorbed are
+// consumed; the other lines are pushes.
+func TestDialLinePayload(t *testing.T) {
+	ln := listenLoopback(t)
+	peerC := rawPeer(t, ln)
+	k := KeepAliveConfig{Kind: KeepAlivePayload, Request: []byte("ping\n"), Reply: []byte("pong\n")}
+	tr := dialT(t, &DialConfig{Endpoint: mustEndpoint(t, "tcp://"+ln.Addr().String()), KeepAlive: k})
+	peer := <-peerC
+	if _, err := tr.KeepAlive(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readN(t, peer, 5); string(got) != "ping\n" {
+		t.Fatalf("peer read %q", got)
+	}
+	peer.Write([]byte("pong\nhello\n"))
+	if m, err := tr.Read(); err != nil || string(m.Data) != "hello" {
+		t.Fatalf("Read = %q, %v", m.Data, err)
+	}
+	tr.HandBack([]byte("ping\nping\n"), []byte("pong\npong\n"))
+	peer.Write([]byte("pong\npong\nx\npong\n"))
+	if m, err := tr.Read(); err != nil || string(m.Data) != "x" {
+		t.Fatalf("Read = %q, %v", m.Data, err)
+	}
+	// An unasked-for "pong" line is the app's: it is pushed.
+	if m, err := tr.Read(); err != nil || string(m.Data) != "pong" {
+		t.Fatalf("Read = %q, %v", m.Data, err)
+	}
+	if d := cmp.Diff(TransportStats{ConsumedReplies: 3, AbsorbedReplies: 2, KeepAlives: 1, Messages: 3}, tr.Stats()); d != "" {
+		t.Errorf("stats (-want +got):\n%s", d)
 	}
 }

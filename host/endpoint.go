@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -435,6 +436,20 @@ func (c *DialConfig) validateKeepAlive(p Protocol) error {
 	}
 	if len(k.ReplyMask) != 0 && len(k.ReplyMask) != len(k.Reply) {
 		return fmt.Errorf("keepalive.reply_mask: %d bytes, reply has %d", len(k.ReplyMask), len(k.Reply))
+	}
+	if p == ProtocolLine {
+		// The line reader recognises a reply as one whole line.
+		for _, f := range []struct {
+			name string
+			b    []byte
+		}{{"request", k.Request}, {"reply", k.Reply}} {
+			if bytes.IndexByte(f.b, '\n') != len(f.b)-1 {
+				return fmt.Errorf("keepalive.%s: a line protocol keep-alive is one line ending in \\n", f.name)
+			}
+		}
+		if len(k.ReplyMask) > 0 && k.ReplyMask[len(k.ReplyMask)-1] != 0xff {
+			return errors.New("keepalive.reply_mask: the reply's newline must be matched (last mask byte ff)")
+		}
 	}
 	return nil
 }

@@ -26,11 +26,14 @@ const (
 
 func runHost(ctx context.Context, stdout, stderr io.Writer, args []string) int {
 	fs := newFlagSet("host", stderr, "--nic SOCKET --config FILE [flags]",
-		`Run the host runtime: the apps and channels of the config file (JSON; schema in
-docs/cli.md) connect to the push server, take hardware slots on the NIC (through
-its control socket) or software slots, and the host goes to standby; it wakes
-for pushes, resets and software keep-alives, acknowledges every push
-("ack <id>"), reconnects a channel whose connection was reset, and goes back to
+		`Run the host runtime: the channels of the config file (JSON; schema in
+docs/cli.md) connect to their servers — the push server, an MQTT broker
+(mqtt://, mqtts://), a WebSocket server (ws://, wss://) or a TCP service
+(tcp://, line or raw) — take hardware slots on the NIC (through its control
+socket) or software slots, and the host goes to standby; it wakes for pushes,
+resets and software keep-alives, logs every message (and acknowledges the push
+server's with "ack <id>"), reconnects a channel whose connection was lost (one
+attempt per reconnect wake, with backoff), and goes back to
 sleep. It logs every wake and, on exit, prints per channel its slot and pushes,
 the wakes by reason and the energy estimate against an all-software host.`)
 	nicPath := fs.String("nic", "", `the NIC daemon's control socket `+"`SOCKET`"+`, or "none" for a host without a NIC (every channel kept alive by the host's own wakes) (required)`)

@@ -56,7 +56,7 @@ func runForward(ctx context.Context, e *env, s *Scenario) error {
 	clientArgs := []string{"-c", "", "-p", strconv.Itoa(iperf3Port), "-t", strconv.Itoa(tcpSeconds), "-O", strconv.Itoa(omit), "-J", "--connect-timeout", "3000"}
 	s.Notes = append(s.Notes,
 		fmt.Sprintf("frames: %d 60-byte frames per round (local experimental EtherType 0x88b5, so no protocol stack touches them) from srv0 through the nic namespace to a TPACKET_V3 counter on host0, at most %d in flight", n, e.window()),
-		fmt.Sprintf("TCP: %s, one stream from host to srv, the same command for both: server `iperf3 -s -B 198.18.0.1 -p %d` in srv, client `iperf3 -c 198.18.0.1 -p %d -t %d -O %d -J --connect-timeout 3000` in host (%d s measured after %d s left out for slow start; default socket options, MTU 1500); the row is end.sum_received.bits_per_second of the client's JSON report", version, iperf3Port, iperf3Port, tcpSeconds, omit, tcpSeconds, omit),
+		fmt.Sprintf("TCP: %s, one stream from host to srv, the same command for both: server `iperf3 -s -1 -B 198.18.0.1 -p %d` in srv, a new one for each round, client `iperf3 -c 198.18.0.1 -p %d -t %d -O %d -J --connect-timeout 3000` in host (%d s measured after %d s left out for slow start; default socket options, MTU 1500); the row is end.sum_received.bits_per_second of the client's JSON report", version, iperf3Port, iperf3Port, tcpSeconds, omit, tcpSeconds, omit),
 		"standbynic: the device in D0 (AF_PACKET ports on wire0 and hport0, forwarding both ways); baseline: a Linux bridge br0 in the nic namespace enslaving the same two veths",
 		"rounds alternate within each run: run 1 device then bridge, run 2 bridge then device, and so on; before each round the other is taken down (device closed, or br0 deleted)",
 		"baseline: "+implBridge,
@@ -85,11 +85,6 @@ func runForward(ctx context.Context, e *env, s *Scenario) error {
 		return err
 	}
 	defer src.Close()
-	srv, err := startIperf3Server(ctx, l, iperf3)
-	if err != nil {
-		return err
-	}
-	defer srv.stop()
 	clientArgs[1] = l.Addr.Srv4.String()
 
 	frameParam, tcpParam := "60-byte frames", fmt.Sprintf("iperf3, 1 stream, %d s", tcpSeconds)
@@ -147,7 +142,7 @@ func runForward(ctx context.Context, e *env, s *Scenario) error {
 		if err != nil {
 			return fmt.Errorf("%s frames: %w", impl, err)
 		}
-		res, err := runIperf3Client(ctx, l, iperf3, clientArgs, time.Duration(tcpSeconds+15)*time.Second)
+		res, err := runIperf3(ctx, l, iperf3, clientArgs, time.Duration(tcpSeconds+15)*time.Second)
 		mbps := res.ReceivedBPS / 1e6
 		if err != nil {
 			if impl == implBridge || ctx.Err() != nil {
@@ -368,11 +363,33 @@ type iperf3Server struct {
 	output bytes.Buffer // after done
 }
 
-// startIperf3Server starts `iperf3 -s` bound to srv0's address in srv and
-// waits (at most 10 s) until it says it listens.
+// runIperf3 runs one test: a one-off server (-1) in srv, then the client
+// with args in host; it waits for the server to exit, so the next test
+// finds the port free and no server still busy with this one.
+func runIperf3(ctx context.Context, l *netlab.Lab, bin string, args []string, timeout time.Duration) (iperf3Result, error) {
+	srv, err := startIperf3Server(ctx, l, bin)
+	if err != nil {
+		return iperf3Result{}, err
+	}
+	res, err := runIperf3Client(ctx, l, bin, args, timeout)
+	if err != nil {
+		srv.stop() // a client that never connected leaves it waiting
+		return res, err
+	}
+	select {
+	case <-srv.done:
+	case <-time.After(10 * time.Second):
+		srv.stop()
+		return res, errors.New("iperf3 server in srv: still running 10 s after its test")
+	}
+	return res, nil
+}
+
+// startIperf3Server starts a one-off `iperf3 -s -1` bound to srv0's
+// address in srv and waits (at most 10 s) until it says it listens.
 func startIperf3Server(ctx context.Context, l *netlab.Lab, bin string) (*iperf3Server, error) {
 	s := &iperf3Server{done: make(chan struct{})}
-	s.cmd = exec.Command(bin, "-s", "-B", l.Addr.Srv4.String(), "-p", strconv.Itoa(iperf3Port), "--forceflush")
+	s.cmd = exec.Command(bin, "-s", "-1", "-B", l.Addr.Srv4.String(), "-p", strconv.Itoa(iperf3Port), "--forceflush")
 	pr, pw := io.Pipe()
 	s.cmd.Stdout, s.cmd.Stderr = pw, pw
 	// The child is forked from the thread Do switched into srv.

@@ -55,7 +55,9 @@ type Capabilities struct {
 	// MaxFrame is the largest frame the device moves, in bytes
 	// (1518–262144, default 9234: a 9216-byte jumbo frame with its
 	// Ethernet header and two VLAN tags). Port read buffers are this
-	// long; the lab turns GSO/GRO off so veth frames stay within the MTU.
+	// long, and at least MaxGSOFrame on a port with offloads
+	// (OffloadPort), which hands the device GSO super-frames of up to
+	// 64 KB.
 	MaxFrame int
 }
 

@@ -14,6 +14,28 @@
 // saturated); nic/porttest holds an in-memory pipe for unit tests. The device owns both ports from New on and closes them
 // in Close.
 //
+// # Offloads
+//
+// Linux links have checksum and segmentation offloads on by default, so
+// a sender's TCP segments reach the device as GSO super-frames of up to
+// 64 KB with partial checksums. Both AF_PACKET ports set PACKET_VNET_HDR
+// (OffloadPort): every frame moves with its virtio_net_hdr (Packet.Vnet),
+// and in D0 (and, from the host, while waking) the device forwards such
+// frames unchanged, in batches both ways. Frames it looks into in D3 and
+// while waking are made whole first: a partial checksum completed, a
+// super-frame cut into its segments with full checksums (vnet.go), so a
+// partial checksum is never a bad one, and a push arriving as one
+// super-frame wakes and is buffered segment by segment. Learning reads a
+// super-frame's sequence span from its length. A port without headers (a
+// Port that is not an OffloadPort, PortConfig.NoOffloads, fault
+// injection) gets whole frames, finished in software. A kernel without
+// PACKET_VNET_HDR makes OpenPacketPort fail with a message naming the
+// option. Counters: vnet_ports (how many ports carry headers),
+// vnet_rx_gso, vnet_rx_csum_partial, vnet_sw_csum, vnet_sw_gso,
+// vnet_sw_segments, vnet_dropped_bad (a header that does not match its
+// frame), vnet_dropped_truncated (a super-frame longer than the read
+// buffer).
+//
 // # Power states
 //
 //	        Sleep()                        ok

@@ -188,7 +188,9 @@ type PortConfig struct {
 	// short, takes a slot of MTU+18+66 bytes rounded up to 16 (the MTU the
 	// link has when the port opens; a larger frame is truncated and
 	// counted), so the ring holds BlockSize/slot × Blocks frames (5248 at
-	// MTU 1500 with the defaults). The Port contract is the same.
+	// MTU 1500 with the defaults and NoOffloads; with offloads a slot
+	// holds a MaxGSOFrame super-frame and the default BlockSize four
+	// slots: 256 frames). The Port contract is the same.
 	Immediate bool
 	// NoOffloads opens the port without PACKET_VNET_HDR. By default every
 	// frame moves with its virtio_net_hdr (OffloadPort), so GSO

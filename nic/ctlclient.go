@@ -22,11 +22,6 @@ import (
 	wp "github.com/standbynic/standbynic/wakepattern"
 )
 
-// WakeNICLost is the wake a Remote raises itself when it loses its NIC
-// daemon (see Remote). It belongs with the other reasons in wake.go
-// (name "nic-lost"): the line moves there, before numWakeReason.
-const WakeNICLost WakeReason = numWakeReason
-
 // ControlClient speaks the control API over the NIC daemon's Unix socket.
 // Its methods mirror the endpoints; a refusal of the server is returned
 // as a *ControlError carrying the server's message. It is safe for

@@ -30,6 +30,10 @@ const (
 	WakePattern
 	// WakeHost: the host asked to wake (Device.Wake).
 	WakeHost
+	// WakeNICLost: the NIC daemon was lost or restarted. A device never
+	// raises it; a Remote does, when its control connection, wake stream
+	// or lease ends, so the host thaws what the NIC guarded.
+	WakeNICLost
 	numWakeReason
 )
 
@@ -43,6 +47,7 @@ var wakeReasonNames = [numWakeReason]string{
 	WakeBufferFull:       "buffer-full",
 	WakePattern:          "pattern",
 	WakeHost:             "host",
+	WakeNICLost:          "nic-lost",
 }
 
 // String returns the reason's name.

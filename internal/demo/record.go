@@ -261,8 +261,11 @@ func (b *books) windowProbesLocked(settled time.Duration) {
 			}
 		}
 		b.windowProbes += uint64(j - i)
-		b.tl.addAt(ps[i].at, "wire", fmt.Sprintf("%s: window probe by the host's kernel, the socket left TCP_REPAIR (tshark: TCP Keep-Alive, answered by a Dup ACK)",
-			strings.Join(names, ", ")))
+		what := "a window probe from the host's kernel as the socket left TCP_REPAIR"
+		if len(names) > 1 {
+			what = "a window probe each from the host's kernel as the sockets left TCP_REPAIR"
+		}
+		b.tl.addAt(ps[i].at, "wire", fmt.Sprintf("%s: %s (tshark: TCP Keep-Alive, answered by a Dup ACK)", strings.Join(names, ", "), what))
 		i = j
 	}
 }

@@ -188,7 +188,9 @@ func (d *Device) rxWire(rx *rxCtx, frame []byte, h *VnetHdr, rxTime time.Time) {
 		}
 	case D3, Waking:
 		// Looked into: whole frames only, each handled with the state
-		// of its time (a segment may wake the host).
+		// of its time (a segment may wake the host). The D0 frames of
+		// this batch go first: finish may reuse rx.seg for them.
+		d.flushHost(rx)
 		rx.rxTime = rxTime
 		d.finish(rx, frame, h, toDatapath)
 	}

@@ -247,18 +247,23 @@ func TestIntegrationHostMQTT(t *testing.T) {
 		}
 		nicReqs, nicResps := num(t, b, "nic_sent")/2, num(t, b, "nic_absorbed")/2
 		hostReqs := num(t, b, "host_keepalives")
-		// The broker saw every PINGREQ, the NIC's and the host's.
-		broker.Log.Wait(t, regexp.MustCompile(fmt.Sprintf(`(?s)(Received PINGREQ from %s\n.*){%d}`, c.id, nicReqs+hostReqs)), 2*time.Second)
-		if n := broker.Received("PINGREQ", c.id); n != nicReqs+hostReqs {
-			t.Errorf("%s: broker received %d PINGREQs, the NIC sent %d and the host %d", c.id, n, nicReqs, hostReqs)
-		}
 		// Every PINGRESP the NIC absorbed was consumed by the codec as an
-		// absorbed reply; the others it read itself.
+		// absorbed reply (exactly: both count the same hand-backs); the
+		// others it read itself.
 		if got := num(t, b, "absorbed_replies"); got != nicResps {
 			t.Errorf("%s: codec counted %d absorbed PINGRESPs, the NIC absorbed %d", c.id, got, nicResps)
 		}
-		if sent := broker.Log.Count(regexp.MustCompile(`Sending PINGRESP to ` + c.id + `$`)); num(t, b, "consumed_replies") != sent {
-			t.Errorf("%s: codec consumed %d PINGRESPs, the broker sent %d", c.id, num(t, b, "consumed_replies"), sent)
+		// The broker saw every PINGREQ, the NIC's and the host's, and
+		// answered each; the codec consumed every answer. One PINGREQ may
+		// be in flight when the host stops (sent, its PINGRESP unread, or
+		// sent by the NIC after the last hand-back).
+		broker.Log.Wait(t, regexp.MustCompile(fmt.Sprintf(`(?s)(Received PINGREQ from %s\n.*){%d}`, c.id, nicReqs+hostReqs)), 2*time.Second)
+		if n := broker.Received("PINGREQ", c.id); n < nicReqs+hostReqs || n > nicReqs+hostReqs+1 {
+			t.Errorf("%s: broker received %d PINGREQs, the NIC sent %d and the host %d", c.id, n, nicReqs, hostReqs)
+		}
+		sent := broker.Log.Count(regexp.MustCompile(`Sending PINGRESP to ` + c.id + `$`))
+		if got := num(t, b, "consumed_replies"); got > sent || got < sent-1 {
+			t.Errorf("%s: codec consumed %d PINGRESPs, the broker sent %d", c.id, got, sent)
 		}
 		if ka := min(c.keepalive, mqttMaxKeepAlive); !c.tls && nicReqs < int(mqttSleep/ka)-1 {
 			t.Errorf("%s: the NIC sent %d PINGREQs in %v asleep; want the NIC to keep the session", c.id, nicReqs, mqttSleep)
@@ -363,21 +368,31 @@ func TestIntegrationHostRaw(t *testing.T) {
 	d := startLabDaemons(t, lab, 2, cfg)
 	d.sleepFor(t, 7*time.Second)
 	kas := map[string]int{}
+	var conns []*peers.RawConn
 	for _, id := range []string{"raw", "raw6"} {
-		conns := svcs[id].Conns()
-		if len(conns) != 1 {
-			t.Fatalf("%s: %d connections, want 1", id, len(conns))
+		cs := svcs[id].Conns()
+		if len(cs) != 1 {
+			t.Fatalf("%s: %d connections, want 1", id, len(cs))
 		}
-		data, n, end := conns[0].Stats()
+		data, n, end := cs[0].Stats()
 		if end != "" || len(data) != 0 || n < 5 {
 			t.Fatalf("%s service: ended %q, data %q, %d keep-alives; want open, no data, at least 5 keep-alives", id, end, data, n)
 		}
 		kas[id] = n
-		payload := []byte("\x00raw push\r\n\xff " + id)
-		if err := conns[0].Push(payload); err != nil {
+		conns = append(conns, cs[0])
+	}
+	// Both pushes while the host sleeps: the first wakes it. (A push
+	// written while the host is awake can share a read with the reply to
+	// the host's own keep-alive queued behind it; the raw codec strips an
+	// expected reply only at the front of a read, so the push task would
+	// get the reply's bytes too.)
+	for i, id := range []string{"raw", "raw6"} {
+		if err := conns[i].Push([]byte("\x00raw push\r\n\xff " + id)); err != nil {
 			t.Fatal(err)
 		}
-		d.waitPush(t, id, "", 0, payload, 10*time.Second)
+	}
+	for _, id := range []string{"raw", "raw6"} {
+		d.waitPush(t, id, "", 0, []byte("\x00raw push\r\n\xff "+id), 10*time.Second)
 	}
 	d.stop(t)
 	for _, id := range []string{"raw", "raw6"} {

@@ -86,6 +86,7 @@ const (
 	cVnetPorts            // ports that carry virtio_net_hdrs (0–2): a gauge
 	cVnetRxGSO            // GSO super-frames received, either port
 	cVnetRxCsumPartial    // frames received with a partial checksum
+	cVnetRxGRO            // GSO frames without one (a NIC's GRO), rewritten
 	cVnetSwCsum           // partial checksums completed in software
 	cVnetSwGSO            // super-frames segmented in software
 	cVnetSwSegments       // the segments they gave
@@ -161,6 +162,7 @@ var counterNames = [numCounters]string{
 	cVnetPorts:            "vnet_ports",
 	cVnetRxGSO:            "vnet_rx_gso",
 	cVnetRxCsumPartial:    "vnet_rx_csum_partial",
+	cVnetRxGRO:            "vnet_rx_gro",
 	cVnetSwCsum:           "vnet_sw_csum",
 	cVnetSwGSO:            "vnet_sw_gso",
 	cVnetSwSegments:       "vnet_sw_segments",

@@ -66,12 +66,10 @@ var wholeHdr VnetHdr
 
 // fromWire handles one frame read from the wire port.
 func (d *Device) fromWire(rx *rxCtx, pkt *Packet) {
-	frame, h := pkt.Frame(), &pkt.Vnet
-	if pkt.Truncated && !h.Whole() {
-		// A cut super-frame cannot be finished or passed on.
-		d.cnt.inc(cVnetDroppedTruncated)
+	if !d.checkVnet(pkt) {
 		return
 	}
+	frame, h := pkt.Frame(), &pkt.Vnet
 	if d.wireIn != nil {
 		// Faults first, on whole frames: each comes back through
 		// rxWireFaulted, now or when its delay is over.
@@ -165,6 +163,28 @@ func (d *Device) flushSegments(rx *rxCtx) {
 	rx.segs = rx.segs[:0]
 }
 
+// checkVnet drops (and counts) a received frame that cannot be finished
+// or passed on: a super-frame cut by a short buffer, or a GRO frame whose
+// headers do not parse; it turns a GRO frame into the TSO form.
+func (d *Device) checkVnet(pkt *Packet) bool {
+	h := &pkt.Vnet
+	if h.Whole() {
+		return true
+	}
+	if pkt.Truncated {
+		d.cnt.inc(cVnetDroppedTruncated)
+		return false
+	}
+	if h.IsGSO() && !h.NeedsCsum() {
+		if normalizeGSO(pkt.Frame(), h) != nil {
+			d.cnt.inc(cVnetDroppedBad)
+			return false
+		}
+		d.cnt.inc(cVnetRxGRO)
+	}
+	return true
+}
+
 // rxWireFaulted is the wire-in fault injector's output; it runs with the
 // injector's lock held (from the reader or the timer loop), which also
 // guards faultRx.
@@ -225,11 +245,10 @@ func (d *Device) countVnet(h *VnetHdr) {
 
 // fromHost handles one frame read from the host port.
 func (d *Device) fromHost(rx *rxCtx, pkt *Packet) {
-	frame, h := pkt.Frame(), &pkt.Vnet
-	if pkt.Truncated && !h.Whole() {
-		d.cnt.inc(cVnetDroppedTruncated)
+	if !d.checkVnet(pkt) {
 		return
 	}
+	frame, h := pkt.Frame(), &pkt.Vnet
 	d.cnt.frame(cHostRxFrames, cHostRxBytes, len(frame))
 	d.countVnet(h)
 	switch PowerState(d.state.Load()) {

@@ -218,6 +218,49 @@ func ipEnd(frame []byte) int {
 	return n
 }
 
+// normalizeGSO rewrites a GSO frame that does not carry a partial
+// checksum — what a receiving NIC's GRO hands a packet socket: DATA_VALID,
+// csum_start 0, the checksum field the first segment's — into the form a
+// sender's TSO frame has and the kernel expects on transmit: NEEDS_CSUM at
+// the L4 header, the field holding the pseudo-header sum over the whole
+// L4 length. The L4 header is found from the IP header (IPv4 with
+// options, IPv6 without extension headers).
+func normalizeGSO(frame []byte, h *VnetHdr) error {
+	l3, et := l3Offset(frame)
+	var l4 int
+	var proto uint8
+	switch {
+	case et == 0x0800 && len(frame) >= l3+20 && frame[l3]>>4 == 4:
+		l4, proto = l3+int(frame[l3]&0x0f)*4, frame[l3+9]
+	case et == 0x86dd && len(frame) >= l3+40 && frame[l3]>>4 == 6:
+		l4, proto = l3+40, frame[l3+6]
+	default:
+		return errVnetHeaders
+	}
+	off := 16
+	switch {
+	case proto == 6 && (h.GSOType&^GSOECN == GSOTCPv4 || h.GSOType&^GSOECN == GSOTCPv6):
+	case proto == 17 && h.GSOType&^GSOECN == GSOUDPL4:
+		off = 6
+	default:
+		return errVnetGSOType
+	}
+	end := ipEnd(frame)
+	if l4+off+2 > end || l4 <= l3 {
+		return errVnetHeaders
+	}
+	var ps uint32
+	if et == 0x0800 {
+		ps = pseudoSum(frame[l3+12:l3+20], proto)
+	} else {
+		ps = pseudoSum(frame[l3+8:l3+40], proto)
+	}
+	binary.BigEndian.PutUint16(frame[l4+off:], wp.Fold(ps+uint32(end-l4)))
+	h.Flags = VnetNeedsCsum
+	h.CsumStart, h.CsumOffset = uint16(l4), uint16(off)
+	return nil
+}
+
 // segmenter cuts a GSO super-frame into its segments, one per next call,
 // each with full IPv4 header, TCP or UDP checksums, as the kernel's
 // software GSO does (tcp_gso_segment, __udp_gso_segment): consecutive

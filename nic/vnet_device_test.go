@@ -179,3 +179,19 @@ func TestOffloadedFrameTruncated(t *testing.T) {
 		t.Errorf("host got %d frames, want none", n)
 	}
 }
+
+// TestD0GROFrame: a super-frame as a NIC's GRO hands it over (DATA_VALID,
+// no partial checksum) crosses in the form the kernel takes on transmit.
+func TestD0GROFrame(t *testing.T) {
+	r := offloadRig(t, true, nil)
+	want, wh := partial(t, tcpFrame(t, fromPeer(peerISN, hostISN, string(make([]byte, 9000)))))
+	gro := append([]byte(nil), want...)
+	binary.BigEndian.PutUint16(gro[34+16:], 0xbeef)
+	sendVnet(t, r.srv, gro, nic.VnetHdr{Flags: nic.VnetDataValid, GSOType: wh.GSOType, GSOSize: wh.GSOSize, HdrLen: wh.HdrLen})
+	if f, h := r.recvVnet(r.host); !bytes.Equal(f, want) || h != wh {
+		t.Errorf("host got %+v, want %+v and the TSO form of the frame", h, wh)
+	}
+	if n := r.counter("vnet_rx_gro"); n != 1 {
+		t.Errorf("vnet_rx_gro = %d", n)
+	}
+}

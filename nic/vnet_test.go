@@ -335,3 +335,34 @@ func FuzzFinish(f *testing.F) {
 		}
 	})
 }
+
+// TestNormalizeGSO: a GRO super-frame (DATA_VALID, no csum_start, the
+// checksum field whatever the first segment had) becomes the TSO form a
+// sender produces.
+func TestNormalizeGSO(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		v6, udp bool
+	}{{"tcp4", false, false}, {"tcp6", true, false}, {"udp4", false, true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			want, wh := superFrame(t, tt.v6, tt.udp, make([]byte, 5000), 1400, 0x10, -1)
+			got := append([]byte(nil), want...)
+			binary.BigEndian.PutUint16(got[int(wh.CsumStart)+int(wh.CsumOffset):], 0xdead)
+			h := VnetHdr{Flags: VnetDataValid, GSOType: wh.GSOType, GSOSize: wh.GSOSize, HdrLen: wh.HdrLen}
+			if err := normalizeGSO(got, &h); err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(wh, h); d != "" {
+				t.Errorf("header (-want +got):\n%s", d)
+			}
+			if !bytes.Equal(got, want) {
+				t.Error("frame differs from the TSO form")
+			}
+		})
+	}
+	f, h := superFrame(t, false, false, make([]byte, 3000), 1400, 0x10, -1)
+	h.GSOType = GSOUDPL4
+	if err := normalizeGSO(f, &h); err != errVnetGSOType {
+		t.Errorf("TCP frame with a UDP GSO type: %v", err)
+	}
+}

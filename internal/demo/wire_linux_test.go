@@ -27,9 +27,8 @@ type wireReport struct {
 	// NotCaptured: a segment starts past the next expected sequence
 	// number ("previous segment not captured").
 	NotCaptured []string
-	// OutOfOrder: a segment repeats bytes less than minRTO after their
-	// first capture: reordered on the way, or a fast retransmission
-	// (which needs a loss or a reordering to trigger).
+	// OutOfOrder: a segment below the next expected sequence number whose
+	// start was never captured: it was overtaken on the way (reordered).
 	OutOfOrder []string
 	// AckedUnseen: an ACK for bytes the other direction never carried
 	// ("ACKed segment that wasn't captured").
@@ -43,6 +42,11 @@ type wireReport struct {
 	// a sleeping host's segment without acknowledging it); DSACKs the
 	// receivers' reports of the copies of them they got.
 	Retransmissions, DSACKs []string
+	// EarlyRetransmissions repeat a captured segment less than minRTO
+	// after it: a tail-loss probe or a fast retransmission, the sender
+	// missing an ACK it expected (none was lost on the wire: NotCaptured
+	// and OutOfOrder would show it).
+	EarlyRetransmissions []string
 	// KeepAlives counts keep-alive-shaped segments (SEQ = next−1, at most
 	// one byte), "TCP Keep-Alive" to Wireshark: the NIC's probes and the
 	// kernel's window probes as a socket leaves TCP_REPAIR. StaleProbes
@@ -134,11 +138,16 @@ func analyzeWire(t *testing.T, path string) wireReport {
 			d.next = end
 		case seqLen > 0 && int32(tcp.Seq-d.next) < 0:
 			orig, ok := d.first[tcp.Seq]
-			if ok && ci.Timestamp.Sub(orig) >= minRTO {
-				rep.Retransmissions = append(rep.Retransmissions, fmt.Sprintf("%s, %v after the original", where, ci.Timestamp.Sub(orig).Round(time.Millisecond)))
-				d.resent = append(d.resent, [2]uint32{tcp.Seq, end})
-			} else {
+			after := fmt.Sprintf("%s, %v after the original", where, ci.Timestamp.Sub(orig).Round(time.Microsecond))
+			switch {
+			case !ok:
 				rep.OutOfOrder = append(rep.OutOfOrder, where)
+			case ci.Timestamp.Sub(orig) >= minRTO:
+				rep.Retransmissions = append(rep.Retransmissions, after)
+				d.resent = append(d.resent, [2]uint32{tcp.Seq, end})
+			default:
+				rep.EarlyRetransmissions = append(rep.EarlyRetransmissions, after)
+				d.resent = append(d.resent, [2]uint32{tcp.Seq, end})
 			}
 			if int32(end-d.next) > 0 {
 				d.next = end
@@ -175,24 +184,29 @@ func analyzeWire(t *testing.T, path string) wireReport {
 // checkFaithfulWire fails the test when the capture at path shows what a
 // loss-free FIFO wire never makes: segments not captured, reordered
 // (out-of-order) segments, ACKs of unseen bytes, SACK holes, D-SACKs of
-// bytes never retransmitted. Retransmissions on the sender's timer are
-// counted and logged, not failed: the NIC holds a sleeping host's
-// segments (a software channel's coalesced frames, a segment that reached
-// a socket frozen before it acknowledged it) without acknowledging them.
+// bytes never retransmitted. Retransmissions are counted and logged, not
+// failed: the ones on the sender's timer come from the NIC holding a
+// sleeping host's segments without acknowledging them (a software
+// channel's coalesced frames, a segment that reached a socket frozen
+// before it acknowledged it); an early one (a tail-loss probe) from a
+// sender that missed an ACK it expected.
 func checkFaithfulWire(t *testing.T, path string) wireReport {
 	t.Helper()
 	rep := analyzeWire(t, path)
-	t.Logf("%s: %d TCP segments; %d keep-alive-shaped, %d stale-SEQ window probes, %d retransmissions on the sender's timer, %d D-SACKs of them",
-		path, rep.Segments, rep.KeepAlives, rep.StaleProbes, len(rep.Retransmissions), len(rep.DSACKs))
+	t.Logf("%s: %d TCP segments; %d keep-alive-shaped, %d stale-SEQ window probes, %d retransmissions on the sender's timer, %d early retransmissions, %d D-SACKs of them",
+		path, rep.Segments, rep.KeepAlives, rep.StaleProbes, len(rep.Retransmissions), len(rep.EarlyRetransmissions), len(rep.DSACKs))
 	for _, r := range rep.Retransmissions {
 		t.Logf("retransmission: %s", r)
+	}
+	for _, r := range rep.EarlyRetransmissions {
+		t.Logf("early retransmission (tail-loss probe or fast retransmit, not the wire's): %s", r)
 	}
 	for _, c := range []struct {
 		what string
 		l    []string
 	}{
 		{"previous segment not captured", rep.NotCaptured},
-		{"out-of-order (or fast retransmission)", rep.OutOfOrder},
+		{"out-of-order", rep.OutOfOrder},
 		{"ACKed segment that wasn't captured", rep.AckedUnseen},
 		{"SACK hole", rep.Holes},
 		{"D-SACK of bytes never retransmitted", rep.BadDSACKs},
@@ -272,9 +286,12 @@ func TestAnalyzeWire(t *testing.T) {
 		{time.Second, h, s, 109, 520, 0}, {time.Second + ms, s, h, 520, 110, 0}, // keep-alive and its ACK
 		{2 * time.Second, s, h, 520, 110, 5}, {2*time.Second + 300*ms, s, h, 520, 110, 5}, // a retransmission on the timer
 		{2*time.Second + 301*ms, h, s, 110, 525, 0},
+		{3 * time.Second, h, s, 110, 525, 4}, {3*time.Second + 15*ms, h, s, 110, 525, 4}, // a tail-loss probe
+		{3*time.Second + 16*ms, s, h, 525, 114, 0},
 	}
 	rep := analyzeWire(t, write(clean))
-	if len(rep.NotCaptured)+len(rep.OutOfOrder)+len(rep.AckedUnseen)+len(rep.Holes)+len(rep.BadDSACKs) != 0 || rep.KeepAlives != 1 || len(rep.Retransmissions) != 1 {
+	if len(rep.NotCaptured)+len(rep.OutOfOrder)+len(rep.AckedUnseen)+len(rep.Holes)+len(rep.BadDSACKs) != 0 || rep.KeepAlives != 1 ||
+		len(rep.Retransmissions) != 1 || len(rep.EarlyRetransmissions) != 1 {
 		t.Errorf("clean capture: %+v", rep)
 	}
 	reordered := []seg{

@@ -70,6 +70,10 @@
 // from 0; that index is not printed (its promotion and eviction reasons
 // are rewritten without it).
 //
+// A frame held for a software channel that repeats bytes already
+// captured is marked as the server's retransmission: nothing acknowledges
+// a sleeping host's segments, so the server's retransmission timer runs.
+//
 // "wire" lines name the window probes the host's kernel sends as a
 // socket leaves TCP_REPAIR (at a thaw, and when the host unfreezes a
 // socket for the NIC to see its peer): a zero-length segment one byte

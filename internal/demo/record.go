@@ -293,6 +293,9 @@ func (b *books) resolveLocked(final bool) {
 			var h heldFrame
 			if h, ok = b.wire.takeHeld(p.notBefore); ok {
 				at, text = h.at, fmt.Sprintf("%-7s frame held by the NIC for the software channel, host not woken", h.channel)
+				if h.again {
+					text += " (a retransmission: no ACK while the host sleeps)"
+				}
 			}
 		} else {
 			at, ok = b.wire.take(p.local, p.mark, p.notBefore)

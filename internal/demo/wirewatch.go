@@ -72,6 +72,9 @@ type connWatch struct {
 	// sent, from every capture of the connection (outSeen: one seen).
 	outNext uint32
 	outSeen bool
+	// inNext is the same for the peer's end.
+	inNext uint32
+	inSeen bool
 	// disarmAt is when the last slot ended; after lists the zero-length
 	// segments behind the stream captured within captureSlack after it:
 	// the NIC's last probe, still on the wire as it was disarmed, or the
@@ -85,6 +88,9 @@ type connWatch struct {
 type heldFrame struct {
 	at      time.Duration
 	channel string
+	// again: the frame repeats bytes already captured (the server
+	// retransmitting a segment nobody acknowledged).
+	again bool
 }
 
 func newWireWatch(out io.Writer, at func(time.Time) time.Duration, state func() nic.PowerState) *wireWatch {
@@ -197,9 +203,17 @@ func (w *wireWatch) frame(ts time.Time, b []byte) {
 			}
 		}
 	}
+	again := false
+	if !out {
+		end := f.Seq + uint32(len(payload))
+		again = c.inSeen && len(payload) > 0 && int32(f.Seq-c.inNext) < 0
+		if !c.inSeen || int32(end-c.inNext) > 0 {
+			c.inNext, c.inSeen = end, true
+		}
+	}
 	if !armed {
 		if !out && w.state() == nic.D3 {
-			w.held = appendBounded(w.held, heldFrame{at: at, channel: c.channel})
+			w.held = appendBounded(w.held, heldFrame{at: at, channel: c.channel, again: again})
 		}
 		return
 	}

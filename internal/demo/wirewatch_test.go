@@ -75,6 +75,7 @@ func TestWireWatch(t *testing.T) {
 		{4 * time.Second, wwSegment(t, wwSrv, wwWS, 6005, 2009, []byte{0x89, 1, 'p'})},                                 // server Ping
 		{4*time.Second + time.Millisecond, wwSegment(t, wwWS, wwSrv, 2009, 6008, []byte{0x8a, 0x81, 1, 2, 3, 4, 'p'})}, // the NIC's Pong
 		{5 * time.Second, wwSegment(t, wwSrv, wwSoft, 7000, 3000, []byte("push 1 1 rain"))},                            // held in D3
+		{5*time.Second + 200*time.Millisecond, wwSegment(t, wwSrv, wwSoft, 7000, 3000, []byte("push 1 1 rain"))},       // its retransmission
 		{6 * time.Second, wwSegment(t, wwSrv, netip.MustParseAddrPort("198.18.0.2:9"), 1, 1, []byte("x"))},             // not a channel
 	}
 	for _, f := range frames {
@@ -118,8 +119,12 @@ func TestWireWatch(t *testing.T) {
 	if diff := cmp.Diff(heldFrame{at: 5 * time.Second, channel: "weather"}, h, cmp.AllowUnexported(heldFrame{})); !ok || diff != "" {
 		t.Errorf("held frame (ok %v) (-want +got):\n%s", ok, diff)
 	}
+	h, ok = w.takeHeld(0)
+	if diff := cmp.Diff(heldFrame{at: 5*time.Second + 200*time.Millisecond, channel: "weather", again: true}, h, cmp.AllowUnexported(heldFrame{})); !ok || diff != "" {
+		t.Errorf("held retransmission (ok %v) (-want +got):\n%s", ok, diff)
+	}
 	if _, ok := w.takeHeld(0); ok {
-		t.Error("a second held frame")
+		t.Error("a third held frame")
 	}
 
 	// Frames after the disarming are the host's, not the NIC's.

@@ -202,11 +202,15 @@ func Idle(conn *net.TCPConn) error {
 //     SEQ = SND.UNA-1 (tcp_xmit_probe_skb). The peer answers it with a
 //     duplicate ACK carrying its RCV.NXT and window, which acknowledges the
 //     bytes the NIC sent and refreshes SND.WND. TCP_REPAIR_OFF_NO_WP (-1)
-//     skips the probe. Thaw and Abort use TCP_REPAIR_OFF: without the probe
-//     the bytes applied to the send queue would stay unacknowledged until
-//     the retransmit timer resent them (the peer would drop them as
-//     duplicates and ACK, but after every wake). Freeze backing out of a
-//     refused freeze uses TCP_REPAIR_OFF_NO_WP: nothing changed.
+//     skips the probe. A Thaw that applies bytes the NIC sent uses
+//     TCP_REPAIR_OFF: without the probe those bytes would stay
+//     unacknowledged until the retransmit timer resent them (the peer
+//     would drop them as duplicates and ACK, but after every wake). A Thaw
+//     with nothing sent (a TCP-probe slot: probes carry no stream bytes)
+//     uses TCP_REPAIR_OFF_NO_WP and puts nothing on the wire. Abort uses
+//     TCP_REPAIR_OFF: its probe is what teaches the NIC a connection it
+//     has not seen (armLocked). Freeze backing out of a refused freeze
+//     uses TCP_REPAIR_OFF_NO_WP: nothing changed.
 //   - tcp_close on a socket in repair mode calls tcp_disconnect silently: no
 //     FIN, no RST (the CRIU use: the restored copy carries on).
 //   - setsockopt(SO_RCVLOWAT) calls tcp_set_rcvlowat, which calls

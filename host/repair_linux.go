@@ -346,7 +346,14 @@ func repairThaw(raw syscall.RawConn, keepAlive bool, sent, absorbed []byte) erro
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, repairNoQueue); err != nil {
 			return repairSysErr("setsockopt TCP_REPAIR_QUEUE", err)
 		}
-		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_OFF); err != nil {
+		// The window probe of TCP_REPAIR_OFF is what gets the bytes the
+		// NIC sent acknowledged at once (see repair.go); with none, the
+		// thaw puts nothing on the wire.
+		off := unix.TCP_REPAIR_OFF_NO_WP
+		if len(sent) > 0 {
+			off = unix.TCP_REPAIR_OFF
+		}
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR, off); err != nil {
 			return repairSysErr("setsockopt TCP_REPAIR", err)
 		}
 		if err := repairRestoreKeepAlive(fd, keepAlive); err != nil {

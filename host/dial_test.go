@@ -323,6 +323,36 @@ func TestDialRaw(t *testing.T) {
 	if k := tr.NICKeepAlive(); k.Kind != offload.KindPayload || string(k.Payload.Request) != "PING?" || k.Level != LevelApp {
 		t.Errorf("NIC keep-alive %+v", k)
 	}
+	// A push and the reply to the host's own request in one read: the
+	// reply at the end is consumed, the push is whole.
+	if sent, err := tr.KeepAlive(); !sent || err != nil {
+		t.Fatalf("KeepAlive = %v, %v", sent, err)
+	}
+	readN(t, peer, 5)
+	peer.Write([]byte("push!PONG!q"))
+	if m, err := tr.Read(); err != nil || string(m.Data) != "push!" {
+		t.Fatalf("Read = %q, %v; want the push without the reply at its end", m.Data, err)
+	}
+	// The NIC sent three requests and absorbed two replies: the third
+	// reply, arriving after the thaw, is consumed too.
+	tr.HandBack([]byte("PING?PING?PING?"), []byte("PONG!aPONG!b"))
+	peer.Write([]byte("PONG!aPONG!b"))
+	peer.Write([]byte("PONG!c"))
+	peer.Write([]byte("more"))
+	var got []byte
+	for len(got) < len("more") {
+		m, err := tr.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, m.Data...)
+	}
+	if string(got) != "more" {
+		t.Fatalf("read %q after the hand-back, want only \"more\"", got)
+	}
+	if st := tr.Stats(); st.ConsumedReplies != 7 || st.AbsorbedReplies != 4 {
+		t.Errorf("consumed %d replies (want 7), absorbed %d (want 4)", st.ConsumedReplies, st.AbsorbedReplies)
+	}
 
 	// App keep-alive bytes, TCP probes (one-byte form).
 	peerC = rawPeer(t, ln)

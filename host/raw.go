@@ -62,13 +62,14 @@ func (t *Raw) Protocol() Protocol { return ProtocolRaw }
 func (t *Raw) Conn() *net.TCPConn { return t.conn }
 
 // Read implements Transport.Read: the bytes of the next read, a reply to
-// the host's own payload keep-alive at their front taken off.
+// the host's or the NIC's payload keep-alive at their front or end taken
+// off.
 func (t *Raw) Read() (Message, error) {
 	for {
 		n, err := t.r.Read(t.buf)
 		p := t.buf[:n]
 		if n > 0 {
-			p = p[t.f.strip(p):]
+			p = t.f.strip(p)
 		}
 		if len(p) > 0 {
 			t.f.mu.Lock()
@@ -106,7 +107,7 @@ func (t *Raw) KeepAlive() (bool, error) {
 }
 
 // HandBack implements Transport.HandBack.
-func (t *Raw) HandBack(sent, absorbed []byte) { t.f.handBack(absorbed) }
+func (t *Raw) HandBack(sent, absorbed []byte) { t.f.handBack(t.nka.Payload.Request, sent, absorbed) }
 
 // NICKeepAlive implements Transport.NICKeepAlive.
 func (t *Raw) NICKeepAlive() NICKeepAlive { return t.nka }

@@ -159,20 +159,27 @@ type replyFilter struct {
 	msgs     uint64
 }
 
-// handBack records the absorbed reply bytes: every byte the NIC absorbs
-// on a payload slot is a reply (anything else wakes the host).
-func (f *replyFilter) handBack(absorbed []byte) {
-	if len(absorbed) == 0 || len(f.reply) == 0 {
+// handBack records what a payload slot did for the connection: every
+// byte it absorbed is a reply (anything else wakes the host), skipped
+// when the thawed socket yields it; a request it sent whose reply had not
+// come by the hand-back is still due, and its reply, arriving after the
+// thaw, is consumed like the reply to the host's own request. request is
+// the slot's request (its length counts the requests in sent).
+func (f *replyFilter) handBack(request, sent, absorbed []byte) {
+	if len(f.reply) == 0 {
 		return // probes: nothing absorbed is a reply
 	}
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.skip += len(absorbed)
-	if n := len(f.reply); n > 0 {
-		k := uint64(len(absorbed) / n)
-		f.consumed += k
-		f.absorbed += k
+	k := len(absorbed) / len(f.reply)
+	f.consumed += uint64(k)
+	f.absorbed += uint64(k)
+	if len(request) > 0 {
+		if due := len(sent)/len(request) - k; due > 0 {
+			f.expect += due
+		}
 	}
-	f.mu.Unlock()
 }
 
 // take returns how many of n bytes just read are absorbed bytes to drop.
@@ -184,17 +191,28 @@ func (f *replyFilter) take(n int) int {
 	return d
 }
 
-// strip reports how many leading bytes of p are a reply the host's own
-// request is waiting for (0 when none), and counts it.
-func (f *replyFilter) strip(p []byte) int {
+// strip takes off p's front and end the replies the host's (or the
+// NIC's) requests are waiting for, as many as are due, counts them and
+// returns what is left. A reply in the middle of other bytes stays: in a
+// raw stream it cannot be told from data.
+func (f *replyFilter) strip(p []byte) []byte {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.expect == 0 || len(f.reply) == 0 || len(p) < len(f.reply) || !matchMasked(p[:len(f.reply)], f.reply, f.mask) {
-		return 0
+	n := len(f.reply)
+	if n == 0 {
+		return p
 	}
-	f.expect--
-	f.consumed++
-	return len(f.reply)
+	for f.expect > 0 && len(p) >= n && matchMasked(p[:n], f.reply, f.mask) {
+		p = p[n:]
+		f.expect--
+		f.consumed++
+	}
+	for f.expect > 0 && len(p) >= n && matchMasked(p[len(p)-n:], f.reply, f.mask) {
+		p = p[:len(p)-n]
+		f.expect--
+		f.consumed++
+	}
+	return p
 }
 
 func (f *replyFilter) sent() {
@@ -330,7 +348,7 @@ func (s *Stream) Read() (Message, error) {
 		if n := len(s.f.reply); n > 0 && len(line)+1 == n && s.f.reply[n-1] == '\n' {
 			full := line[:len(line):len(line)]
 			full = append(full, '\n')
-			if s.f.strip(full) == len(full) {
+			if len(s.f.strip(full)) == 0 {
 				continue
 			}
 		}
@@ -393,7 +411,7 @@ func (s *Stream) KeepAlive() (bool, error) {
 
 // HandBack implements Transport.HandBack: probes carry no stream bytes;
 // the replies a payload slot absorbed are skipped.
-func (s *Stream) HandBack(sent, absorbed []byte) { s.f.handBack(absorbed) }
+func (s *Stream) HandBack(sent, absorbed []byte) { s.f.handBack(s.nka.Payload.Request, sent, absorbed) }
 
 // NICKeepAlive implements Transport.NICKeepAlive.
 func (s *Stream) NICKeepAlive() NICKeepAlive { return s.nka }

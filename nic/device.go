@@ -366,9 +366,19 @@ func (d *Device) readLoop(p Port, fromWire bool) {
 		pkts[i].Buf = make([]byte, size)
 	}
 	rx := newRxCtx(d.batch)
+	// A port that lends its ring saves copying each frame out: the batch
+	// is handled (forwarded, or copied where it is kept) before the ring
+	// memory goes back to the kernel.
+	lender, _ := p.(ringLender)
 	errLogged := false
 	for {
-		n, err := p.ReadBatch(pkts)
+		var n int
+		var err error
+		if lender != nil {
+			n, err = lender.readBatchLent(pkts)
+		} else {
+			n, err = p.ReadBatch(pkts)
+		}
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				continue
@@ -400,6 +410,9 @@ func (d *Device) readLoop(p Port, fromWire bool) {
 				d.fromHost(rx, &pkts[i])
 			}
 			d.flushWire(rx)
+		}
+		if lender != nil {
+			lender.releaseLent()
 		}
 	}
 }

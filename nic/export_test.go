@@ -38,3 +38,19 @@ func CounterFunc(d *Device, name string) func() uint64 {
 	}
 	panic("no counter " + name)
 }
+
+// ReadBatchLent and ReleaseLent expose a ringLender port's lending reads
+// (ok is false for a port that does not lend).
+func ReadBatchLent(p Port, pkts []Packet) (n int, ok bool, err error) {
+	l, ok := p.(ringLender)
+	if !ok {
+		return 0, false, nil
+	}
+	n, err = l.readBatchLent(pkts)
+	return n, true, err
+}
+
+func ReleaseLent(p Port) { p.(ringLender).releaseLent() }
+
+// Lent reports whether pkt points into a port's ring.
+func Lent(pkt *Packet) bool { return pkt.lent != nil }

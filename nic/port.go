@@ -33,10 +33,29 @@ type Packet struct {
 	// AF_PACKET, wall clock). It is for reporting and latency measurement,
 	// not for protocol decisions, which use the device's injected clock.
 	Time time.Time
+
+	// lent, when not nil, is the frame in a port's receive ring, lent
+	// until the port's releaseLent (ringLender); Buf is then untouched.
+	lent []byte
 }
 
 // Frame returns the received bytes, Buf[:N].
-func (p *Packet) Frame() []byte { return p.Buf[:p.N] }
+func (p *Packet) Frame() []byte {
+	if p.lent != nil {
+		return p.lent
+	}
+	return p.Buf[:p.N]
+}
+
+// ringLender is a port that can lend the device its receive ring instead
+// of copying frames out: readBatchLent is ReadBatch whose Packets may
+// point into the ring (Frame returns the ring's bytes) until releaseLent,
+// which hands the ring memory back to the kernel. The caller must not
+// keep a lent frame past releaseLent and calls it before the next read.
+type ringLender interface {
+	readBatchLent(pkts []Packet) (int, error)
+	releaseLent()
+}
 
 // PortStats are a port's counters since it was opened. Kernel counters are
 // folded in when Stats is called.

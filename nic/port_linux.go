@@ -96,6 +96,8 @@ type packetPort struct {
 	blk       int    // V3: current block
 	blkPkt    uint32 // V3: packets of blk already consumed
 	blkOff    uint32 // V3: offset in blk of the next packet header
+	lending   bool   // V3: the current read lends frames (readBatchLent)
+	held      int    // V3: blocks read and lent, not handed back yet
 	rpoll     [3]unix.PollFd
 
 	// Immediate mode (TPACKET_V2): fixed after open, but for the cursor
@@ -363,6 +365,56 @@ func (p *packetPort) ReadBatch(pkts []Packet) (int, error) {
 	}
 	p.rmu.Lock()
 	defer p.rmu.Unlock()
+	p.releaseHeld()
+	p.lending = false
+	return p.readBatch(pkts)
+}
+
+var _ ringLender = (*packetPort)(nil)
+
+// readBatchLent implements ringLender: in TPACKET_V3 mode an untagged
+// frame is not copied; the blocks it lies in stay ours until
+// releaseLent. Immediate mode copies, as ReadBatch.
+func (p *packetPort) readBatchLent(pkts []Packet) (int, error) {
+	if len(pkts) == 0 {
+		return 0, nil
+	}
+	p.rmu.Lock()
+	defer p.rmu.Unlock()
+	p.releaseHeld()
+	p.lending = !p.immediate
+	return p.readBatch(pkts)
+}
+
+// releaseLent implements ringLender.
+func (p *packetPort) releaseLent() {
+	p.rmu.Lock()
+	p.releaseHeld()
+	p.rmu.Unlock()
+}
+
+// releaseHeld hands the lent blocks that were read to the end back to
+// the kernel, oldest first. Called with rmu held.
+func (p *packetPort) releaseHeld() {
+	if p.held == 0 || p.ring == nil {
+		p.held = 0
+		return
+	}
+	b := p.blk - p.held
+	if b < 0 {
+		b += p.blocks
+	}
+	for ; p.held > 0; p.held-- {
+		base := b * p.blockSize
+		atomic.StoreUint32((*uint32)(unsafe.Pointer(&p.ring[base+blockStatusOff])), unix.TP_STATUS_KERNEL)
+		if b++; b == p.blocks {
+			b = 0
+		}
+	}
+}
+
+// readBatch is ReadBatch with rmu held.
+func (p *packetPort) readBatch(pkts []Packet) (int, error) {
 	for {
 		if p.closed.Load() {
 			return 0, p.opError("read", net.ErrClosed)
@@ -413,6 +465,9 @@ func (p *packetPort) readRing(pkts []Packet) int {
 	}
 	n := 0
 	for n < len(pkts) {
+		if p.lending && p.blkPkt == 0 && p.held >= p.blocks/2 {
+			break // leave the kernel half the ring while frames are lent
+		}
 		base := p.blk * p.blockSize
 		block := p.ring[base : base+p.blockSize : base+p.blockSize]
 		status := (*uint32)(unsafe.Pointer(&block[blockStatusOff]))
@@ -441,10 +496,17 @@ func (p *packetPort) readRing(pkts []Packet) int {
 				continue
 			}
 			p.fill(&pkts[n], h.Status, h.Len, uint16(h.Hv1.Vlan_tci), h.Hv1.Vlan_tpid, h.Sec, h.Nsec, block[start-VnetHdrLen:end], block[start:end])
+			if p.lending && h.Status&unix.TP_STATUS_VLAN_VALID == 0 {
+				pkts[n].lent = block[start:end:end]
+			}
 			n++
 		}
 		if p.blkPkt >= num {
-			atomic.StoreUint32(status, unix.TP_STATUS_KERNEL)
+			if p.lending {
+				p.held++ // handed back by releaseHeld
+			} else {
+				atomic.StoreUint32(status, unix.TP_STATUS_KERNEL)
+			}
 			p.blk++
 			if p.blk == p.blocks {
 				p.blk = 0
@@ -490,6 +552,23 @@ func (p *packetPort) readSlots(pkts []Packet) int {
 // tp_nsec. With vnet, vh starts with the frame's virtio_net_hdr.
 func (p *packetPort) fill(pkt *Packet, status, wireLen uint32, vlanTCI, vlanTPID uint16, sec, nsec uint32, vh, data []byte) {
 	pkt.Vnet = VnetHdr{}
+	if p.lending && status&unix.TP_STATUS_VLAN_VALID == 0 {
+		// Lent, not copied: readRing points pkt into the ring.
+		pkt.N = len(data)
+		pkt.Len = int(wireLen)
+		pkt.Truncated = len(data) < int(wireLen)
+		pkt.Time = time.Unix(int64(sec), int64(nsec))
+		if p.vnet {
+			pkt.Vnet.get(vh)
+		}
+		p.rxFrames.Add(1)
+		p.rxBytes.Add(uint64(wireLen))
+		if pkt.Truncated {
+			p.rxTrunc.Add(1)
+		}
+		return
+	}
+	pkt.lent = nil
 	if p.vnet {
 		pkt.Vnet.get(vh)
 	}

@@ -12,7 +12,9 @@
 // arrives (a wake frame is seen in tens of microseconds instead of up to
 // a millisecond, at about a third less D3 throughput when the link is
 // saturated); nic/porttest holds an in-memory pipe for unit tests. The device owns both ports from New on and closes them
-// in Close.
+// in Close. A TPACKET_V3 port lends the device its ring rather than
+// copying each frame out: the blocks of a batch go back to the kernel
+// once the batch is forwarded (at most half the ring is held).
 //
 // # Offloads
 //

@@ -117,9 +117,11 @@
 // clamped to Slots); Engine (the offload engine's books and answer rate
 // limits); Clock (default CLOCK_BOOTTIME; a clock implementing
 // AdvancingClock, such as ManualClock, drives the timer loop in tests);
-// Faults (seeded loss, corruption, duplication, reordering, delay with
-// jitter on the wire port, both directions, with a bounded queue:
-// fault_* counters); WirePcap and WakePcap (nanosecond pcaps written off
+// Faults (seeded loss, corruption, duplication, delay with jitter on the
+// wire port, both directions, with a bounded queue: fault_* counters;
+// jitter keeps frames in order, first in first out, as a real link does;
+// reordering is its own fault, a frame held back behind the next
+// ReorderDepth frames); WirePcap and WakePcap (nanosecond pcaps written off
 // the hot path: pcap_* counters); Logger; OnWake; Batch (frames per read,
 // default 64); NoPrefilter (keep every frame in userspace so every drop is
 // counted by reason).

@@ -39,12 +39,19 @@
 //
 // # NAT
 //
-// The router namespace routes; it does not translate. Address translation
-// with conntrack idle timeouts (the "NAT drops idle flows" scenario) belongs
-// in the router namespace as an nftables masquerade rule on rtr1 plus a
-// per-lab conntrack timeout policy; it needs nfnetlink messages, which the
-// modules in go.mod do not wrap, so it is a separate piece of work. Tests
-// that need a silent middlebox today can use SetLinkDown on rtr1.
+// The router namespace routes; Lab.Masquerade makes it a NAT: an nftables
+// table (inet standbynic_nat) masquerading everything that leaves rtr1,
+// with the router namespace's own conntrack TCP established-timeout (the
+// "NAT drops idle flows" scenario; the root namespace's value is
+// untouched). Tests that need a silent middlebox can also use SetLinkDown
+// on rtr1.
+//
+// # Named labs
+//
+// NewNamed builds a lab whose namespaces (sbn-NAME-role in /run/netns)
+// outlive the process; OpenNamed finds it again, Release lets go of it
+// without removing it, DeleteNamed ends the processes inside and removes
+// it. `standbynic lab` is built on them.
 //
 // # Lifecycle
 //

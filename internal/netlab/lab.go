@@ -60,10 +60,6 @@ type Options struct {
 	// frames (valid checksums, at most MTU bytes). Off by default: the lab
 	// is what a user's links are.
 	DisableOffloads bool
-	// KeepOffloads is ignored: offloads are on unless DisableOffloads.
-	//
-	// Deprecated: the default now keeps them.
-	KeepOffloads bool
 }
 
 // Addresses of a lab. The zero netip.Addr means "not in this topology".

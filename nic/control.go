@@ -2,6 +2,7 @@ package nic
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -86,7 +87,7 @@ type ControlConfig struct {
 	// ReadTimeout bounds the reading of a request: its headers, then its
 	// body from the moment the handler starts (1 ms–5 min, default 10 s).
 	// A body not read in time is refused with 408 and the connection is
-	// closed (standbynic_control_read_timeouts). Wake streams are exempt
+	// closed (standbynic_control_read_timeouts_total). Wake streams are exempt
 	// once their request is read.
 	ReadTimeout time.Duration
 	// TrustPeerGroups judges the control group on the kernel's
@@ -99,7 +100,7 @@ type ControlConfig struct {
 	TrustPeerGroups bool
 	// MaxConns bounds the connections open at once (1–4096, default 64);
 	// one beyond it is answered 503 and closed at once
-	// (standbynic_control_conns_refused).
+	// (standbynic_control_conns_refused_total).
 	MaxConns int
 
 	// peerCred reads a connection's peer credentials (default: the
@@ -403,6 +404,9 @@ type ControlServer struct {
 	wg        sync.WaitGroup // handlers, serve loops, the wake pump, the lease loop
 	closeOnce sync.Once
 
+	metrics    http.Handler // GET /metrics (metrics.go); nil without a device
+	metricsErr error
+
 	cnt struct {
 		requests, denied, rejected, failed, streams atomic.Uint64
 		connsAccepted, connsRefused, readTimeouts   atomic.Uint64
@@ -453,6 +457,7 @@ func NewControlServer(d *Device, cfg *ControlConfig) *ControlServer {
 	if d != nil {
 		s.wg.Add(1)
 		go s.leaseLoop()
+		s.metrics, s.metricsErr = s.newMetricsHandler()
 	}
 	s.routes()
 	s.srv = &http.Server{
@@ -1107,27 +1112,20 @@ func (s *ControlServer) getWhoAmI(w http.ResponseWriter, r *http.Request, c *Cre
 	return nil
 }
 
+// getMetrics serves the Prometheus collectors of metrics.go; promhttp
+// answers in the text format (version 0.0.4) unless the scraper asks for
+// another.
 func (s *ControlServer) getMetrics(w http.ResponseWriter, r *http.Request, _ *Cred) error {
-	var b bytes.Buffer
-	if err := s.d.WritePrometheus(&b); err != nil {
-		return errorf(http.StatusInternalServerError, codeInternal, "", "", "%v", err)
+	if s.metrics == nil {
+		return errorf(http.StatusInternalServerError, codeInternal, "", "", "metrics: %v", cmp.Or(s.metricsErr, errors.New("no device")))
 	}
-	s.mu.Lock()
-	open, leases := s.streams, len(s.leases)
-	s.mu.Unlock()
-	if err := WritePrometheus(&b, "standbynic_control_", nil, s.apiCounters()); err != nil {
-		return errorf(http.StatusInternalServerError, codeInternal, "", "", "%v", err)
-	}
-	fmt.Fprintf(&b, "# TYPE standbynic_control_streams_open gauge\nstandbynic_control_streams_open %d\n", open)
-	fmt.Fprintf(&b, "# TYPE standbynic_control_conns_open gauge\nstandbynic_control_conns_open %d\n", s.conns.Load())
-	fmt.Fprintf(&b, "# TYPE standbynic_control_leases_active gauge\nstandbynic_control_leases_active %d\n", leases)
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	w.WriteHeader(http.StatusOK)
-	w.Write(b.Bytes())
+	s.metrics.ServeHTTP(w, r)
 	return nil
 }
 
-// apiCounters returns the API's own counters, in a stable order.
+// apiCounters returns the API's own counters under their short names
+// (the families of controlMetrics without standbynic_control_ and
+// _total), in a stable order.
 func (s *ControlServer) apiCounters() []Counter {
 	return []Counter{
 		{"requests", s.cnt.requests.Load()},

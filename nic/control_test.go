@@ -365,7 +365,7 @@ func TestControlEndpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"standbynic_nic_d3_wakes{wire=\"wire0\"} 2\n", "standbynic_control_requests ", "standbynic_control_wakes_recorded 2\n", "standbynic_control_streams_open 1\n"} {
+	for _, s := range []string{"standbynic_nic_d3_wakes_total{wire=\"wire0\"} 2\n", "standbynic_control_requests_total ", "standbynic_control_wakes_recorded_total 2\n", "standbynic_control_streams_open 1\n"} {
 		if !bytes.Contains(metrics, []byte(s)) {
 			t.Errorf("metrics lack %q:\n%s", s, metrics)
 		}
@@ -743,7 +743,7 @@ func TestControlMalformedRequests(t *testing.T) {
 		t.Errorf("slot %d record %+v, %v: want owner 0 label mail", id, st, err)
 	}
 	metrics, _ := root.Metrics(cx)
-	if !bytes.Contains(metrics, []byte(fmt.Sprintf("standbynic_control_rejected %d\n", len(tests)+2))) {
+	if !bytes.Contains(metrics, []byte(fmt.Sprintf("standbynic_control_requests_rejected_total %d\n", len(tests)+2))) {
 		t.Errorf("metrics do not count %d rejected requests:\n%s", len(tests)+2, metrics)
 	}
 }

@@ -37,8 +37,8 @@ import (
 //
 // so the peers' segments reach the host's kernel again and its TCP
 // recovers by itself (retransmissions, keep-alives, RST for sockets that
-// are gone). Each end is logged and counted: standbynic_control_leases_expired,
-// _leases_released, _lease_slots_disarmed, _lease_resumes.
+// are gone). Each end is logged and counted: standbynic_control_leases_expired_total,
+// _leases_released_total, _lease_slots_disarmed_total, _lease_resumes_total.
 //
 // A host that starts lists the leases (GET /v1/leases), finds its
 // owner's from a previous instance and either takes it over (PUT with the

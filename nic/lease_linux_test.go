@@ -221,7 +221,7 @@ func TestIntegrationLeaseHostKilledNICFailsOpen(t *testing.T) {
 	for name := range want {
 		var v uint64
 		for _, line := range strings.Split(string(m), "\n") {
-			if n, ok := strings.CutPrefix(line, "standbynic_control_"+name+" "); ok {
+			if n, ok := strings.CutPrefix(line, "standbynic_control_"+name+"_total "); ok {
 				fmt.Sscan(n, &v)
 			}
 		}

@@ -308,7 +308,7 @@ func TestLeaseLifecycle(t *testing.T) {
 		t.Errorf("release twice: %v, want 404", err)
 	}
 	m, err := cl.Metrics(cx)
-	if err != nil || !bytes.Contains(m, []byte("standbynic_control_lease_resumes 1\n")) || !bytes.Contains(m, []byte("standbynic_control_leases_active 0\n")) {
+	if err != nil || !bytes.Contains(m, []byte("standbynic_control_lease_resumes_total 1\n")) || !bytes.Contains(m, []byte("standbynic_control_leases_active 0\n")) {
 		t.Errorf("metrics lack the lease counters: %v\n%s", err, m)
 	}
 }

@@ -500,8 +500,8 @@ func TestIntegrationNICDaemonOffloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, re := range []string{`(?m)^standbynic_nic_vnet_ports\{[^}]*\} 2$`, `(?m)^standbynic_nic_vnet_rx_gso\{[^}]*\} [1-9]`,
-		`(?m)^standbynic_nic_vnet_dropped_bad\{[^}]*\} 0$`, `(?m)^standbynic_nic_vnet_sw_gso\{[^}]*\} 0$`, `(?m)^standbynic_nic_tx_errors\{[^}]*\} 0$`} {
+	for _, re := range []string{`(?m)^standbynic_nic_vnet_ports\{[^}]*\} 2$`, `(?m)^standbynic_nic_vnet_rx_gso_frames_total\{[^}]*\} [1-9]`,
+		`(?m)^standbynic_nic_vnet_dropped_bad_frames_total\{[^}]*\} 0$`, `(?m)^standbynic_nic_vnet_sw_gso_frames_total\{[^}]*\} 0$`, `(?m)^standbynic_nic_tx_errors_total\{[^}]*\} 0$`} {
 		if !regexp.MustCompile(re).Match(metrics) {
 			t.Errorf("metrics do not match %s:\n%s", re, grepLines(string(metrics), "vnet_|tx_errors"))
 		}

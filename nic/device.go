@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/standbynic/standbynic/offload"
+	"github.com/standbynic/standbynic/profile"
 	wp "github.com/standbynic/standbynic/wakepattern"
 )
 
@@ -58,6 +59,10 @@ type Config struct {
 	// NoPrefilter leaves the kernel BPF prefilter off in D3, so every
 	// frame reaches the datapath and is counted by reason there.
 	NoPrefilter bool
+	// Profile is the firmware profile the device runs (nil: generic):
+	// its capabilities fill the zero fields above, its behaviours go to
+	// the engine, and Arm refuses what it cannot honour (profile.go).
+	Profile *profile.Profile
 }
 
 const (
@@ -108,6 +113,9 @@ type Device struct {
 	cnt   counters
 	state atomic.Uint32 // PowerState
 
+	prof      *profile.Profile // firmware profile (profile.go)
+	evictions []Eviction       // guarded by mu (profile.go)
+
 	mu       sync.Mutex // control operations
 	slots    map[SlotID]*slotEntry
 	patterns []wp.Pattern // extra wake patterns
@@ -152,6 +160,10 @@ func New(cfg *Config) (*Device, error) {
 	if cfg == nil || cfg.Wire == nil || cfg.Host == nil {
 		return nil, errors.New("new nic: wire and host ports are required")
 	}
+	cfg, prof, err := withProfile(cfg) // firmware profile hook (profile.go)
+	if err != nil {
+		return nil, fmt.Errorf("new nic: %w", err)
+	}
 	caps, err := cfg.Capabilities.Normalize()
 	if err != nil {
 		return nil, fmt.Errorf("new nic: %w", err)
@@ -167,6 +179,7 @@ func New(cfg *Config) (*Device, error) {
 	pc.MaxConnPatterns = min(pc.MaxConnPatterns, caps.Slots)
 	pc.MaxPatterns = min(pc.MaxPatterns, caps.Slots+pc.MaxSYNPatterns+pc.MaxBitmapPatterns+pc.MaxMagicPatterns)
 	d := &Device{
+		prof:   prof,
 		caps:   caps,
 		pcaps:  pc,
 		clock:  cfg.Clock,

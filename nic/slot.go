@@ -143,6 +143,9 @@ func (d *Device) Arm(s SlotConfig) (SlotID, error) {
 			return 0, &ArmedError{Slot: id, Conn: s.Pattern}
 		}
 	}
+	if err := d.admitLocked(&s); err != nil { // firmware profile hook (profile.go)
+		return 0, err
+	}
 	if len(d.slots) >= d.caps.Slots {
 		return 0, fmt.Errorf("arm slot: %w (%d of %d): %w", ErrNoSlot, len(d.slots), d.caps.Slots, ErrLimit)
 	}

@@ -34,6 +34,10 @@ const (
 	// raises it; a Remote does, when its control connection, wake stream
 	// or lease ends, so the host thaws what the NIC guarded.
 	WakeNICLost
+	// WakePassed: a drop-only firmware filter (profile android-apf,
+	// broadcom-mkeepalive) passed a slot's segment that is not the exact
+	// keep-alive reply to the host.
+	WakePassed
 	numWakeReason
 )
 
@@ -48,6 +52,7 @@ var wakeReasonNames = [numWakeReason]string{
 	WakePattern:          "pattern",
 	WakeHost:             "host",
 	WakeNICLost:          "nic-lost",
+	WakePassed:           "passed",
 }
 
 // String returns the reason's name.
@@ -72,6 +77,8 @@ func wakeReasonOf(r offload.Reason) WakeReason {
 		return WakeBooksFull
 	case offload.ReasonBufferFull:
 		return WakeBufferFull
+	case offload.ReasonPassed: // firmware profile hook
+		return WakePassed
 	}
 	return wakeInvalid
 }

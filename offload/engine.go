@@ -38,6 +38,9 @@ type Config struct {
 	// ChallengeACKLimit bounds the challenge ACKs of all slots per second
 	// of engine time (default 1000, Linux's tcp_challenge_ack_limit).
 	ChallengeACKLimit int
+	// Firmware selects a shipping firmware's behaviours (zero: the
+	// engine's own; see Firmware and package profile).
+	Firmware Firmware
 }
 
 // Defaults of Config.
@@ -164,6 +167,9 @@ func (e *Engine) Arm(id SlotID, snap Snapshot, spec Spec) error {
 	if n := spec.sendLen(); n > int(snap.MSS) {
 		return fmt.Errorf("arm slot %d: %w: keep-alive of %d bytes above MSS %d", id, ErrInvalidSpec, n, snap.MSS)
 	}
+	if e.cfg.Firmware.Replay && spec.sendLen() > 0 {
+		return fmt.Errorf("arm slot %d: %w: a %v keep-alive sends %d bytes", id, ErrReplayAdvances, spec.Kind, spec.sendLen())
+	}
 	if _, ok := e.index[id]; ok {
 		return fmt.Errorf("arm slot %d: %w", id, ErrSlotInUse)
 	}
@@ -206,6 +212,12 @@ func (e *Engine) Arm(id SlotID, snap Snapshot, spec Spec) error {
 	}
 	if snap.Local.Addr().Is6() {
 		s.flags |= flagIPv6
+	}
+	if e.cfg.Firmware.NoTimestamps {
+		snap.Timestamps = Timestamps{} // the offloaded segments carry no options
+	}
+	if e.cfg.Firmware.Replay {
+		s.flags |= flagReplay
 	}
 	if ts := snap.Timestamps; ts.Enabled {
 		s.flags |= flagTS
@@ -321,6 +333,12 @@ func (e *Engine) fire(i uint32) {
 			e.startCycle(s, i, now, out)
 			return
 		}
+		if e.cfg.Firmware.NoLiveness {
+			// Firmware that only sends: the next keep-alive, no retry.
+			s.status = StatusNoResponse
+			e.startCycle(s, i, now, out)
+			return
+		}
 		if int(s.retries) >= int(s.retryCount) {
 			s.status = StatusNoResponse
 			e.wake(s, i, StateDead, ReasonKeepAliveTimeout, nil, now, out)
@@ -351,6 +369,10 @@ func (e *Engine) startCycle(s *slot, i uint32, now time.Duration, out Output) {
 	s.cycleStart = now
 	s.counters.KeepalivesSent++
 	e.transition(s, StateWaitingReply)
+	if e.cfg.Firmware.NoLiveness {
+		e.sched.Schedule(i, now+s.interval, s.tolerance)
+		return
+	}
 	e.sched.Schedule(i, now+s.retryInterval, 0)
 }
 

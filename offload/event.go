@@ -60,6 +60,10 @@ const (
 	// ReasonBufferFull: a partial WebSocket control frame outgrew the
 	// slot's buffer.
 	ReasonBufferFull
+	// ReasonPassed: a drop-only filter (Firmware.DropOnly) passed a
+	// segment that is not the exact keep-alive reply to the host (a
+	// duplicate ACK, the peer's own keep-alive probe, a SYN).
+	ReasonPassed
 	numReason
 )
 
@@ -71,6 +75,7 @@ var reasonNames = [numReason]string{
 	ReasonKeepAliveTimeout: "keep-alive-timeout",
 	ReasonBooksFull:        "books-full",
 	ReasonBufferFull:       "buffer-full",
+	ReasonPassed:           "passed",
 }
 
 func (r Reason) String() string {

@@ -48,6 +48,9 @@ func (e *Engine) Receive(id SlotID, f *wakepattern.Frame, out Output) Verdict {
 		return Drop
 	}
 	now := e.clock.Now()
+	if e.cfg.Firmware.DropOnly {
+		return e.dropOnly(s, i, f, now, out)
+	}
 	flags, seq := f.TCPFlags, f.Seq
 	fin := flags&wakepattern.TCPFlagFIN != 0
 
@@ -96,6 +99,9 @@ func (e *Engine) Receive(id SlotID, f *wakepattern.Frame, out Output) Verdict {
 	}
 	if flags&wakepattern.TCPFlagACK == 0 {
 		s.status = StatusUnexpectedFlags
+		if e.cfg.Firmware.ACKFlagStatus {
+			s.status = StatusNoACKFlag
+		}
 		s.counters.DroppedOther++
 		return Drop
 	}
@@ -133,7 +139,7 @@ func (e *Engine) Receive(id SlotID, f *wakepattern.Frame, out Output) Verdict {
 		s.status = StatusDataWaiting
 		e.wake(s, i, StateWoken, ReasonFIN, f.Raw, now, out)
 		return Wake
-	case fin || s.kind == KindTCPProbe:
+	case fin || s.kind == KindTCPProbe || e.cfg.Firmware.EndOnData:
 		s.status = StatusDataWaiting
 		e.wake(s, i, StateWoken, ReasonData, f.Raw, now, out)
 		return Wake
@@ -334,4 +340,29 @@ func (e *Engine) challengeACK(s *slot, now time.Duration, out Output) Verdict {
 	s.counters.ChallengeACKs++
 	e.sendACK(s, now, out)
 	return Answer
+}
+
+// dropOnly is Receive under Firmware.DropOnly (an APF-style filter): the
+// exact reply to the keep-alive is dropped and counted as the reply;
+// every other segment wakes the host with the frame.
+func (e *Engine) dropOnly(s *slot, i uint32, f *wakepattern.Frame, now time.Duration, out Output) Verdict {
+	const other = wakepattern.TCPFlagSYN | wakepattern.TCPFlagFIN | wakepattern.TCPFlagRST | wakepattern.TCPFlagPSH | wakepattern.TCPFlagURG
+	flags := f.TCPFlags
+	if f.PayloadLen == 0 && flags&wakepattern.TCPFlagACK != 0 && flags&other == 0 &&
+		f.Seq == s.rcvNxt && f.Ack == s.sndNxt {
+		e.replied(s, i)
+		return Absorb
+	}
+	r := ReasonPassed
+	switch {
+	case flags&wakepattern.TCPFlagRST != 0:
+		r = ReasonRST
+	case f.PayloadLen > 0:
+		r = ReasonData
+	case flags&wakepattern.TCPFlagFIN != 0:
+		r = ReasonFIN
+	}
+	s.status = StatusDataWaiting
+	e.wake(s, i, StateWoken, r, f.Raw, now, out)
+	return Wake
 }

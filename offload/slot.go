@@ -55,10 +55,14 @@ const (
 	StatusBadSeq
 	// StatusDataWaiting: the peer sent data or closed; the host was woken.
 	StatusDataWaiting
+	// StatusNoACKFlag: a segment without the ACK flag (reported only by
+	// engines with Firmware.ACKFlagStatus; otherwise such a segment is
+	// StatusUnexpectedFlags).
+	StatusNoACKFlag
 	numStatus
 )
 
-var statusNames = [numStatus]string{"invalid", "normal", "no-response", "bad-ack", "unexpected-flags", "bad-seq", "data-waiting"}
+var statusNames = [numStatus]string{"invalid", "normal", "no-response", "bad-ack", "unexpected-flags", "bad-seq", "data-waiting", "no-ack-flag"}
 
 func (s Status) String() string {
 	if s < numStatus {
@@ -156,6 +160,7 @@ const (
 	flagIPv6     = 1 << iota
 	flagTS       // timestamps negotiated
 	flagReplyDue // the cycle's reply has not arrived
+	flagReplay   // Firmware.Replay: every send repeats the armed frame
 )
 
 // maxHdr is the longest header template: Ethernet + 802.1Q + IPv6 + TCP

@@ -137,7 +137,9 @@ func (e *Engine) finish(s *slot, n int, seq uint32, flags uint8, now time.Durati
 	} else {
 		ip := b[l3:]
 		id := s.ipID
-		s.ipID++
+		if !s.has(flagReplay) {
+			s.ipID++
+		}
 		c := uint32(^binary.BigEndian.Uint16(ip[ipv4CsumOff:]))
 		oldLen := binary.BigEndian.Uint16(ip[ipv4LenOff:])
 		newLen := oldLen + uint16(n)
@@ -152,7 +154,8 @@ func (e *Engine) finish(s *slot, n int, seq uint32, flags uint8, now time.Durati
 	c = patch32(c, t[tcpSeqOff:], seq)
 	c = patch32(c, t[tcpAckOff:], s.rcvNxt)
 	c = patch16(c, t[tcpOffFlags:], uint16(tcpHL/4)<<12|uint16(flags))
-	if s.has(flagTS) {
+	if s.has(flagTS) && !s.has(flagReplay) {
+		// (A replayed frame keeps the armed TSval and TSecr.)
 		c = patch32(c, t[tcpLen+4:], s.tsNow(now))
 		c = patch32(c, t[tcpLen+8:], s.tsRecent)
 	}

@@ -47,6 +47,7 @@ type nicFlags struct {
 	logger       *slog.Logger
 	controlGID   int // -1: none
 	nsOffloads   int
+	profile      string // firmware profile name (nicprofile.go)
 }
 
 // parseNICFlags parses and validates the nic command's flags; on failure
@@ -66,6 +67,7 @@ and runs until SIGINT or SIGTERM.`)
 	wireRx := newChoiceFlag(fs, "wire-rx", wireRxBatch, []string{wireRxBatch, wireRxImmediate},
 		"receive mode of the wire port: batch (TPACKET_V3 ring: frames handed over in blocks, a lone frame up to 1 ms late) or immediate (TPACKET_V2 ring: each frame as it arrives, for the lowest wake latency, at more CPU per frame)")
 	slots := newIntFlag(fs, "slots", nic.DefaultSlots, 1, nic.MaxSlots, "hardware keep-alive slots")
+	prof := newProfileFlag(fs) // firmware profile (nicprofile.go)
 	fs.StringVar(&f.control, "control", defaultControlPath, "`PATH` of the control API's Unix socket (its directory is created, mode 0755)")
 	fs.StringVar(&f.controlGroup, "control-group", "", "`GROUP` (name or number) whose members may use the control socket (socket mode 0660; default: root only, 0600)")
 	fs.Var(&macFlag{&f.hostMAC, &f.hostMACSet}, "host-mac", "the host's MAC address, used in ARP/NS answers while it sleeps (required with --host-addr)")
@@ -85,6 +87,10 @@ and runs until SIGINT or SIGTERM.`)
 		return nil, code, true
 	}
 	f.slots = *slots
+	f.profile = *prof
+	if f.profile != "generic" && !flagSet(fs, "slots") {
+		f.slots = 0 // the profile's slot count
+	}
 	f.wireRx = *wireRx
 	f.faults = nic.Faults{Seed: *seed, Loss: *loss, Duplicate: *dup, Reorder: *reorder, Corrupt: *corrupt, Delay: *delay, Jitter: *jitter}
 	f.logger = lf.logger(stderr)
@@ -229,6 +235,7 @@ func serveNIC(ctx context.Context, f *nicFlags) (err error) {
 		Wire: ports[0], Host: ports[1],
 		MAC: f.hostMAC, Addrs: f.hostAddrs,
 		Capabilities: nic.Capabilities{Slots: f.slots, NSOffloads: f.nsOffloads},
+		Profile:      nicProfile(f.profile),
 		Faults:       f.faults,
 		WirePcap:     wirePcap, WakePcap: wakePcap,
 		Logger: log.With("component", "nic"),

@@ -41,7 +41,9 @@ type Channel struct {
 	events        []slotmgr.Event
 	resets        int
 	lastReset     ResetReason
-	note          string // why the channel stayed software at the last standby
+	note          string     // why the channel stayed software at the last standby
+	faultNote     string     // what the NIC's last loss did to it (nicwatch.go); "" after the next arm
+	blindSlot     nic.SlotID // the slot thawed without books at the NIC's loss
 	frozen        *Frozen
 	slot          nic.SlotID    // armed NIC slot; 0 when none
 	lastSlot      nic.SlotID    // the slot of the last standby (wake attribution)
@@ -184,11 +186,18 @@ func (ch *Channel) KeepAliveInterval() time.Duration {
 
 // Note says why the channel was kept alive by the host instead of a
 // hardware slot at the last entry to standby ("" when it was not, or was
-// never a hardware channel).
+// never a hardware channel), and what the NIC's last loss did to it
+// until it is armed again (thawed without books, or not recovered).
 func (ch *Channel) Note() string {
 	ch.h.mu.Lock()
 	defer ch.h.mu.Unlock()
-	return ch.note
+	switch {
+	case ch.faultNote == "":
+		return ch.note
+	case ch.note == "":
+		return ch.faultNote
+	}
+	return ch.note + "; " + ch.faultNote
 }
 
 // Armed reports whether a NIC slot guards the channel now.
@@ -321,7 +330,7 @@ func (h *Host) attachLocked(ch *Channel, t Transport) {
 	h.planner.Add(ch.id, ch.interval, now)
 	h.shadow.Remove(ch.id)
 	h.shadow.Add(ch.id, ch.interval, now)
-	if h.nic != nil {
+	if h.nic != nil && !h.nicDown { // else tracked when the NIC is back
 		if err := h.nic.Track(connOf(t.Conn())); err != nil {
 			h.log.Debug("track", "channel", ch.id, "err", err)
 		} else {
@@ -338,7 +347,7 @@ func (h *Host) attachLocked(ch *Channel, t Transport) {
 }
 
 func (h *Host) untrackLocked(ch *Channel) {
-	if ch.tracked && h.nic != nil && ch.transport != nil {
+	if ch.tracked && h.nic != nil && !h.nicDown && ch.transport != nil {
 		h.nic.Untrack(connOf(ch.transport.Conn()))
 	}
 	ch.tracked = false

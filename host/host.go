@@ -125,6 +125,14 @@ type Host struct {
 	quietPolls int
 	polling    bool
 
+	// The NIC watch (nicwatch.go): watch is Config.NIC as a NICWatcher
+	// (nil when it is not one); nicDown says the NIC is lost, nicBackC
+	// is closed when it is back; nicRestarts the Restarts last seen.
+	watch       NICWatcher
+	nicDown     bool
+	nicBackC    <-chan struct{}
+	nicRestarts uint64
+
 	stats   Stats
 	changed chan struct{}
 	syncs   []chan struct{} // closed once the state machine has nothing in flight
@@ -201,6 +209,10 @@ func New(cfg *Config) (*Host, error) {
 		shadow:  shadow,
 		expect:  map[*Channel]bool{},
 		changed: make(chan struct{}),
+	}
+	if w, ok := c.NIC.(NICWatcher); ok {
+		h.watch = w
+		h.nicRestarts = w.Health().Restarts
 	}
 	h.since = h.clock.Now()
 	h.shadowAt = h.since
@@ -408,7 +420,7 @@ func (h *Host) Close() error {
 		h.mu.Lock()
 		h.closed = true
 		if h.nic != nil && (h.state == Standby || h.state == Resuming) {
-			if h.state == Standby {
+			if h.state == Standby && !h.nicDown {
 				h.nic.Wake() // an error says a frame woke it already
 			}
 			h.handBackLocked()
@@ -485,6 +497,7 @@ func (h *Host) run() {
 				holdC = holdT.C()
 			}
 		}
+		backC := h.nicBackC
 		if len(h.syncs) > 0 && len(h.kick) == 0 && len(wakeC) == 0 && len(resumeC) == 0 && len(holdC) == 0 && len(nicC) == 0 {
 			for _, c := range h.syncs {
 				close(c)
@@ -507,6 +520,10 @@ func (h *Host) run() {
 		case w := <-nicC:
 			h.mu.Lock()
 			h.nicWakeLocked(w)
+			h.mu.Unlock()
+		case <-backC:
+			h.mu.Lock()
+			h.nicBackLocked()
 			h.mu.Unlock()
 		case <-wakeC:
 			wakeT, wakeC, wakeAt = nil, nil, -1
@@ -671,7 +688,7 @@ func (h *Host) beginResumeLocked(r WakeReason) {
 	h.stats.Resumes++
 	h.wakeReason = r
 	h.setStateLocked(Resuming)
-	if h.nic != nil && r != WakeHardwarePush && r != WakeHardwareReset && r != WakeKeepAliveTimeout && r != WakePattern {
+	if h.nic != nil && !h.nicDown && r != WakeNICLost && r != WakeHardwarePush && r != WakeHardwareReset && r != WakeKeepAliveTimeout && r != WakePattern {
 		// The host wakes on its own: the NIC must leave D3 too, so
 		// that Resume delivers what it holds (coalesced frames).
 		if err := h.nic.Wake(); err != nil {
@@ -714,6 +731,10 @@ func (h *Host) finishResumeLocked() {
 }
 
 func (h *Host) nicWakeLocked(w nic.WakeEvent) {
+	if w.Reason == nic.WakeNICLost {
+		h.nicLostLocked()
+		return
+	}
 	if h.state != Standby || w.Reason == nic.WakeHost {
 		return // the host's own wake, a slot being handed back, or stale
 	}

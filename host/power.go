@@ -60,6 +60,11 @@ const (
 	// WakeReconnect: the host's own timer, to run the reset task of a
 	// channel that lost its transport (the reconnect schedule).
 	WakeReconnect
+	// WakeNICLost: the NIC was lost (its daemon died, restarted or stopped
+	// answering; the NIC's "nic-lost" wake of a NICWatcher), or it came
+	// back after a loss: the host takes back what the NIC guarded, and
+	// arms again once the NIC is back (nicwatch.go).
+	WakeNICLost
 	numWakeReason
 )
 
@@ -72,6 +77,7 @@ var wakeReasonNames = [numWakeReason]string{
 	WakeUser:              "user",
 	WakePattern:           "pattern",
 	WakeReconnect:         "reconnect",
+	WakeNICLost:           "nic-lost",
 }
 
 // String returns a short lowercase name of r.
@@ -163,6 +169,16 @@ type Stats struct {
 	// inside TLS for hardware channels whose slot guards only the TCP
 	// connection (also in KeepAlives).
 	TLSAppKeepAlives uint64
+	// The NIC watch (nicwatch.go). NICLosses counts the losses of the
+	// NIC; NICBacks its returns, NICRestarts those as another instance
+	// (nothing of the old one armed). BlindThaws counts sockets thawed
+	// without the slot's books, exact because the slot could have put
+	// no byte on the stream (TCP probes, or no keep-alive due yet);
+	// Unrecovered the connections whose books were lost with the NIC
+	// (closed, so that the reset task reconnects them); StaleSlots the
+	// slots of the lease found still armed when the NIC came back.
+	NICLosses, NICBacks, NICRestarts    uint64
+	BlindThaws, Unrecovered, StaleSlots uint64
 }
 
 // Wake returns the count of wakes for reason r.

@@ -39,6 +39,13 @@ func (h *Host) enterStandbyLocked() {
 			continue
 		}
 		if err := h.armLocked(ch); err != nil {
+			if h.nicDown {
+				// Kept alive by the host while the NIC is away; the
+				// NIC's loss said what it did to the connection.
+				ch.note = err.Error()
+				h.stats.StayedSoftware++
+				continue
+			}
 			ch.note = err.Error()
 			h.stats.StayedSoftware++
 			h.log.Debug("hardware channel stays software", "channel", ch.id, "why", err)
@@ -50,7 +57,7 @@ func (h *Host) enterStandbyLocked() {
 		// else: the slot guards the TCP connection only (TLS); the
 		// app's keep-alive inside TLS stays on the host's own wakes.
 	}
-	if h.nic != nil {
+	if h.nic != nil && !h.nicDown {
 		// The channels the host keeps alive itself: the NIC holds their
 		// frames, without a wake, until the host's next wake.
 		for _, ch := range live {
@@ -61,6 +68,16 @@ func (h *Host) enterStandbyLocked() {
 		if err := h.nic.Sleep(); err != nil {
 			h.log.Warn("nic sleep failed; staying awake", "err", err)
 			h.handBackLocked()
+			if h.watch != nil && !h.watch.Health().Up {
+				// The NIC is lost: its nic-lost wake follows; the host
+				// sleeps without it meanwhile and arms again when it is
+				// back.
+				h.nicDown = true
+				h.nicBackC = h.watch.Back()
+				h.setStateLocked(Awake)
+				h.kickLocked()
+				return
+			}
 			h.target = Awake
 			h.setStateLocked(Awake)
 			return
@@ -77,6 +94,9 @@ func (h *Host) enterStandbyLocked() {
 func (h *Host) armLocked(ch *Channel) error {
 	if h.nic == nil {
 		return fmt.Errorf("arm: %w", ErrNoNIC)
+	}
+	if h.nicDown {
+		return errNICAway
 	}
 	conn := ch.transport.Conn()
 	ctx, cancel := context.WithTimeout(h.ctx, h.cfg.IdleWait)
@@ -140,6 +160,7 @@ func (h *Host) armLocked(ch *Channel) error {
 		return fmt.Errorf("arm: %w", err)
 	}
 	ch.frozen, ch.slot, ch.lastSlot = fz, slot, slot
+	ch.faultNote, ch.blindSlot = "", 0
 	ch.armRcvNxt = st.RcvNxt
 	ch.armedAt = now
 	ch.armLast = now + spec.FirstDue - spec.Interval
@@ -203,7 +224,7 @@ func (h *Host) checkFrozenLocked() {
 
 // coalesceLocked registers ch's NIC coalescing filter.
 func (h *Host) coalesceLocked(ch *Channel) {
-	if ch.coalesced || h.nic == nil || ch.transport == nil {
+	if ch.coalesced || h.nic == nil || h.nicDown || ch.transport == nil {
 		return
 	}
 	if err := h.nic.AddCoalescing(connOf(ch.transport.Conn())); err != nil {
@@ -219,6 +240,9 @@ func (h *Host) uncoalesceLocked(ch *Channel) {
 		return
 	}
 	ch.coalesced = false
+	if h.nicDown {
+		return // gone with the NIC, or removed when it is back
+	}
 	if err := h.nic.RemoveCoalescing(connOf(ch.transport.Conn())); err != nil {
 		h.log.Debug("remove coalescing filter", "channel", ch.id, "err", err)
 	}
@@ -320,6 +344,9 @@ func (h *Host) handBackLocked() {
 	for _, ch := range h.order {
 		h.uncoalesceLocked(ch)
 	}
+	if h.nicDown {
+		return
+	}
 	if err := h.nic.Resume(); err != nil {
 		h.log.Warn("nic resume failed", "err", err)
 	}
@@ -328,10 +355,17 @@ func (h *Host) handBackLocked() {
 // takeBackLocked disarms ch's slot and thaws its socket with the slot's
 // books.
 func (h *Host) takeBackLocked(ch *Channel, now time.Duration) {
-	rep, err := h.nic.Disarm(ch.slot)
+	slot := ch.slot
+	rep, err := h.nic.Disarm(slot)
 	ch.slot = 0
 	fz := ch.frozen
 	ch.frozen = nil
+	if err != nil {
+		// The NIC is lost, or lost the slot: no books (nicwatch.go).
+		h.blindThawLocked(ch, slot, fz, err, now)
+		gateOf(ch.transport).releaseIf()
+		return
+	}
 	if err == nil {
 		// The transport learns what the NIC did before the reader can
 		// read it: the Thaw wakes the reader on the absorbed bytes, and

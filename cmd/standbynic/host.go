@@ -41,6 +41,7 @@ the wakes by reason and the energy estimate against an all-software host.`)
 	runFor := newDurationFlag(fs, "duration", 0, time.Second, maxRun, true, "run this long, then exit")
 	dialTimeout := newDurationFlag(fs, "dial-timeout", 5*time.Second, 100*time.Millisecond, time.Minute, false, "bound on each connection to the NIC or the push server")
 	lf := addLogFlags(fs)
+	leaseF := addLeaseFlags(fs)
 	if code, done := parse(fs, args); done {
 		return code
 	}
@@ -51,6 +52,10 @@ the wakes by reason and the energy estimate against an all-software host.`)
 		return usageError(fs, "-config is required")
 	case *nicPath != "none" && len(*nicPath) > maxSunPath:
 		return usageError(fs, "-nic: path of %d bytes, longer than the %d a Unix socket allows", len(*nicPath), maxSunPath)
+	}
+	lease, err := leaseF.lease(*cfgPath)
+	if err != nil {
+		return usageError(fs, "%v", err)
 	}
 	data, err := readConfigFile(*cfgPath)
 	if err != nil {
@@ -67,7 +72,7 @@ the wakes by reason and the energy estimate against an all-software host.`)
 		ctx, cancel = context.WithTimeout(ctx, *runFor)
 		defer cancel()
 	}
-	if err := serveHost(ctx, stdout, log, cfg, *nicPath, *dialTimeout); err != nil {
+	if err := serveHost(ctx, stdout, log, cfg, *nicPath, *dialTimeout, lease); err != nil {
 		log.Error("host", "err", err)
 		return exitFailure
 	}
@@ -101,11 +106,11 @@ type hostApps struct {
 }
 
 // serveHost runs the host until ctx ends.
-func serveHost(ctx context.Context, stdout io.Writer, log *slog.Logger, cfg *hostConfig, nicPath string, dialTimeout time.Duration) (err error) {
+func serveHost(ctx context.Context, stdout io.Writer, log *slog.Logger, cfg *hostConfig, nicPath string, dialTimeout time.Duration, lease *nicLease) (err error) {
 	hc := cfg.hostRuntime()
 	hc.Logger = log.With("component", "host")
 	if nicPath != "none" {
-		n, closeNIC, err := dialNIC(nicPath, log)
+		n, closeNIC, err := dialNIC(nicPath, log, lease)
 		if err != nil {
 			return fmt.Errorf("nic %s: %w", nicPath, err)
 		}
@@ -349,7 +354,7 @@ func (a *hostApps) reset(ctx context.Context, ti *host.TaskInstance) {
 
 // wakeReasons lists the host's wake reasons in order.
 var wakeReasons = []host.WakeReason{host.WakeHardwarePush, host.WakeHardwareReset, host.WakeKeepAliveTimeout,
-	host.WakeSoftwareKeepAlive, host.WakeSoftwarePushCheck, host.WakeReconnect, host.WakeUser}
+	host.WakeSoftwareKeepAlive, host.WakeSoftwarePushCheck, host.WakeReconnect, host.WakeNICLost, host.WakeUser}
 
 // watch logs every wake and state change until ctx ends.
 func (a *hostApps) watch(ctx context.Context) {

@@ -33,6 +33,7 @@ import (
 // The control API: HTTP/1.1 + JSON on a Unix socket, versioned under /v1.
 // docs/control-api.md describes every endpoint; the summary:
 //
+//	GET    /v1/openapi.json         anyone     the OpenAPI 3.1 description of this API (openapi.json)
 //	GET    /v1/capabilities         anyone     device and API limits
 //	GET    /v1/whoami               anyone     the caller's credentials and rights
 //	GET    /metrics                 anyone     Prometheus text
@@ -404,6 +405,7 @@ type ControlServer struct {
 	wg        sync.WaitGroup // handlers, serve loops, the wake pump, the lease loop
 	closeOnce sync.Once
 
+	routeTable []*route     // the endpoints, in the order of routes()
 	metrics    http.Handler // GET /metrics (metrics.go); nil without a device
 	metricsErr error
 
@@ -750,17 +752,22 @@ func errorf(status int, code, field, limit, format string, args ...any) *apiErro
 
 // route is one endpoint: the methods it takes and the right it demands.
 type route struct {
+	pattern string
 	access  access
 	methods map[string]func(w http.ResponseWriter, r *http.Request, c *Cred) error
 }
 
+// routes builds the mux from the route table; openapi.json describes the
+// same table (TestOpenAPIRoutes holds them together).
 func (s *ControlServer) routes() {
 	s.mux = http.NewServeMux()
 	type m = map[string]func(http.ResponseWriter, *http.Request, *Cred) error
 	add := func(pattern string, a access, methods m) {
-		rt := &route{access: a, methods: methods}
+		rt := &route{pattern: pattern, access: a, methods: methods}
+		s.routeTable = append(s.routeTable, rt)
 		s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) { s.dispatch(w, r, rt) })
 	}
+	add("/v1/openapi.json", accessAny, m{"GET": s.getOpenAPI})
 	add("/v1/capabilities", accessAny, m{"GET": s.getCapabilities})
 	add("/v1/whoami", accessAny, m{"GET": s.getWhoAmI})
 	add("/metrics", accessAny, m{"GET": s.getMetrics})
@@ -825,6 +832,11 @@ func (s *ControlServer) dispatch(w http.ResponseWriter, r *http.Request, rt *rou
 		s.fail(w, r, errorf(http.StatusMethodNotAllowed, codeMethod, "", strings.Join(allow, ", "),
 			"method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
 		return
+	}
+	if testOnResponse != nil {
+		sr := &statusRecorder{ResponseWriter: w}
+		defer func() { testOnResponse(rt.pattern, r.Method, sr.status) }()
+		w = sr
 	}
 	cred, _ := r.Context().Value(credKey{}).(*Cred)
 	if err := s.check(cred, rt.access, -1); err != nil {

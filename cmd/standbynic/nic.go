@@ -44,6 +44,8 @@ type nicFlags struct {
 	wirePcap     string
 	wakePcap     string
 	faults       nic.Faults
+	ctlRead      time.Duration // control API: request read timeout
+	ctlConns     int           // control API: connections open at once
 	logger       *slog.Logger
 	controlGID   int // -1: none
 	nsOffloads   int
@@ -77,10 +79,13 @@ and runs until SIGINT or SIGTERM.`)
 	fs.StringVar(&f.wakePcap, "wake-pcap", "", "write the saved wake packets to the pcap `FILE`")
 	loss := newProbFlag(fs, "loss", "wire fault: probability that a frame is dropped")
 	dup := newProbFlag(fs, "dup", "wire fault: probability that a frame is duplicated")
-	reorder := newProbFlag(fs, "reorder", "wire fault: probability that a frame is held back behind the next one")
+	reorder := newProbFlag(fs, "reorder", "wire fault: probability that a frame is held back behind the next --reorder-depth frames (the one explicit reordering fault)")
+	reorderDepth := newIntFlag(fs, "reorder-depth", 1, 1, nic.MaxReorderDepth, "wire fault: how many later frames overtake a frame --reorder holds back")
 	corrupt := newProbFlag(fs, "corrupt", "wire fault: probability that one byte of a frame is flipped")
 	delay := newDurationFlag(fs, "delay", 0, 0, maxFaultDelay, true, "wire fault: delay of every frame")
-	jitter := newDurationFlag(fs, "jitter", 0, 0, maxFaultDelay, true, "wire fault: the delay varies uniformly by ± this much (never below 0)")
+	jitter := newDurationFlag(fs, "jitter", 0, 0, maxFaultDelay, true, "wire fault: the delay varies uniformly by ± this much (never below 0); frames keep their order (FIFO, as on a real link: a frame never leaves before the one ahead of it)")
+	ctlRead := newDurationFlag(fs, "control-read-timeout", nic.DefaultReadTimeout, time.Millisecond, nic.MaxReadTimeout, false, "control API: bound on reading a request's headers and body (a slow client is cut off)")
+	ctlConns := newIntFlag(fs, "control-max-conns", nic.DefaultMaxConns, 1, nic.MaxMaxConns, "control API: connections open at once (more are refused)")
 	seed := fs.Uint64("seed", 1, "`N`: seed of the fault generators (a run is reproducible for a seed and a frame sequence)")
 	lf := addLogFlags(fs)
 	if code, done := parse(fs, args); done {
@@ -92,7 +97,8 @@ and runs until SIGINT or SIGTERM.`)
 		f.slots = 0 // the profile's slot count
 	}
 	f.wireRx = *wireRx
-	f.faults = nic.Faults{Seed: *seed, Loss: *loss, Duplicate: *dup, Reorder: *reorder, Corrupt: *corrupt, Delay: *delay, Jitter: *jitter}
+	f.faults = nic.Faults{Seed: *seed, Loss: *loss, Duplicate: *dup, Reorder: *reorder, Corrupt: *corrupt, Delay: *delay, Jitter: *jitter, ReorderDepth: *reorderDepth}
+	f.ctlRead, f.ctlConns = *ctlRead, *ctlConns
 	f.logger = lf.logger(stderr)
 
 	for _, l := range []struct{ flag, name string }{{"wire", f.wire}, {"host", f.host}} {
@@ -251,7 +257,7 @@ func serveNIC(ctx context.Context, f *nicFlags) (err error) {
 	wakeLog := newWakeLogger(log, dev.Wakes())
 	closers = append(closers, wakeLog.close)
 
-	ccfg := &nic.ControlConfig{Hub: hub, Logger: log.With("component", "control")}
+	ccfg := &nic.ControlConfig{Hub: hub, Logger: log.With("component", "control"), ReadTimeout: f.ctlRead, MaxConns: f.ctlConns}
 	mode, gid := os.FileMode(0o600), -1
 	if f.controlGID >= 0 {
 		ccfg.Group, mode, gid = f.controlGID, 0o660, f.controlGID

@@ -45,7 +45,12 @@ var rules = map[string]rule{
 		may: []string{"nic", "offload", "wakepattern"},
 	},
 	"host": {
-		may: []string{"slotmgr", "offload", "wakepattern", "nic"},
+		may: []string{"slotmgr", "offload", "wakepattern", "nic", "procfreeze"},
+	},
+	"procfreeze": {
+		// The OS side of real processes: no project package, so host can
+		// use it (the idle check is handed in).
+		may: nil,
 	},
 }
 

@@ -1,0 +1,77 @@
+//go:build linux
+
+package procfreeze
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Recover finds the directories Prefix-<pid>-… in standbynic's cgroup of
+// each hierarchy whose <pid> is no longer a standbynic (it no longer runs,
+// or runs another program), thaws them, moves their processes to the
+// parent cgroup and removes them. A restarted host calls it first.
+func Recover() ([]Recovered, error) {
+	hs, err := hierarchies(0)
+	if err != nil {
+		return nil, err
+	}
+	self, _ := os.ReadFile("/proc/self/comm")
+	var out []Recovered
+	var errs []error
+	for _, h := range hs {
+		if h.mode == Signal {
+			continue
+		}
+		ents, err := os.ReadDir(h.base)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%v: %w", h.mode, err))
+			continue
+		}
+		for _, e := range ents {
+			owner, ok := ownerPID(e.Name())
+			if !ok || !e.IsDir() || ownerAlive(owner, self) {
+				continue
+			}
+			dir := filepath.Join(h.base, e.Name())
+			rec, err := recoverDir(h, dir)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			out = append(out, rec)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+func ownerAlive(pid int, selfComm []byte) bool {
+	if pid == os.Getpid() {
+		return true
+	}
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return err == nil && string(comm) == string(selfComm)
+}
+
+func recoverDir(h hierarchy, dir string) (Recovered, error) {
+	rec := Recovered{Dir: dir, Mode: h.mode}
+	p := &Process{mode: h.mode, dir: dir, pidfd: -1, frozen: true, cfg: resolved{timeout: DefaultTimeout}}
+	if err := p.setFrozen(false); err != nil {
+		return rec, fmt.Errorf("recover %s: thaw: %w", dir, err)
+	}
+	pids, err := p.procs()
+	if err != nil {
+		return rec, fmt.Errorf("recover %s: %w", dir, err)
+	}
+	rec.PIDs = pids
+	p.origDir = filepath.Dir(dir)
+	if err := p.moveBack(); err != nil {
+		return rec, fmt.Errorf("recover %s: %w", dir, err)
+	}
+	if err := removeGroup(context.Background(), dir, DefaultTimeout); err != nil {
+		return rec, fmt.Errorf("recover: %w", err)
+	}
+	return rec, nil
+}

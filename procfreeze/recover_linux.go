@@ -11,15 +11,13 @@ import (
 )
 
 // Recover finds the directories Prefix-<pid>-… in standbynic's cgroup of
-// each hierarchy whose <pid> is no longer a standbynic (it no longer runs,
-// or runs another program), thaws them, moves their processes to the
+// each hierarchy whose <pid> no longer runs, thaws them, moves their processes to the
 // parent cgroup and removes them. A restarted host calls it first.
 func Recover() ([]Recovered, error) {
 	hs, err := hierarchies(0)
 	if err != nil {
 		return nil, err
 	}
-	self, _ := os.ReadFile("/proc/self/comm")
 	var out []Recovered
 	var errs []error
 	for _, h := range hs {
@@ -33,7 +31,7 @@ func Recover() ([]Recovered, error) {
 		}
 		for _, e := range ents {
 			owner, ok := ownerPID(e.Name())
-			if !ok || !e.IsDir() || ownerAlive(owner, self) {
+			if !ok || !e.IsDir() || ownerAlive(owner) {
 				continue
 			}
 			dir := filepath.Join(h.base, e.Name())
@@ -47,12 +45,15 @@ func Recover() ([]Recovered, error) {
 	return out, errors.Join(errs...)
 }
 
-func ownerAlive(pid int, selfComm []byte) bool {
+// ownerAlive reports whether pid runs at all: a directory of any live
+// process is left alone (a reused PID only delays a recovery; taking a
+// running standbynic's processes would be worse).
+func ownerAlive(pid int) bool {
 	if pid == os.Getpid() {
 		return true
 	}
-	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-	return err == nil && string(comm) == string(selfComm)
+	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+	return err == nil
 }
 
 func recoverDir(h hierarchy, dir string) (Recovered, error) {

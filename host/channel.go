@@ -325,6 +325,15 @@ func (h *Host) attachLocked(ch *Channel, t Transport) {
 		ch.interval = mi
 	}
 	ch.level = t.NICKeepAlive().Level
+	if c := t.Conn(); c != nil {
+		// A peer that stops acknowledging is dead for the host as soon
+		// as it would be for a NIC slot: the host's own keep-alives
+		// (software slots, the NIC away) end the connection then, and
+		// its reset task reconnects it (reconnect.go).
+		if err := setUserTimeout(c, h.deadPeerTimeout(ch.interval)); err != nil {
+			h.log.Debug("TCP_USER_TIMEOUT", "channel", ch.id, "err", err)
+		}
+	}
 	now := h.clock.Now()
 	h.planner.Remove(ch.id)
 	h.planner.Add(ch.id, ch.interval, now)

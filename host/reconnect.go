@@ -87,3 +87,16 @@ func (h *Host) dueReconnectsLocked(now time.Duration) {
 		h.fireLocked(ch, TriggerReset, ResetTransportDisconnected)
 	}
 }
+
+// deadPeerTimeout is how long a peer may leave the host's bytes
+// unacknowledged before its connection is taken as dead
+// (TCP_USER_TIMEOUT): what a NIC slot of the same interval waits before it
+// wakes with keep-alive-timeout (the interval, then RetryCount retries
+// RetryInterval apart; see specFor), at least 1 s.
+func (h *Host) deadPeerTimeout(interval time.Duration) time.Duration {
+	retry := h.cfg.HardwareRetryInterval
+	if retry <= 0 {
+		retry = interval / 4
+	}
+	return max(interval+time.Duration(h.cfg.HardwareRetryCount)*retry, time.Second)
+}

@@ -213,6 +213,7 @@ func New(cfg *Config) (*Host, error) {
 	if w, ok := c.NIC.(NICWatcher); ok {
 		h.watch = w
 		h.nicRestarts = w.Health().Restarts
+		h.startLeaseLocked()
 	}
 	h.since = h.clock.Now()
 	h.shadowAt = h.since

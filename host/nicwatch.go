@@ -161,7 +161,7 @@ func (h *Host) disarmStaleLocked() {
 		rep, err := h.nic.Disarm(s.ID)
 		h.stats.StaleSlots++
 		if err != nil {
-			h.log.Warn("nic back: disarm a stale slot", "slot", s.ID, "label", s.Label, "err", err)
+			h.log.Warn("nic: disarm a stale slot of the lease", "slot", s.ID, "label", s.Label, "err", err)
 			continue
 		}
 		var owner *Channel
@@ -170,7 +170,7 @@ func (h *Host) disarmStaleLocked() {
 				owner = ch
 			}
 		}
-		h.log.Info("nic back: disarmed a stale slot", "slot", s.ID, "label", s.Label,
+		h.log.Info("nic: disarmed a stale slot of the lease", "slot", s.ID, "label", s.Label,
 			"sent", len(rep.Books.Sent), "absorbed", len(rep.Books.Absorbed))
 		if owner == nil || owner.transport == nil || owner.status == slotmgr.TransportDisconnected {
 			continue
@@ -240,4 +240,20 @@ func (h *Host) unrecoveredLocked(ch *Channel, why string) {
 	// task runs at this wake (the reader of the old transport stops).
 	ch.gen++
 	h.disconnectLocked(ch, errors.New("connection not recovered after the NIC's loss: "+why))
+}
+
+// startLeaseLocked runs once, before the host has any channel: a slot
+// held under the lease now is a predecessor's (a lease taken over), and
+// guards a socket this host does not have; it is disarmed, and the NIC
+// brought to D0 so that it forwards to the new host.
+func (h *Host) startLeaseLocked() {
+	slots, err := h.watch.LeaseSlots()
+	if err != nil || len(slots) == 0 {
+		return
+	}
+	h.log.Warn("nic: the lease holds a previous instance's slots; disarming them", "slots", len(slots))
+	h.disarmStaleLocked()
+	if err := h.nic.Resume(); err != nil {
+		h.log.Debug("nic resume at start", "err", err)
+	}
 }

@@ -433,3 +433,26 @@ func checkNoLeftovers(t *testing.T, names []string) {
 		}
 	}
 }
+
+// TestIntegrationFaultHostKilledTakeOver: as TestIntegrationFaultHostKilled,
+// but the new host takes the lease over (--lease-take-over): it keeps the
+// lease, disarms the slots its predecessor left under it (they guard
+// sockets that died with it) and brings the NIC to D0, then arms its own.
+func TestIntegrationFaultHostKilledTakeOver(t *testing.T) {
+	r := newFaultRig(t, "3s")
+	old := r.host()
+	old.cmd.Process.Signal(syscall.SIGKILL)
+	old.waitExit(t)
+	r.hostArgs = append(r.hostArgs, "--lease-take-over")
+	r.startHost()
+	h := r.host().stderr
+	h.waitFor(t, regexp.MustCompile(`msg="nic lease: took over the previous instance's" owner=faults slots=2 `), 20*time.Second)
+	h.waitFor(t, regexp.MustCompile(`(?s)msg="nic: disarmed a stale slot of the lease" component=host slot=\d+ label=chat/chat.*msg="host in standby"`), 30*time.Second)
+	if !regexp.MustCompile(`msg="nic: disarmed a stale slot of the lease" component=host slot=\d+ label=mail/mail`).MatchString(h.String()) {
+		t.Errorf("mail's stale slot not disarmed:\n%s", r.logs())
+	}
+	r.waitArmed(20 * time.Second)
+	r.pushAll("after the take-over")
+	r.waitArmed(20 * time.Second)
+	r.finish()
+}

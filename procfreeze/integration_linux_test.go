@@ -539,8 +539,11 @@ func TestIntegrationBusySocket(t *testing.T) {
 			runtime_Gosched()
 		}
 	}
-	if !errors.Is(busy.Err, procfreeze.ErrBusy) || busy.Conn != nil {
-		t.Fatalf("busy socket: %v (conn %v), want ErrBusy and no duplicate", busy, busy.Conn)
+	if !errors.Is(busy.Err, procfreeze.ErrBusy) || busy.Conn == nil {
+		t.Fatalf("busy socket: %v (conn %v), want ErrBusy and a duplicate", busy, busy.Conn)
+	}
+	if err := host.Idle(busy.Conn); !errors.Is(err, host.ErrNotIdle) {
+		t.Errorf("host.Idle of the busy duplicate = %v, want ErrNotIdle", err)
 	}
 	t.Logf("%v", busy)
 	if err := p.Thaw(ctx); err != nil {

@@ -27,7 +27,7 @@ func TCPStateName(s uint8) string {
 }
 
 // Socket is one socket fd of a frozen process, as Process.Sockets found
-// it. When Err is nil, Conn is standbynic's duplicate of the process's fd
+// it. Conn is standbynic's duplicate of the process's fd
 // (pidfd_getfd): the same kernel socket, so TCP_REPAIR set or cleared
 // through it is set or cleared for the app, and bytes put into its queues
 // are the app's. The process's own fd is never touched.
@@ -46,12 +46,13 @@ type Socket struct {
 	Local, Remote netip.AddrPort
 	RecvQ, SendQ  uint32 // unread; unsent + unacknowledged (bytes)
 
-	// Conn is the duplicate; nil when Err is set.
+	// Conn is the duplicate: set for every ESTABLISHED TCP socket it
+	// could take, busy ones included.
 	Conn *net.TCPConn
-	// Err says why the connection cannot be offloaded: ErrNotTCP,
-	// ErrNotEstablished, ErrBusy (wrapping the idle check's error), or
-	// the error taking it (pidfd_getfd needs CAP_SYS_PTRACE over the
-	// process).
+	// Err says why the connection cannot be offloaded: ErrBusy (wrapping
+	// the idle check's error; Conn is set), ErrNotTCP, ErrNotEstablished,
+	// or the error taking it (pidfd_getfd needs CAP_SYS_PTRACE over the
+	// process), these three without Conn.
 	Err error
 
 	p      *Process

@@ -24,10 +24,13 @@ type diagEntry struct {
 }
 
 // Sockets lists every socket fd of the frozen process (every process of
-// its cgroup; a socket shared by several is listed once), and takes a
-// duplicate of each ESTABLISHED TCP socket that is idle: sock_diag's
-// queues empty, and idle (when not nil; host.Idle checks unsent, unacked
-// segments and unread exactly) returning nil. The others carry Err.
+// its cgroup; a socket shared by several is listed once) and takes a
+// duplicate of each ESTABLISHED TCP socket. One that is not idle —
+// sock_diag's queues not empty, or idle (when not nil; host.Idle checks
+// unsent, unacked segments and unread exactly) failing — carries ErrBusy
+// beside its duplicate (it cannot be offloaded, but the host still keeps
+// it alive on software and has its NIC hold its frames). The others carry
+// Err and no duplicate.
 //
 // The Sockets stay open until their Close, Thaw or Close of the Process.
 func (p *Process) Sockets(idle func(*net.TCPConn) error) ([]*Socket, error) {
@@ -77,24 +80,20 @@ func (p *Process) Sockets(idle func(*net.TCPConn) error) ([]*Socket, error) {
 				continue
 			}
 			s.State, s.Local, s.Remote, s.RecvQ, s.SendQ = d.state, d.local, d.remote, d.rq, d.wq
-			switch {
-			case d.state != TCPEstablished:
+			if d.state != TCPEstablished {
 				s.Err = fmt.Errorf("%w: %s", ErrNotEstablished, TCPStateName(d.state))
-				continue
-			case d.rq != 0 || d.wq != 0:
-				s.Err = fmt.Errorf("%w: %d bytes unread, %d unsent or unacknowledged", ErrBusy, d.rq, d.wq)
 				continue
 			}
 			if err := p.take(s, pid); err != nil {
 				s.Err = err
 				continue
 			}
-			if idle != nil {
+			switch {
+			case d.rq != 0 || d.wq != 0:
+				s.Err = fmt.Errorf("%w: %d bytes unread, %d unsent or unacknowledged", ErrBusy, d.rq, d.wq)
+			case idle != nil:
 				if err := idle(s.Conn); err != nil {
-					s.closeLocked()
-					s.Conn = nil
 					s.Err = fmt.Errorf("%w: %w", ErrBusy, err)
-					continue
 				}
 			}
 		}

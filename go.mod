@@ -3,6 +3,7 @@ module github.com/standbynic/standbynic
 go 1.26.8
 
 require (
+	github.com/cilium/ebpf v0.22.0
 	github.com/eclipse/paho.mqtt.golang v1.5.1
 	github.com/getkin/kin-openapi v0.153.0
 	github.com/google/go-cmp v0.7.0

@@ -41,6 +41,11 @@ var rules = map[string]rule{
 	"nic": {
 		may: []string{"offload", "wakepattern"},
 	},
+	"nic/xdp": {
+		// The D3 XDP program: generated from a pattern set, no frames of
+		// its own beyond the program's.
+		may: []string{"wakepattern"},
+	},
 	"nic/porttest": {
 		may: []string{"nic", "offload", "wakepattern"},
 	},

@@ -456,3 +456,56 @@ func TestIntegrationFaultHostKilledTakeOver(t *testing.T) {
 	r.waitArmed(20 * time.Second)
 	r.finish()
 }
+
+// TestIntegrationFaultServerRSTAndFIN: the other ends of a channel. The
+// server resets chat's connection (RST) while the host sleeps: a
+// hardware-reset wake, the reset task, a new connection. Then the server
+// closes every connection (FIN) and stays down: each channel's reset task
+// fails (connection refused) and is run again at the host's reconnect
+// wakes, each later than the last (backoff, with jitter), until the
+// server is back on the same address; then every channel reconnects and
+// is back on its slot.
+func TestIntegrationFaultServerRSTAndFIN(t *testing.T) {
+	r := newFaultRig(t, "2s")
+	h := r.host().stderr
+	if err := r.srv.Reset("chat"); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor(t, regexp.MustCompile(`msg=wake reason=hardware-reset`), 10*time.Second)
+	h.waitFor(t, regexp.MustCompile(`msg=reconnected channel=chat `), 10*time.Second)
+	r.waitArmed(20 * time.Second)
+
+	addr := r.srv.TCPAddr().String()
+	r.srv.Close() // FIN on every connection; the listener is gone
+	re := regexp.MustCompile(`time=(\S+) level=WARN msg=reconnect channel=mail attempt=(\d+) err=`)
+	h.waitFor(t, regexp.MustCompile(`(?s)(msg=reconnect channel=mail attempt=\d+ err=.*){4}`), 20*time.Second)
+	var at []time.Time
+	for _, m := range re.FindAllStringSubmatch(h.String(), -1) {
+		ts, err := time.Parse(time.RFC3339Nano, m[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		at = append(at, ts)
+	}
+	// reconnect_min 300 ms doubling, ±20 %: the gap before the 4th
+	// attempt (~1.2 s) is well above the one before the 2nd (~0.3 s).
+	if g1, g3 := at[1].Sub(at[0]), at[3].Sub(at[2]); g3 < 2*g1 {
+		t.Errorf("reconnect gaps %v then %v: no backoff\n%s", g1, g3, r.logs())
+	}
+	if err := r.lab.Do(netlab.Srv, func() error {
+		var err error
+		r.srv, err = pushserver.New(&pushserver.Config{TCPAddr: addr, WSAddr: netip.AddrPortFrom(r.lab.Addr.Srv4, 0).String(),
+			HTTPAddr: netip.AddrPortFrom(r.lab.Addr.Srv4, 0).String()})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.srv.Close() })
+	for _, ch := range faultChannels {
+		h.waitFor(t, regexp.MustCompile(`(?s)msg=reconnect channel=mail attempt=4 .*msg=reconnected channel=`+ch+` `), 20*time.Second)
+	}
+	r.waitArmed(20 * time.Second)
+	r.pushAll("after the server's return")
+	r.waitArmed(20 * time.Second)
+	r.finish()
+}

@@ -246,3 +246,34 @@ func findRoute(doc *openapi3.T, path string) (*openapi3.PathItem, string, error)
 	}
 	return nil, "", fmt.Errorf("no path of the document matches %s", path)
 }
+
+// TestOpenAPIAccess: the right an operation declares (x-access) is the
+// one the server enforces: a caller outside the control group is refused
+// (403) by every "control" operation and by no "any" one; an "owner"
+// operation refuses it or finds nothing for it (404).
+func TestOpenAPIAccess(t *testing.T) {
+	doc, err := loadOpenAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCtl(t, 2, nil)
+	outsider := userCred // uid 1000, not in the control group
+	c.who.Store(&outsider)
+	params := strings.NewReplacer("{id}", "1", "{seq}", "1", "{owner}", "host")
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			t.Run(method+path, func(t *testing.T) {
+				a, _ := op.Extensions["x-access"].(string)
+				status, _, body, _ := c.raw(method, params.Replace(path)+"?local=198.18.0.2:1&remote=198.18.0.1:2", "{}")
+				switch {
+				case a == "control" && status != http.StatusForbidden:
+					t.Errorf("x-access control, but an outsider got %d: %s", status, body)
+				case a == "any" && status == http.StatusForbidden:
+					t.Errorf("x-access any, but an outsider got 403: %s", body)
+				case a == "owner" && status != http.StatusForbidden && status != http.StatusNotFound:
+					t.Errorf("x-access owner, but an outsider got %d: %s", status, body)
+				}
+			})
+		}
+	}
+}

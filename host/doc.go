@@ -45,7 +45,8 @@
 //	   │ due keep-alives, pending tasks          v
 //	resuming <──────────────────────────────── standby
 //	   (ResumeLatency)   wake: NIC event (push, reset, keep-alive timeout),
-//	                     software timer (keep-alive, push check), user
+//	                     software timer (keep-alive, push check, reconnect),
+//	                     user, nic-lost (the NIC lost or back)
 //
 // Every transition is counted (Stats.Transitions), every wake by reason
 // (Stats.Wakes), the time in each state (Stats.TimeIn), and an energy
@@ -125,6 +126,27 @@
 // and the server got exactly what was sent on the connection. Server
 // Pings the NIC already answered are not answered again by the WebSocket
 // reader. A *nic.Device is a NIC as it is (Config.NIC = dev).
+//
+// # The NIC watch
+//
+// A NIC that is also a NICWatcher (nic.Remote: a NIC daemon behind its
+// control socket, its slots held under a lease) raises a nic-lost wake
+// (WakeNICLost) when its daemon dies, restarts or stops answering. The
+// host takes every slot back, in any state: with the books when Disarm
+// still answers, else thawed without them when the slot could have put no
+// byte on the stream (TCP probes, or no keep-alive due yet:
+// Stats.BlindThaws), else thawed and closed, so that the reset task
+// reconnects (Stats.Unrecovered, Channel.Note; nicwatch.go says why TCP
+// cannot repair such a stream). While the NIC is away the host sleeps on
+// its own keep-alives (nothing armed, coalesced, put to sleep or woken on
+// the NIC). When it is back (NICWatcher.Back) it disarms the lease's stale
+// slots (the same instance) or forgets what the old instance held (another
+// one), tracks every connection again and wakes (WakeNICLost) to arm at
+// the next standby entry. A new host disarms what a predecessor left under
+// a lease it took over. Every channel's socket has TCP_USER_TIMEOUT set to
+// what a NIC slot waits for a silent peer (the interval plus
+// HardwareRetryCount retries): a channel the host keeps alive itself finds
+// a dead peer as soon, and reconnects.
 //
 // # Knobs (Config)
 //

@@ -126,6 +126,12 @@ func (h *Host) nicBackLocked() {
 		}
 	} else {
 		h.disarmStaleLocked()
+		// The coalescing filters the host could not remove while the
+		// NIC was away.
+		for _, ch := range h.liveChannelsLocked() {
+			h.nic.RemoveCoalescing(connOf(ch.transport.Conn())) // most have none
+			ch.coalesced = false
+		}
 		if err := h.nic.Resume(); err != nil {
 			h.log.Debug("nic resume after a loss", "err", err)
 		}

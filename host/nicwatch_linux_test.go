@@ -250,3 +250,59 @@ type payloadStream struct{ *Stream }
 func (p payloadStream) NICKeepAlive() NICKeepAlive {
 	return NICKeepAlive{Kind: offload.KindPayload, Payload: offload.PayloadSpec{Request: []byte("ka\n"), Reply: []byte("ok\n")}, Level: LevelApp}
 }
+
+// TestIntegrationNICBackSameInstance: the NIC answers again as the same
+// instance with the slot still armed under the lease: the host disarms it
+// (StaleSlots) and, since its books show bytes on a stream the host had
+// thawed without them, closes that connection so that it reconnects.
+func TestIntegrationNICBackSameInstance(t *testing.T) {
+	fn := newWatchedFake(2)
+	h := newHost(t, &Config{NIC: fn, Pool: secondsPool(2), WakeHold: 50 * time.Millisecond})
+	s := newPushServer(t)
+	resets := make(chan ResetReason, 8)
+	h.RegisterTask("reset", func(ctx context.Context, ti *TaskInstance) { resets <- ti.Reset })
+	ch, _ := h.NewChannel("hw", 10*time.Second, slotmgr.RequestHardwareSlot, "app", 0)
+	ch.SetResetTask("reset")
+	tr := dialStream(t, s, "hw", nil)
+	fn.add(tr.Conn())
+	if err := ch.UsingTransport(tr); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Standby(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, h, Standby)
+	if !ch.Armed() {
+		note := ch.Note()
+		if strings.Contains(note, "operation not permitted") {
+			t.Skipf("TCP_REPAIR needs CAP_NET_ADMIN: %s", note)
+		}
+		t.Fatalf("hardware channel not armed: %s", note)
+	}
+	fn.lose(false)
+	if err := h.Wait(ctxT(t), func(st *Stats) bool { return st.BlindThaws == 1 && st.State == Standby }); err != nil {
+		t.Fatalf("no blind thaw: %v (stats %+v)", err, h.Stats())
+	}
+	fn.wmu.Lock()
+	fn.stale = []nic.SlotStatus{{ID: 1, Label: "app/hw"}}
+	fn.wmu.Unlock()
+	fn.mu.Lock()
+	fn.books = offload.Books{Sent: []byte("ka\n")}
+	fn.mu.Unlock()
+	fn.comeBack()
+	select {
+	case r := <-resets:
+		if r != ResetTransportDisconnected {
+			t.Errorf("reset %v", r)
+		}
+	case <-ctxT(t).Done():
+		t.Fatalf("no reset after a stale slot with books (stats %+v)", h.Stats())
+	}
+	st := h.Stats()
+	if st.StaleSlots != 1 || st.Unrecovered != 1 || st.NICRestarts != 0 || st.NICBacks != 1 {
+		t.Errorf("stale %d unrecovered %d restarts %d backs %d; want 1 1 0 1", st.StaleSlots, st.Unrecovered, st.NICRestarts, st.NICBacks)
+	}
+	if n := ch.Note(); !strings.Contains(n, "came back with slot 1's books (3 bytes sent") {
+		t.Errorf("note %q", n)
+	}
+}

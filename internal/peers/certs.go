@@ -7,9 +7,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -100,3 +102,14 @@ func (ca *CA) ServerCert(t testing.TB, name string, addrs []netip.Addr, dnsNames
 	writeFile(t, keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})))
 	return certFile, keyFile
 }
+
+// writeFile writes a generated configuration file.
+func writeFile(t testing.TB, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatalf("peers: %v", err)
+	}
+}
+
+// errorf is fmt.Errorf with the package's prefix.
+func errorf(format string, a ...any) error { return fmt.Errorf("peers: "+format, a...) }

@@ -1,8 +1,9 @@
+//go:build linux
+
 package peers
 
 import (
 	"bufio"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -222,16 +223,5 @@ func (f *LogFile) Wait(t testing.TB, re *regexp.Regexp, timeout time.Duration) [
 		<-tick.C
 	}
 }
-
-// writeFile writes a generated configuration file.
-func writeFile(t testing.TB, path, data string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
-		t.Fatalf("peers: %v", err)
-	}
-}
-
-// errorf is fmt.Errorf with the package's prefix.
-func errorf(format string, a ...any) error { return fmt.Errorf("peers: "+format, a...) }
 
 var _ io.Writer = (*lines)(nil)

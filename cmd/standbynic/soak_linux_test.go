@@ -23,6 +23,7 @@ import (
 
 	"github.com/standbynic/standbynic/internal/netlab"
 	"github.com/standbynic/standbynic/internal/pushserver"
+	"github.com/standbynic/standbynic/nic"
 )
 
 // The soak (scripts/soak.sh; built only with -tags soak): the daemons as
@@ -252,9 +253,25 @@ func TestIntegrationSoak(t *testing.T) {
 			t.Errorf("push %s logged %d times", k, n)
 		}
 	}
+	// Every hardware channel armed on the restarted NIC again.
+	armed := 0
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) { // polling the NIC
+		c, err := nic.DialControl(sock)
+		if err != nil {
+			continue
+		}
+		ss, err := c.LeaseSlots(ctx, "soak")
+		c.Close()
+		if armed = len(ss); err == nil && armed == hw {
+			break
+		}
+	}
+	if armed != hw {
+		t.Errorf("%d hardware channels armed under the lease after the NIC's restart, want %d", armed, hw)
+	}
 	st := hostd.stderr.String()
-	t.Logf("soak: %d pushes sent, %d acknowledged, %d lost, %d duplicated, %d not sent (channel reconnecting); host wakes nic-lost %d, reconnects %d, not recovered %d",
-		len(pushes), len(pushes)-lost, lost, dups, pushFailed, strings.Count(st, "msg=wake reason=nic-lost"),
+	t.Logf("soak: %d pushes sent, %d acknowledged, %d lost, %d duplicated, %d not sent (channel reconnecting); %d of %d hardware channels armed at the end; host: nic lost %d, thawed without books %d, reconnects %d, not recovered %d",
+		len(pushes), len(pushes)-lost, lost, dups, pushFailed, armed, hw, strings.Count(st, `msg="nic lost: taking back`), strings.Count(st, "thawed without the slot's books"),
 		strings.Count(st, "msg=reconnected "), strings.Count(st, "connection not recovered"))
 
 	// Flat: the last sample against the first one after the warm-up.

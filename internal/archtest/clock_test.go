@@ -12,7 +12,7 @@ import (
 
 // clockFree lists the packages whose logic takes an injected clock and must
 // never read the system clock or arm a runtime timer themselves.
-var clockFree = []string{"wakepattern", "offload", "slotmgr"}
+var clockFree = []string{"wakepattern", "offload", "slotmgr", "profile"}
 
 // clockCalls are the functions of package time that read the clock or arm a
 // timer.

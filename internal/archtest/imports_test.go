@@ -38,8 +38,13 @@ var rules = map[string]rule{
 		may:    []string{"offload", "wakepattern"},
 		forbid: []string{"os", "syscall", "net", "net/http", "golang.org/x/sys/unix", "github.com/google/gopacket"},
 	},
+	"profile": {
+		// Firmware profiles: data plus engine switches, no datapath.
+		may:    []string{"offload", "wakepattern"},
+		forbid: []string{"os", "syscall", "net/http", "golang.org/x/sys/unix", "github.com/google/gopacket"},
+	},
 	"nic": {
-		may: []string{"offload", "wakepattern"},
+		may: []string{"offload", "wakepattern", "profile"},
 	},
 	"nic/xdp": {
 		// The D3 XDP program: generated from a pattern set, no frames of

@@ -83,6 +83,14 @@
 //	WSBuffer           127 bytes of partial WebSocket control frame
 //	ACKInterval        500 ms between duplicate ACKs, and challenge ACKs, of a slot
 //	ChallengeACKLimit  1000 challenge ACKs per second in all (RFC 5961)
+//	Firmware           a shipping firmware's behaviours instead of the engine's own
+//	                   (package profile sets them): Replay (the armed frame byte for
+//	                   byte each period; probes only, else ErrReplayAdvances),
+//	                   NoTimestamps (no TCP option in sent segments), DropOnly (only
+//	                   the exact reply is consumed, everything else wakes with
+//	                   ReasonPassed/Data/FIN/RST, nothing answered), NoLiveness (no
+//	                   retries, never dead), ACKFlagStatus (StatusNoACKFlag),
+//	                   EndOnData (payload and WebSocket replies wake)
 //
 // Spec limits: Interval 1 s – 24 h (seconds so tests run quickly; real
 // deployments use minutes), FirstDue 0 – Interval (0 means Interval),

@@ -38,6 +38,9 @@ const (
 	// broadcom-mkeepalive) passed a slot's segment that is not the exact
 	// keep-alive reply to the host.
 	WakePassed
+	// WakeNoTokens: a slot's payload keep-alive ran out of tokens
+	// (profile nl80211-tcp: NL80211_WOWLAN_TRIG_WAKEUP_TCP_NOMORETOKENS).
+	WakeNoTokens
 	numWakeReason
 )
 
@@ -53,6 +56,7 @@ var wakeReasonNames = [numWakeReason]string{
 	WakeHost:             "host",
 	WakeNICLost:          "nic-lost",
 	WakePassed:           "passed",
+	WakeNoTokens:         "no-tokens",
 }
 
 // String returns the reason's name.
@@ -79,6 +83,8 @@ func wakeReasonOf(r offload.Reason) WakeReason {
 		return WakeBufferFull
 	case offload.ReasonPassed: // firmware profile hook
 		return WakePassed
+	case offload.ReasonNoTokens: // firmware profile hook
+		return WakeNoTokens
 	}
 	return wakeInvalid
 }

@@ -239,6 +239,13 @@ func (e *Engine) Arm(id SlotID, snap Snapshot, spec Spec) error {
 			x.request = append([]byte(nil), spec.Payload.Request...)
 			x.reply = append([]byte(nil), spec.Payload.Reply...)
 			x.mask = append([]byte(nil), spec.Payload.ReplyMask...)
+			if q := spec.Payload.Seq; q.Len > 0 {
+				x.seqOff, x.seqLen, x.seq = uint8(q.Offset), uint8(q.Len), q.Start
+			}
+			if tk := spec.Payload.Tokens; tk.Len > 0 {
+				x.tokOff, x.tokLen = tk.Offset, tk.Len
+				x.tokens = append([]byte(nil), tk.Stream...)
+			}
 		case KindWebSocket:
 			x.request = append([]byte{}, spec.WebSocket.Payload...)
 			x.wsBuf = make([]byte, 0, e.cfg.WSBuffer)
@@ -394,11 +401,26 @@ func (e *Engine) sendKeepAlive(s *slot, i uint32, now time.Duration, out Output)
 		e.sendProbe(s, now, out)
 	case s.kind == KindPayload:
 		x := s.ext
+		if x.tokLen > 0 && len(x.tokens) < x.tokLen {
+			e.wake(s, i, StateWoken, ReasonNoTokens, nil, now, out)
+			return false
+		}
 		if !e.bookSend(s, i, len(x.request), now, out) {
 			return false
 		}
 		b := e.begin(s)
-		copy(b[s.hdrLen:], x.request)
+		p := b[s.hdrLen : int(s.hdrLen)+len(x.request)]
+		copy(p, x.request)
+		if x.seqLen > 0 {
+			for k := range int(x.seqLen) {
+				p[int(x.seqOff)+k] = byte(x.seq >> (8 * k))
+			}
+			x.seq++
+		}
+		if x.tokLen > 0 {
+			copy(p[x.tokOff:x.tokOff+x.tokLen], x.tokens)
+			x.tokens = x.tokens[x.tokLen:]
+		}
 		e.sendData(s, len(x.request), now, out)
 	default: // WebSocket Ping or Pong
 		x := s.ext

@@ -64,6 +64,9 @@ const (
 	// segment that is not the exact keep-alive reply to the host (a
 	// duplicate ACK, the peer's own keep-alive probe, a SYN).
 	ReasonPassed
+	// ReasonNoTokens: a payload keep-alive with tokens (PayloadSpec.Tokens)
+	// has no whole token left to send.
+	ReasonNoTokens
 	numReason
 )
 
@@ -76,6 +79,7 @@ var reasonNames = [numReason]string{
 	ReasonBooksFull:        "books-full",
 	ReasonBufferFull:       "buffer-full",
 	ReasonPassed:           "passed",
+	ReasonNoTokens:         "no-tokens",
 }
 
 func (r Reason) String() string {

@@ -212,6 +212,11 @@ type slotExt struct {
 	books           Books
 	wsBuf           []byte // partial WebSocket frame (capacity: the limit)
 	pingOutstanding bool   // WSPing: a Ping waits for its Pong
+	// KindPayload sequence number and tokens (PayloadSpec.Seq, Tokens).
+	seqOff, seqLen uint8
+	seq            uint32
+	tokOff, tokLen int
+	tokens         []byte // the tokens not yet sent
 }
 
 func (s *slot) has(f uint8) bool { return s.flags&f != 0 }

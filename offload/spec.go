@@ -132,7 +132,31 @@ type PayloadSpec struct {
 	Request   []byte
 	Reply     []byte
 	ReplyMask []byte
+	// Seq, when Len > 0, numbers the keep-alives: a little-endian counter
+	// of Len bytes at Offset of each Request sent, Start on the first and
+	// one more on each (nl80211 NL80211_WOWLAN_TCP_DATA_PAYLOAD_SEQ).
+	Seq PayloadSeq
+	// Tokens, when Len > 0, puts the next Len bytes of Stream at Offset
+	// of each Request sent; when no whole token is left the slot wakes
+	// the host with ReasonNoTokens (nl80211 ..._DATA_PAYLOAD_TOKEN,
+	// NL80211_WOWLAN_TRIG_WAKEUP_TCP_NOMORETOKENS).
+	Tokens PayloadTokens
 }
+
+// PayloadSeq is a sequence number written into each payload keep-alive.
+type PayloadSeq struct {
+	Offset, Len int // Len 0 (none) or 1–4 bytes
+	Start       uint32
+}
+
+// PayloadTokens are tokens written into successive payload keep-alives.
+type PayloadTokens struct {
+	Offset, Len int // Len 0 (none) or 1–MaxPayload bytes
+	Stream      []byte
+}
+
+// MaxTokenStream bounds PayloadTokens.Stream.
+const MaxTokenStream = 4096
 
 // WebSocketSpec is an RFC 6455 client keep-alive.
 type WebSocketSpec struct {
@@ -185,7 +209,7 @@ func (s *Spec) Validate() error {
 		return specErr("Probe", "%v is not a probe form", s.Probe)
 	}
 	p, ws := &s.Payload, &s.WebSocket
-	if s.Kind != KindPayload && (p.Request != nil || p.Reply != nil || p.ReplyMask != nil) {
+	if s.Kind != KindPayload && (p.Request != nil || p.Reply != nil || p.ReplyMask != nil || p.Seq != (PayloadSeq{}) || p.Tokens.Len != 0 || p.Tokens.Stream != nil) {
 		return specErr("Payload", "set for kind %v", s.Kind)
 	}
 	if s.Kind != KindWebSocket && (ws.Mode != wsModeInvalid || ws.Payload != nil) {
@@ -201,6 +225,9 @@ func (s *Spec) Validate() error {
 		}
 		if len(p.ReplyMask) != 0 && len(p.ReplyMask) != len(p.Reply) {
 			return specErr("Payload.ReplyMask", "%d bytes, want 0 or len(Reply) = %d", len(p.ReplyMask), len(p.Reply))
+		}
+		if err := p.validateFields(); err != nil {
+			return err
 		}
 	case KindWebSocket:
 		if ws.Mode == wsModeInvalid || ws.Mode >= numWSMode {
@@ -245,9 +272,23 @@ type specJSON struct {
 }
 
 type payloadJSON struct {
-	Request   string `json:"request"`
-	Reply     string `json:"reply"`
-	ReplyMask string `json:"reply_mask,omitempty"`
+	Request   string      `json:"request"`
+	Reply     string      `json:"reply"`
+	ReplyMask string      `json:"reply_mask,omitempty"`
+	Seq       *seqJSON    `json:"seq,omitempty"`
+	Tokens    *tokensJSON `json:"tokens,omitempty"`
+}
+
+type seqJSON struct {
+	Offset int    `json:"offset"`
+	Len    int    `json:"len"`
+	Start  uint32 `json:"start,omitempty"`
+}
+
+type tokensJSON struct {
+	Offset int    `json:"offset"`
+	Len    int    `json:"len"`
+	Stream string `json:"stream"`
 }
 
 type websocketJSON struct {
@@ -310,6 +351,15 @@ func ParseSpec(b []byte) (Spec, error) {
 				return Spec{}, err
 			}
 		}
+		if q := j.Payload.Seq; q != nil {
+			s.Payload.Seq = PayloadSeq{Offset: q.Offset, Len: q.Len, Start: q.Start}
+		}
+		if tk := j.Payload.Tokens; tk != nil {
+			s.Payload.Tokens = PayloadTokens{Offset: tk.Offset, Len: tk.Len}
+			if s.Payload.Tokens.Stream, err = parseHex("payload.tokens.stream", tk.Stream); err != nil {
+				return Spec{}, err
+			}
+		}
 	}
 	if j.WebSocket != nil {
 		if s.WebSocket.Mode, err = parseName("websocket.mode", j.WebSocket.Mode, wsModeNames[1:], WSPing); err != nil {
@@ -349,6 +399,12 @@ func (s Spec) MarshalJSON() ([]byte, error) {
 			Request:   hex.EncodeToString(s.Payload.Request),
 			Reply:     hex.EncodeToString(s.Payload.Reply),
 			ReplyMask: hex.EncodeToString(s.Payload.ReplyMask),
+		}
+		if q := s.Payload.Seq; q != (PayloadSeq{}) {
+			j.Payload.Seq = &seqJSON{Offset: q.Offset, Len: q.Len, Start: q.Start}
+		}
+		if tk := s.Payload.Tokens; tk.Len != 0 || tk.Offset != 0 || tk.Stream != nil {
+			j.Payload.Tokens = &tokensJSON{Offset: tk.Offset, Len: tk.Len, Stream: hex.EncodeToString(tk.Stream)}
 		}
 	}
 	if s.Kind == KindWebSocket {
@@ -399,4 +455,37 @@ func parseHex(field, v string) ([]byte, error) {
 		b = []byte{}
 	}
 	return b, nil
+}
+
+// validateFields checks the sequence number and token fields of p.
+func (p *PayloadSpec) validateFields() error {
+	q, tk := &p.Seq, &p.Tokens
+	if q.Len < 0 || q.Len > 4 {
+		return specErr("Payload.Seq.Len", "%d outside 0..4", q.Len)
+	}
+	if q.Len == 0 && (q.Offset != 0 || q.Start != 0) {
+		return specErr("Payload.Seq", "offset or start set with length 0")
+	}
+	if q.Len > 0 && (q.Offset < 0 || q.Offset+q.Len > len(p.Request)) {
+		return specErr("Payload.Seq.Offset", "%d+%d outside the %d-byte request", q.Offset, q.Len, len(p.Request))
+	}
+	if tk.Len < 0 || tk.Len > MaxPayload {
+		return specErr("Payload.Tokens.Len", "%d outside 0..%d", tk.Len, MaxPayload)
+	}
+	if tk.Len == 0 {
+		if tk.Offset != 0 || tk.Stream != nil {
+			return specErr("Payload.Tokens", "offset or stream set with length 0")
+		}
+		return nil
+	}
+	if tk.Offset < 0 || tk.Offset+tk.Len > len(p.Request) {
+		return specErr("Payload.Tokens.Offset", "%d+%d outside the %d-byte request", tk.Offset, tk.Len, len(p.Request))
+	}
+	if n := len(tk.Stream); n < tk.Len || n > MaxTokenStream || n%tk.Len != 0 {
+		return specErr("Payload.Tokens.Stream", "%d bytes: want whole %d-byte tokens, at most %d bytes", n, tk.Len, MaxTokenStream)
+	}
+	if q.Len > 0 && q.Offset < tk.Offset+tk.Len && tk.Offset < q.Offset+q.Len {
+		return specErr("Payload.Tokens.Offset", "token bytes %d..%d overlap the sequence number's %d..%d", tk.Offset, tk.Offset+tk.Len, q.Offset, q.Offset+q.Len)
+	}
+	return nil
 }

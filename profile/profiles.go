@@ -126,6 +126,7 @@ var all = []*Profile{
 			offload.ReasonFIN:              "NL80211_WOWLAN_TRIG_WAKEUP_TCP_CONNLOST",
 			offload.ReasonRST:              "NL80211_WOWLAN_TRIG_WAKEUP_TCP_CONNLOST",
 			offload.ReasonData:             "NL80211_WOWLAN_TRIG_WAKEUP_TCP_MATCH",
+			offload.ReasonNoTokens:         "NL80211_WOWLAN_TRIG_WAKEUP_TCP_NOMORETOKENS",
 		},
 	},
 	{

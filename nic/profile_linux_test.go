@@ -306,3 +306,62 @@ func TestIntegrationProfileRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestIntegrationProfileNL80211Tokens: nl80211-tcp's data payload carries
+// a little-endian sequence number and the next token each interval; the
+// server's app sees them in order and answers; with the tokens used up
+// the device wakes the host (NOMORETOKENS), and the stream is whole.
+func TestIntegrationProfileNL80211Tokens(t *testing.T) {
+	r := newLabRig(t, func(c *nic.Config) { c.Profile = scaledProfile(t, profile.NL80211TCP) })
+	r.connect()
+	spec := offload.Spec{Kind: offload.KindPayload, Interval: time.Second, RetryInterval: 300 * time.Millisecond, RetryCount: 2,
+		Payload: offload.PayloadSpec{Request: []byte("KA\x00\x00--"), Reply: []byte("OK"),
+			Seq:    offload.PayloadSeq{Offset: 2, Len: 2, Start: 0x00ff},
+			Tokens: offload.PayloadTokens{Offset: 4, Len: 2, Stream: []byte("t1t2t3")}}}
+	type got struct {
+		b   []byte
+		err error
+	}
+	recv := make(chan got, 8)
+	go func() {
+		for range 3 {
+			b := make([]byte, 6)
+			r.srvConn.SetReadDeadline(time.Now().Add(15 * time.Second))
+			if _, err := io.ReadFull(r.srvConn, b); err != nil {
+				recv <- got{err: err}
+				return
+			}
+			r.srvConn.Write([]byte("OK"))
+			recv <- got{b: b}
+		}
+	}()
+	r.sleep(spec)
+	var payloads []string
+	for range 3 {
+		g := <-recv
+		if g.err != nil {
+			t.Fatal(g.err)
+		}
+		payloads = append(payloads, string(g.b))
+	}
+	if want := []string{"KA\xff\x00t1", "KA\x00\x01t2", "KA\x01\x01t3"}; strings.Join(payloads, "|") != strings.Join(want, "|") {
+		t.Errorf("the server received %q, want %q", payloads, want)
+	}
+	ev := r.wake(10 * time.Second)
+	if ev.Reason != nic.WakeNoTokens || ev.Slot != r.slot {
+		t.Fatalf("wake %+v, want no-tokens on slot %d", ev, r.slot)
+	}
+	p := r.dev.Profile()
+	t.Logf("wake reason %s", p.ReasonName(offload.ReasonNoTokens))
+	rep := r.wakeUp()
+	if len(rep.Books.Sent) != 18 || len(rep.Books.Absorbed) != 6 {
+		t.Errorf("books: %d bytes sent, %d absorbed; want 18, 6", len(rep.Books.Sent), len(rep.Books.Absorbed))
+	}
+	// The replies the device absorbed are the app's to read.
+	ok := make([]byte, 6)
+	r.hostConn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(r.hostConn, ok); err != nil || string(ok) != "OKOKOK" {
+		t.Fatalf("host read %q, %v; want the absorbed OKOKOK", ok, err)
+	}
+	r.exchange([]byte("after the tokens"), []byte("whole stream"))
+}

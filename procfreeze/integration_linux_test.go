@@ -651,3 +651,87 @@ func TestIntegrationMosquittoSub(t *testing.T) {
 }
 
 func regexpMust(s string) *regexp.Regexp { return regexp.MustCompile(s) }
+
+// TestIntegrationRecoverRepair leaves what a SIGKILLed host leaves behind
+// for a guarded connection: the client frozen in a directory of a dead
+// standbynic, its socket in TCP_REPAIR. Recover takes the socket out of
+// repair mode before thawing the client, which then reads what its server
+// sends.
+func TestIntegrationRecoverRepair(t *testing.T) {
+	lab := netlab.NewForTest(t, nil)
+	checkReleased(t)
+	ln, err := lab.ListenTCP(netlab.Host, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	out, w := newOutput(t)
+	p, err := procfreeze.Run(&procfreeze.Config{Name: "crash", Mode: procfreeze.Cgroup2}, procfreeze.RunConfig{
+		Argv: []string{os.Args[0]}, Env: helperEnv("client", "PROCFREEZE_ADDR="+ln.Addr().String()),
+		Stdout: w, Stderr: os.Stderr, NetNS: lab.NamespacePath(netlab.Host),
+	})
+	w.Close()
+	skipIfPerm(t, err, "run")
+	defer p.Close()
+	srv, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	out.next(t, 10*time.Second)
+	ctx := context.Background()
+	if err := p.Freeze(ctx); err != nil {
+		t.Fatal(err)
+	}
+	socks, err := p.Sockets(host.Idle)
+	skipIfPerm(t, err, "sockets")
+	var s *procfreeze.Socket
+	for _, x := range socks {
+		if x.Err == nil {
+			s = x
+		}
+	}
+	if s == nil {
+		t.Fatalf("no idle socket: %v", socks)
+	}
+	if _, _, err := host.Freeze(s.Conn); err != nil { // never thawed: the host "dies"
+		t.Fatal(err)
+	}
+	s.Close()
+	// The dead host's directory, beside ours, with the client frozen in it.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(filepath.Dir(p.Dir()), fmt.Sprintf("%s-%d-crashed-1", procfreeze.Prefix, dead.Process.Pid))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(dir) })
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.freeze"), []byte("1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(p.PID())), 0); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := procfreeze.Recover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got *procfreeze.Recovered
+	for i := range recs {
+		if recs[i].Dir == dir {
+			got = &recs[i]
+		}
+	}
+	if got == nil || got.Repaired != 1 || len(got.PIDs) != 1 || got.PIDs[0] != p.PID() {
+		t.Fatalf("Recover = %+v, want %s with pid %d and 1 socket out of repair", recs, dir, p.PID())
+	}
+	// The client runs again, out of our cgroup (Close still stops it).
+	if _, err := srv.Write([]byte("after the crash\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.next(t, 10*time.Second); got != "after the crash\n" {
+		t.Fatalf("client read %q", got)
+	}
+}

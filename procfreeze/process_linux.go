@@ -730,13 +730,15 @@ func (p *Process) CPU() (time.Duration, error) {
 // killAll sends sig to every process held (a started process's cgroup:
 // its children too).
 func (p *Process) killAll(sig unix.Signal) {
+	// The process itself through its pidfd, even if something moved it out
+	// of the cgroup.
+	if p.pidfd >= 0 {
+		_ = unix.PidfdSendSignal(p.pidfd, sig, nil, 0)
+	}
 	if p.mode == Cgroup2 && sig == unix.SIGKILL {
 		if writeFile(filepath.Join(p.dir, "cgroup.kill"), "1") == nil {
 			return
 		}
-	}
-	if p.pidfd >= 0 {
-		_ = unix.PidfdSendSignal(p.pidfd, sig, nil, 0)
 	}
 	if p.mode == Signal {
 		return

@@ -188,4 +188,6 @@ type Recovered struct {
 	// PIDs are the processes found in it: thawed and moved to Dir's parent
 	// (the cgroup the dead standbynic ran in), never signalled.
 	PIDs []int
+	// Repaired counts their TCP sockets taken out of TCP_REPAIR.
+	Repaired int
 }

@@ -11,13 +11,16 @@
 // runs NAPI: it has an XDP program or GRO. AttachPass attaches an
 // XDP_PASS program for receivers that have none of their own.
 //
-// Pump sends n frames in long runs (a run costs tens of milliseconds of
-// setup, so it cannot be paced in small chunks) and waits for the
-// receiver's count; it gives up when the receiver stalls or a deadline
-// passes: every load loop is bounded in count and time, and stops by
-// itself. The veth peer's NAPI runs on the sender's CPU after each batch
-// of BatchSize frames, so the kernel never outruns the veth; a receiver
-// that cannot keep up shows it in its own drops, which the caller checks.
+// Pump sends n frames in bursts, one BPF_PROG_TEST_RUN call each, and
+// waits after each until the receiver counted it; the rate is the frames
+// counted over the time from a burst's first count to its last (a run
+// spends tens of milliseconds setting up, when nothing flows). The veth
+// peer's NAPI runs on the sender's CPU after each batch of BatchSize
+// frames, so the kernel never outruns the veth itself; a receiver that
+// buffers (a TPACKET ring) keeps a burst that fits its buffer whole, and
+// the caller checks its drops. Pump gives up when the receiver stalls or
+// a deadline passes: every load loop is bounded in count and time, and
+// stops by itself.
 //
 // Needs CAP_BPF and CAP_NET_ADMIN; Linux only.
 package xdpgen

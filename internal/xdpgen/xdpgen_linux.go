@@ -25,8 +25,8 @@ var ErrLost = errors.New("frames lost on the way")
 const BatchSize = 64
 
 // MaxChunk bounds one BPF_PROG_TEST_RUN call's Repeat in Pump. A call
-// costs tens of milliseconds of setup (the live-frames page pool), so
-// runs are long.
+// costs tens of milliseconds of setup (the live-frames page pool) on the
+// reference machine.
 const MaxChunk = 1 << 22
 
 // MaxFrames bounds one Pump.
@@ -90,50 +90,100 @@ type xdpMd struct {
 	Data, DataEnd, DataMeta, IngressIfindex, RxQueueIndex, EgressIfindex uint32
 }
 
-// Pump sends n copies of frame out of ifindex, in runs of up to
-// MaxChunk frames, and waits until done() (the receiver's count) has
-// counted them all. It returns the frames per second done() saw, from
-// the first frame sent to the last counted. It fails with ErrLost once
-// done() has not moved for stall, and when deadline passes. The kernel
-// sends a run as fast as the path takes it (the veth peer's NAPI runs on
-// the sender's CPU between batches of BatchSize), so a receiver that
-// keeps up with its NAPI loses nothing: the caller checks its drops.
-func (s *Sender) Pump(ifindex int, frame []byte, n int, stall, deadline time.Duration, done func() uint64) (float64, error) {
+// Pump sends n copies of frame out of ifindex in bursts of up to burst
+// frames (1..MaxChunk, within what the receiver buffers), each one
+// BPF_PROG_TEST_RUN call, and waits after each until done() (the
+// receiver's count) has counted it. It returns the receiver's rate:
+// the frames counted over the time they took to be counted, from the
+// first count of a burst to its last (so the tens of milliseconds each
+// run spends setting up, when nothing flows, are not the receiver's).
+// It fails with ErrLost once done() has not moved for stall, and when
+// deadline passes.
+func (s *Sender) Pump(ifindex int, frame []byte, n, burst int, stall, deadline time.Duration, done func() uint64) (float64, error) {
 	if n < 1 || n > MaxFrames {
 		return 0, fmt.Errorf("xdpgen: %d frames: limit 1..%d", n, MaxFrames)
 	}
-	base := done()
-	start := time.Now()
-	end := start.Add(deadline)
+	if burst < 1 || burst > MaxChunk {
+		return 0, fmt.Errorf("xdpgen: burst %d: limit 1..%d", burst, MaxChunk)
+	}
+	end := time.Now().Add(deadline)
+	var frames uint64
+	var active time.Duration
 	for sent := 0; sent < n; {
-		k := min(MaxChunk, n-sent)
-		if err := s.Send(ifindex, frame, uint32(k)); err != nil {
-			return 0, err
+		k := min(burst, n-sent)
+		f, d, err := s.burst(ifindex, frame, k, stall, end, done)
+		if err != nil {
+			return 0, fmt.Errorf("xdpgen: %d of %d sent: %w", sent, n, err)
 		}
+		frames, active = frames+f, active+d
 		sent += k
-		if time.Now().After(end) {
-			return 0, fmt.Errorf("xdpgen: deadline %v passed with %d of %d sent", deadline, sent, n)
-		}
 	}
-	last, lastAt := done(), time.Now()
-	for spins := 0; ; spins++ {
-		v := done()
-		now := time.Now()
-		if v >= base+uint64(n) {
-			return float64(n) / now.Sub(start).Seconds(), nil
-		}
-		if v != last {
-			last, lastAt = v, now
-		} else if now.Sub(lastAt) > stall {
-			return 0, fmt.Errorf("xdpgen: %w: %d of %d counted, none for %v", ErrLost, v-base, n, stall)
-		}
-		if now.After(end) {
-			return 0, fmt.Errorf("xdpgen: deadline %v passed with %d of %d counted", deadline, v-base, n)
-		}
-		if spins > 1000 {
-			time.Sleep(50 * time.Microsecond) // polls a counter: the receiver has no event to wait on
-		}
+	if active <= 0 {
+		return 0, fmt.Errorf("xdpgen: %d frames counted in no measurable time", frames)
 	}
+	return float64(frames) / active.Seconds(), nil
+}
+
+// burst sends k frames and watches done() from another goroutine while
+// the kernel sends; it returns the frames counted between the first move
+// it saw and the last, and the time between.
+func (s *Sender) burst(ifindex int, frame []byte, k int, stall time.Duration, end time.Time, done func() uint64) (uint64, time.Duration, error) {
+	type seen struct {
+		frames uint64
+		d      time.Duration
+		err    error
+	}
+	base := done()
+	stop := make(chan struct{})
+	res := make(chan seen, 1)
+	go func() { // owned by burst: it ends when all are counted, or on stall, deadline or stop
+		var first time.Time
+		var atFirst uint64
+		last, lastAt := base, time.Now()
+		for {
+			v, now := done(), time.Now()
+			if v != base && first.IsZero() {
+				first, atFirst = now, v
+			}
+			if v >= base+uint64(k) {
+				res <- seen{frames: v - atFirst, d: now.Sub(first)}
+				return
+			}
+			select {
+			case <-stop:
+				res <- seen{err: errors.New("send failed")}
+				return
+			default:
+			}
+			if v != last {
+				last, lastAt = v, now
+			} else if now.Sub(lastAt) > stall+deadlineSlack(first) {
+				res <- seen{err: fmt.Errorf("%w: %d of %d counted, none for %v", ErrLost, v-base, k, stall)}
+				return
+			}
+			if now.After(end) {
+				res <- seen{err: fmt.Errorf("deadline passed with %d of %d counted", v-base, k)}
+				return
+			}
+			time.Sleep(20 * time.Microsecond) // polls a counter: the receiver has no event to wait on
+		}
+	}()
+	if err := s.Send(ifindex, frame, uint32(k)); err != nil {
+		close(stop)
+		<-res
+		return 0, 0, err
+	}
+	r := <-res
+	return r.frames, r.d, r.err
+}
+
+// deadlineSlack is the run's setup time, allowed before the first frame
+// counts.
+func deadlineSlack(first time.Time) time.Duration {
+	if first.IsZero() {
+		return time.Second
+	}
+	return 0
 }
 
 // AttachPass attaches an XDP_PASS program in driver mode to ifindex in

@@ -52,7 +52,7 @@ func TestIntegrationPump(t *testing.T) {
 
 	// No NAPI on wire0 yet: the frames go nowhere.
 	err = l.Do(netlab.Srv, func() error {
-		_, err := s.Pump(srv.Index, frame, 1000, 200*time.Millisecond, 5*time.Second, count.Load)
+		_, err := s.Pump(srv.Index, frame, 1000, 1000, 200*time.Millisecond, 5*time.Second, count.Load)
 		return err
 	})
 	if !errors.Is(err, ErrLost) {
@@ -68,7 +68,7 @@ func TestIntegrationPump(t *testing.T) {
 	before := count.Load()
 	var rate float64
 	if err := l.Do(netlab.Srv, func() (err error) {
-		rate, err = s.Pump(srv.Index, frame, n, 5*time.Second, 30*time.Second, count.Load)
+		rate, err = s.Pump(srv.Index, frame, n, 32768, 5*time.Second, 30*time.Second, count.Load)
 		return err
 	}); err != nil {
 		t.Fatal(err)

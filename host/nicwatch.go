@@ -74,6 +74,10 @@ const blindMargin = 250 * time.Millisecond
 // because the NIC is away.
 var errNICAway = fmt.Errorf("arm: the NIC is away (lost; the host arms again when it is back)")
 
+// errNICUnreachable is the cause of a hand-back without books while the
+// NIC is known to be down.
+var errNICUnreachable = errors.New("the NIC is unreachable")
+
 // nicLostLocked handles a nic-lost wake in any state.
 func (h *Host) nicLostLocked() {
 	h.stats.NICLosses++

@@ -356,7 +356,16 @@ func (h *Host) handBackLocked() {
 // books.
 func (h *Host) takeBackLocked(ch *Channel, now time.Duration) {
 	slot := ch.slot
-	rep, err := h.nic.Disarm(slot)
+	var rep offload.Report
+	var err error
+	if h.nicDown && !h.watch.Health().Up {
+		// Known unreachable (a hung daemon would hold every call for
+		// its timeout): no books now; a stale slot is read when the
+		// NIC is back (nicwatch.go).
+		err = errNICUnreachable
+	} else {
+		rep, err = h.nic.Disarm(slot)
+	}
 	ch.slot = 0
 	fz := ch.frozen
 	ch.frozen = nil

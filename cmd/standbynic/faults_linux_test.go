@@ -509,3 +509,38 @@ func TestIntegrationFaultServerRSTAndFIN(t *testing.T) {
 	r.waitArmed(20 * time.Second)
 	r.finish()
 }
+
+// TestIntegrationFaultNICHung: the NIC daemon hangs (SIGSTOP) while the
+// host sleeps. Its wake stream stays open, so it keeps the lease, but the
+// host's renewals time out: nic-lost, every socket thawed at once without
+// waiting on the hung daemon. When it runs again (SIGCONT) it is the same
+// instance with the old slots still armed under the lease: the host
+// disarms them (their books are read then), brings the NIC to D0 and arms
+// its channels again.
+func TestIntegrationFaultNICHung(t *testing.T) {
+	r := newFaultRig(t, "1s")
+	if err := r.nicd.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	t.Cleanup(func() {
+		if stopped {
+			r.nicd.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	})
+	h := r.host().stderr
+	h.waitFor(t, regexp.MustCompile(`msg="nic lost" component=nic-remote why="lease renewal failed"(?s:.*)msg="nic lost: taking back what it guarded"`), 10*time.Second)
+	r.waitFrozen(0, 5*time.Second)
+	r.nicd.cmd.Process.Signal(syscall.SIGCONT)
+	stopped = false
+	for _, l := range []string{"chat/chat", "mail/mail"} {
+		h.waitFor(t, regexp.MustCompile(`msg="nic: disarmed a stale slot of the lease" component=host slot=\d+ label=`+l+` sent=0 absorbed=0`), 15*time.Second)
+	}
+	r.waitArmed(20 * time.Second)
+	r.pushAll("after the hang")
+	r.waitArmed(20 * time.Second)
+	if regexp.MustCompile(`not recovered|hand back failed`).MatchString(h.String()) {
+		t.Errorf("a connection was not kept:\n%s", r.logs())
+	}
+	r.finish()
+}

@@ -125,8 +125,8 @@ func (s *Sender) Pump(ifindex int, frame []byte, n, burst int, stall, deadline t
 }
 
 // burst sends k frames and watches done() from another goroutine while
-// the kernel sends; it returns the frames counted between the first move
-// it saw and the last, and the time between.
+// the kernel sends; it returns the frames counted and the time from the
+// last poll that saw none to the first that saw all.
 func (s *Sender) burst(ifindex int, frame []byte, k int, stall time.Duration, end time.Time, done func() uint64) (uint64, time.Duration, error) {
 	type seen struct {
 		frames uint64
@@ -137,16 +137,21 @@ func (s *Sender) burst(ifindex int, frame []byte, k int, stall time.Duration, en
 	stop := make(chan struct{})
 	res := make(chan seen, 1)
 	go func() { // owned by burst: it ends when all are counted, or on stall, deadline or stop
-		var first time.Time
-		var atFirst uint64
+		// idle: the last poll that saw nothing counted yet; the burst's
+		// time runs from it (at most one poll early) to the poll that
+		// saw all counted.
+		var first, idle time.Time
 		last, lastAt := base, time.Now()
+		idle = lastAt
 		for {
 			v, now := done(), time.Now()
-			if v != base && first.IsZero() {
-				first, atFirst = now, v
+			if v == base {
+				idle = now
+			} else if first.IsZero() {
+				first = now
 			}
 			if v >= base+uint64(k) {
-				res <- seen{frames: v - atFirst, d: now.Sub(first)}
+				res <- seen{frames: v - base, d: now.Sub(idle)}
 				return
 			}
 			select {

@@ -60,9 +60,11 @@
 // Close runs on every normal exit and on SIGTERM (the caller's signal
 // handler closes the host). After SIGKILL nothing runs: the processes stay
 // frozen in their directories Prefix-<pid>-<name>-<n>, and their sockets
-// stay in TCP_REPAIR if the host had frozen them (the peer's segments are
-// ignored, nothing is sent: the connection dies at the peer's timeout
-// unless a host thaws it). Recover, called by a restarted host, finds the
-// directories whose standbynic is gone, thaws them and moves their
-// processes to the parent cgroup.
+// stay in TCP_REPAIR if the host had frozen them (nothing is sent: the
+// connection dies at the peer's timeout unless a host thaws it). Recover,
+// called by a restarted host, finds the directories whose standbynic is
+// gone, takes their processes' sockets out of TCP_REPAIR (TCP_REPAIR_OFF,
+// whose window probe resynchronises the peer; what the NIC sent or
+// absorbed meanwhile is lost, so the app may see the connection fail),
+// thaws them and moves them to the parent cgroup.
 package procfreeze

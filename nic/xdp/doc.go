@@ -73,4 +73,21 @@
 // fails with ErrUnsupported, and so does a kernel or a process that
 // cannot load the program: the caller falls back to the classic-BPF
 // socket filter. Close detaches and frees everything; it is idempotent.
+//
+// # Not wired in yet
+//
+// nic does not use the package yet (issue 17, stage 2). What it must do:
+// build the program from d3Table.prefilterPatterns and the host's IPv4
+// addresses when it attaches the classic-BPF prefilter, keep that filter
+// (the fallback, and still a superset behind XDP), Arm each slot (Reply
+// for TCP-probe, WebSocket Pong and responder slots), Attach to the wire
+// port, and Detach where detachPrefilter runs (the wake, Close); Pause a
+// slot when it wakes or dies; call Update whenever the engine moves a
+// slot's SND.NXT or RCV.NXT (payload and WebSocket keep-alives, absorbed
+// reply bytes); before the engine's retry or timeout of a waiting slot,
+// count the slot's new SlotCounters.Replies as replies (the engine needs
+// a call for that: it never saw the frame), and carry TSRecent back;
+// add SlotCounters to the slot's counters and the Reasons to the D3
+// drop counters; report the path (xdp or socket filter) in capabilities,
+// the API and the metrics.
 package xdp

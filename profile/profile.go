@@ -132,8 +132,13 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: %s: %s: %s", e.Profile, c, e.Field, e.Detail)
 }
 
-// Is makes errors.Is(err, ErrRefused) hold.
-func (e *Error) Is(target error) bool { return target == ErrRefused }
+// Is makes errors.Is(err, ErrRefused) hold, and errors.Is(err,
+// offload.ErrInvalidSpec) for every refusal but a full device (which the
+// nic wraps with its ErrNoSlot), so callers that map the engine's
+// validation errors (the control API: 422) map a profile's too.
+func (e *Error) Is(target error) bool {
+	return target == ErrRefused || target == offload.ErrInvalidSpec && e.Field != "slots"
+}
 
 // Request is what Check judges: a connection, its keep-alive, and how
 // many slots are armed already.

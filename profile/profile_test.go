@@ -3,6 +3,7 @@ package profile
 import (
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -145,5 +146,20 @@ func TestNames(t *testing.T) {
 				t.Errorf("%s patterns: %v", p.Name, err)
 			}
 		}
+	}
+}
+
+func TestErrorIs(t *testing.T) {
+	p, _ := Lookup(AndroidAPF)
+	fam := p.Check(Request{Local: local6, Remote: remote6, Spec: probe(time.Minute)})
+	full := p.Check(Request{Local: local4, Remote: remote4, Spec: probe(time.Minute), Armed: 3})
+	if !errors.Is(fam, ErrRefused) || !errors.Is(fam, offload.ErrInvalidSpec) {
+		t.Errorf("family refusal %v: want ErrRefused and offload.ErrInvalidSpec", fam)
+	}
+	if !errors.Is(full, ErrRefused) || errors.Is(full, offload.ErrInvalidSpec) {
+		t.Errorf("slots refusal %v: want ErrRefused, not offload.ErrInvalidSpec", full)
+	}
+	if want := "android-apf: ERROR_INVALID_IP_ADDRESS (-21): family: "; !strings.HasPrefix(fam.Error(), want) {
+		t.Errorf("message %q, want prefix %q", fam, want)
 	}
 }

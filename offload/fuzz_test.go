@@ -122,6 +122,7 @@ func FuzzParseSpec(f *testing.F) {
 	f.Add([]byte(`{"kind":"tcp-probe","interval":"15m","retry_interval":"1s","retry_count":16,"probe":"one-byte"}`))
 	f.Add([]byte(`{"kind":"websocket","interval":"10s","retry_interval":"2s","websocket":{"mode":"responder"}}`))
 	f.Add([]byte(`{"kind":"tcp-probe","interval":"10m","first_due":"3m20s","retry_interval":"30s","retry_count":3}`))
+	f.Add([]byte(`{"kind":"payload","interval":"10s","retry_interval":"1s","retry_count":2,"payload":{"request":"4b410000","reply":"4f4b","seq":{"offset":2,"len":2,"start":255},"tokens":{"offset":0,"len":2,"stream":"74317432"}}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := ParseSpec(b)
 		if err != nil {

@@ -212,3 +212,54 @@ func TestRulesCoverProductPackages(t *testing.T) {
 		}
 	}
 }
+
+// TestBinaryDoesNotLinkTesting: no package the standbynic command links
+// (its project packages, transitively; _test.go files aside) imports
+// package testing, so the shipped binary carries no test code and no
+// test flags. netlab's test helpers take a small interface (netlab.TB)
+// for that reason.
+func TestBinaryDoesNotLinkTesting(t *testing.T) {
+	pkgs := packageImports(t, repoRoot(t))
+	if bad := linksTesting(pkgs, "cmd/standbynic"); bad != "" {
+		t.Errorf("the standbynic binary links package testing through %s", bad)
+	}
+	// The check itself: a product package that imports testing is found.
+	fake := map[string]map[string]bool{
+		"cmd/standbynic":  {module + "/nic": true},
+		"nic":             {module + "/internal/netlab": true},
+		"internal/netlab": {"testing": true},
+	}
+	if got := linksTesting(fake, "cmd/standbynic"); got != "internal/netlab" {
+		t.Errorf("linksTesting on a package graph through internal/netlab = %q", got)
+	}
+}
+
+// linksTesting returns the first project package reachable from root
+// (relative to the module) whose non-test files import testing, or "".
+func linksTesting(pkgs map[string]map[string]bool, root string) string {
+	seen := map[string]bool{}
+	var walk func(p string) string
+	walk = func(p string) string {
+		if seen[p] {
+			return ""
+		}
+		seen[p] = true
+		imps := make([]string, 0, len(pkgs[p]))
+		for imp := range pkgs[p] {
+			imps = append(imps, imp)
+		}
+		sort.Strings(imps)
+		for _, imp := range imps {
+			if imp == "testing" {
+				return p
+			}
+			if rel, ok := strings.CutPrefix(imp, module+"/"); ok {
+				if bad := walk(rel); bad != "" {
+					return bad
+				}
+			}
+		}
+		return ""
+	}
+	return walk(root)
+}

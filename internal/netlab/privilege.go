@@ -5,8 +5,19 @@ import (
 	"errors"
 	"os"
 	"sync"
-	"testing"
 )
+
+// TB is the part of testing.TB the test helpers below use. It is declared
+// here so that netlab, which the standbynic binary links for `standbynic
+// lab`, does not import package testing; a *testing.T or *testing.B
+// satisfies it.
+type TB interface {
+	Helper()
+	Skipf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Cleanup(func())
+}
 
 var (
 	privOnce sync.Once
@@ -25,7 +36,7 @@ func Privileged() error {
 // RequirePrivileges skips t when the process lacks the capabilities a lab
 // needs (CAP_SYS_ADMIN for namespaces, CAP_NET_ADMIN, CAP_NET_RAW), and
 // fails it on any other error from the probe.
-func RequirePrivileges(t testing.TB) {
+func RequirePrivileges(t TB) {
 	t.Helper()
 	err := Privileged()
 	switch {
@@ -39,7 +50,7 @@ func RequirePrivileges(t testing.TB) {
 
 // NewForTest gates t with RequirePrivileges, builds a lab and registers its
 // Close with t.Cleanup (it runs when the test fails too).
-func NewForTest(t testing.TB, opts *Options) *Lab {
+func NewForTest(t TB, opts *Options) *Lab {
 	t.Helper()
 	RequirePrivileges(t)
 	l, err := New(context.Background(), opts)

@@ -76,7 +76,8 @@ func (d *Device) TakeEvictions() []Eviction {
 // its refusals, and its admission when the slots are full. Called with
 // d.mu held, before Arm's own checks.
 func (d *Device) admitLocked(s *SlotConfig) error {
-	p := d.prof
+	p := *d.prof
+	p.Slots = d.caps.Slots // the device's count (Capabilities.Slots, --slots) is the one enforced
 	s.Spec = p.Spec(s.Spec)
 	err := p.Check(profile.Request{Local: s.Snapshot.Local, Remote: s.Snapshot.Remote, Spec: s.Spec, Armed: len(d.slots)})
 	var pe *profile.Error

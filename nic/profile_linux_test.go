@@ -192,7 +192,7 @@ func fakeSlot(t *testing.T, r *labRig, port uint16) nic.SlotID {
 	snap := offload.Snapshot{LocalMAC: r.hostMAC, RemoteMAC: r.srvMAC, Local: c.Local, Remote: c.Remote,
 		SndNxt: 1, RcvNxt: 1, SndWnd: 65535, RcvWnd: 65535, TTL: 64, MSS: 1460}
 	id, err := r.dev.Arm(nic.SlotConfig{Pattern: c, Snapshot: snap, Owner: fmt.Sprintf("fake-%d", port),
-		Spec: offload.Spec{Kind: offload.KindTCPProbe, Interval: time.Hour, RetryInterval: time.Second}})
+		Spec: offload.Spec{Kind: offload.KindTCPProbe, Interval: 5 * time.Minute, RetryInterval: time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,4 +364,20 @@ func TestIntegrationProfileNL80211Tokens(t *testing.T) {
 		t.Fatalf("host read %q, %v; want the absorbed OKOKOK", ok, err)
 	}
 	r.exchange([]byte("after the tokens"), []byte("whole stream"))
+}
+
+// TestIntegrationProfileSlotsOverride: Capabilities.Slots (nic --slots)
+// overrides a profile's slot count, and the refusal counts the device's
+// slots.
+func TestIntegrationProfileSlotsOverride(t *testing.T) {
+	r := newLabRig(t, func(c *nic.Config) { c.Profile = scaledProfile(t, profile.AndroidAPF); c.Capabilities.Slots = 1 })
+	fakeSlot(t, r, 50001)
+	c := wp.TCPConn{Local: netip.AddrPortFrom(r.lab.Addr.Host4, 50002), Remote: netip.AddrPortFrom(r.lab.Addr.Srv4, 9)}
+	snap := offload.Snapshot{LocalMAC: r.hostMAC, RemoteMAC: r.srvMAC, Local: c.Local, Remote: c.Remote,
+		SndNxt: 1, RcvNxt: 1, SndWnd: 65535, RcvWnd: 65535, TTL: 64, MSS: 1460}
+	_, err := r.dev.Arm(nic.SlotConfig{Pattern: c, Snapshot: snap, Spec: offload.Spec{Kind: offload.KindTCPProbe, Interval: 5 * time.Minute, RetryInterval: time.Second}})
+	var pe *profile.Error
+	if !errors.Is(err, nic.ErrNoSlot) || !errors.As(err, &pe) || pe.Code.Num != -32 || !strings.Contains(err.Error(), "all 1 hardware slots") {
+		t.Fatalf("second Arm on 1 slot: %v, want ErrNoSlot with ERROR_INSUFFICIENT_RESOURCES for 1 slot", err)
+	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -541,6 +543,168 @@ func TestIntegrationFaultNICHung(t *testing.T) {
 	r.waitArmed(20 * time.Second)
 	if regexp.MustCompile(`not recovered|hand back failed`).MatchString(h.String()) {
 		t.Errorf("a connection was not kept:\n%s", r.logs())
+	}
+	r.finish()
+}
+
+// pingServer is a raw TCP service that answers "PING\r\n" with
+// "PONG\r\n" and counts the pings of each connection.
+type pingServer struct {
+	ln    *net.TCPListener
+	mu    sync.Mutex
+	conns []*net.TCPConn
+	pings []int
+}
+
+func (s *pingServer) serve() {
+	for {
+		c, err := s.ln.AcceptTCP()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		i := len(s.conns)
+		s.conns = append(s.conns, c)
+		s.pings = append(s.pings, 0)
+		s.mu.Unlock()
+		go func() {
+			defer c.Close()
+			buf := make([]byte, 4096)
+			var pending []byte
+			for {
+				n, err := c.Read(buf)
+				if err != nil {
+					return
+				}
+				pending = append(pending, buf[:n]...)
+				for len(pending) >= 6 && string(pending[:6]) == "PING\r\n" {
+					pending = pending[6:]
+					s.mu.Lock()
+					s.pings[i]++
+					s.mu.Unlock()
+					c.Write([]byte("PONG\r\n"))
+				}
+			}
+		}()
+	}
+}
+
+func (s *pingServer) state() (conns int, pings []int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns), append([]int(nil), s.pings...)
+}
+
+func (s *pingServer) close() {
+	s.ln.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		c.Close()
+	}
+}
+
+// TestIntegrationFaultNICKilledPayload: a raw channel whose slot sends the
+// service's own keep-alive (PING/PONG) when the NIC is killed after it has
+// sent some. The host cannot know how many: the service's RCV.NXT is past
+// the socket's SND.NXT by the pings the NIC sent, and its SND.NXT past the
+// socket's RCV.NXT by the pongs the NIC absorbed, which TCP never sends
+// again. So the host thaws the socket, closes the connection (not
+// recovered, said in the log), and the reset task dials again once the
+// NIC is back; the new connection is armed and a message on it is
+// delivered once.
+func TestIntegrationFaultNICKilledPayload(t *testing.T) {
+	var names []string
+	t.Cleanup(func() { checkNoLeftovers(t, names) })
+	lab := netlab.NewForTest(t, nil)
+	for _, ns := range lab.Namespaces() {
+		names = append(names, lab.NamespaceName(ns))
+	}
+	ps := &pingServer{}
+	if err := lab.Do(netlab.Srv, func() error {
+		var err error
+		ps.ln, err = net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(lab.Addr.Srv4, 0)))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	go ps.serve()
+	t.Cleanup(ps.close)
+	dir := t.TempDir()
+	r := &faultRig{t: t, lab: lab, dir: dir, sock: filepath.Join(dir, "nic.sock")}
+	hostIf, err := lab.Interface(netlab.Host, netlab.HostLink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.nicArgs = []string{"nic", "--wire", netlab.WireLink, "--host", netlab.HostPortLink, "--slots", "2", "--control", r.sock,
+		"--host-mac", hostIf.HardwareAddr.String(), "--host-addr", lab.Addr.Host4.String(), "--wire-rx", "immediate"}
+	cfg := fmt.Sprintf(`{
+  "policy": {"interval_unit": "1s", "min_interval": 1},
+  "host": {"wake_hold": "300ms", "reconnect_min": "300ms", "reconnect_max": "1s"},
+  "apps": [{"name": "telemetry", "channels": [
+    {"id": "plant", "endpoint": "tcp://%s", "protocol": "raw", "slot": "hardware", "interval": "1s",
+     "keepalive": {"kind": "payload", "request": {"text": "PING\r\n"}, "reply": {"text": "PONG\r\n"}},
+     "raw_keepalive": {"text": "PING\r\n"}}
+  ]}]
+}`, ps.ln.Addr())
+	r.cfgPath = filepath.Join(dir, "host.json")
+	if err := writeFile(r.cfgPath, cfg); err != nil {
+		t.Fatal(err)
+	}
+	r.hostArgs = []string{"host", "--nic", r.sock, "--config", r.cfgPath, "--log-level", "debug", "--dial-timeout", "1s",
+		"--lease-owner", faultOwner, "--lease-period", "2s"}
+	r.startNIC()
+	r.startHost()
+	h := r.host().stderr
+	h.waitFor(t, regexp.MustCompile(`msg="host in standby"`), 30*time.Second)
+	armed := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			labels, _ := r.leaseSlots()
+			if len(labels) == 1 && labels[0] == want && frozenSockets(t, r.host().cmd.Process.Pid) == 1 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("not armed: %q\n%s", labels, r.logs())
+			}
+			time.Sleep(20 * time.Millisecond) // polling
+		}
+	}
+	armed("telemetry/plant")
+	// The NIC's pings on the frozen connection.
+	_, p0 := ps.state()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, p := ps.state(); p[0] >= p0[0]+2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the NIC sent no ping\n%s", r.logs())
+		}
+		time.Sleep(20 * time.Millisecond) // polling
+	}
+	r.nicd.cmd.Process.Signal(syscall.SIGKILL)
+	r.nicd.waitExit(t)
+	h.waitFor(t, regexp.MustCompile(`msg="connection not recovered after the NIC's loss" component=host channel=plant why="slot \d+ lost with the NIC`), 10*time.Second)
+	r.waitFrozen(0, 5*time.Second)
+	r.startNIC()
+	h.waitFor(t, regexp.MustCompile(`msg=reconnected channel=plant `), 20*time.Second)
+	armed("telemetry/plant")
+	conns, _ := ps.state()
+	if conns != 2 {
+		t.Fatalf("%d connections at the service, want 2", conns)
+	}
+	ps.mu.Lock()
+	c := ps.conns[1]
+	ps.mu.Unlock()
+	if _, err := c.Write([]byte("reading 42\n")); err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`msg=push channel=plant bytes=11 payload="reading 42\\n"`)
+	h.waitFor(t, re, 10*time.Second)
+	if n := len(re.FindAllString(h.String(), -1)); n != 1 {
+		t.Errorf("message delivered %d times", n)
 	}
 	r.finish()
 }

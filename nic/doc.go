@@ -124,7 +124,12 @@
 // ReorderDepth frames); WirePcap and WakePcap (nanosecond pcaps written off
 // the hot path: pcap_* counters); Logger; OnWake; Batch (frames per read,
 // default 64); NoPrefilter (keep every frame in userspace so every drop is
-// counted by reason).
+// counted by reason); Profile (a firmware profile, package profile: its
+// capabilities fill the zero fields above, its behaviours go to the
+// engine as offload.Firmware, Arm refuses what it cannot honour with the
+// part's own error, a *profile.Error, and under most-recently-used
+// admission evicts the slot armed longest ago, reported by TakeEvictions;
+// profile.go, docs/profiles.md).
 //
 // # Counters
 //

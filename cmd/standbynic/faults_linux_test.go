@@ -64,17 +64,7 @@ func newFaultRig(t *testing.T, leasePeriod string) *faultRig {
 	for _, ns := range r.lab.Namespaces() {
 		names = append(names, r.lab.NamespaceName(ns))
 	}
-	if err := r.lab.Do(netlab.Srv, func() error {
-		var err error
-		r.srv, err = pushserver.New(&pushserver.Config{
-			TCPAddr: netip.AddrPortFrom(r.lab.Addr.Srv4, 0).String(), WSAddr: netip.AddrPortFrom(r.lab.Addr.Srv4, 0).String(),
-			HTTPAddr: netip.AddrPortFrom(r.lab.Addr.Srv4, 0).String(),
-		})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.srv.Close() })
+	r.srv = startLabPushServer(t, r.lab)
 	r.dir = t.TempDir()
 	r.sock = filepath.Join(r.dir, "nic.sock")
 	hostIf, err := r.lab.Interface(netlab.Host, netlab.HostLink)

@@ -23,7 +23,6 @@ import (
 	"github.com/google/gopacket/pcapgo"
 
 	"github.com/standbynic/standbynic/internal/netlab"
-	"github.com/standbynic/standbynic/internal/pushserver"
 	"github.com/standbynic/standbynic/nic"
 )
 
@@ -216,40 +215,8 @@ func TestIntegrationNICDaemon(t *testing.T) {
 	}
 
 	// The daemon is a bump in the wire: a TCP connection crosses it.
-	ln, err := lab.ListenTCP(netlab.Srv, netip.AddrPortFrom(lab.Addr.Srv4, 0).String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		ln.SetDeadline(time.Now().Add(15 * time.Second))
-		sc, err := ln.Accept()
-		if err != nil {
-			accepted <- nil
-			return
-		}
-		io.Copy(sc, sc) // echo until the client closes
-		accepted <- sc
-	}()
-	hc, err := lab.DialTCP(ctx, netlab.Host, ln.Addr().String())
-	if err != nil {
-		t.Fatalf("dial through the NIC: %v\nstderr:\n%s", err, d.stderr)
-	}
-	hc.SetDeadline(time.Now().Add(10 * time.Second))
 	msg := []byte("through the bump in the wire")
-	if _, err := hc.Write(msg); err != nil {
-		t.Fatal(err)
-	}
-	echo := make([]byte, len(msg))
-	if _, err := io.ReadFull(hc, echo); err != nil || string(echo) != string(msg) {
-		t.Fatalf("echo %q, %v", echo, err)
-	}
-	hc.CloseWrite()
-	if sc := <-accepted; sc != nil {
-		sc.Close()
-	}
-	hc.Close()
+	echoThroughNIC(t, ctx, lab, msg, d.stderr)
 	metrics, err := c.Metrics(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -322,18 +289,7 @@ func TestIntegrationNICDaemonNoLink(t *testing.T) {
 // on a hardware channel wakes it and is acknowledged.
 func TestIntegrationDaemons(t *testing.T) {
 	lab := netlab.NewForTest(t, nil)
-	var srv *pushserver.Server
-	if err := lab.Do(netlab.Srv, func() error {
-		var err error
-		srv, err = pushserver.New(&pushserver.Config{
-			TCPAddr: netip.AddrPortFrom(lab.Addr.Srv4, 0).String(), WSAddr: netip.AddrPortFrom(lab.Addr.Srv4, 0).String(),
-			HTTPAddr: netip.AddrPortFrom(lab.Addr.Srv4, 0).String(),
-		})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv := startLabPushServer(t, lab)
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "nic.sock")
 	hostIf, err := lab.Interface(netlab.Host, netlab.HostLink)
@@ -508,18 +464,7 @@ func TestIntegrationNICDaemonOffloads(t *testing.T) {
 	}
 
 	// Sleep and wake through the same daemon.
-	var srv *pushserver.Server
-	if err := lab.Do(netlab.Srv, func() error {
-		var err error
-		srv, err = pushserver.New(&pushserver.Config{
-			TCPAddr: netip.AddrPortFrom(lab.Addr.Srv4, 0).String(), WSAddr: netip.AddrPortFrom(lab.Addr.Srv4, 0).String(),
-			HTTPAddr: netip.AddrPortFrom(lab.Addr.Srv4, 0).String(),
-		})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv := startLabPushServer(t, lab)
 	cfg := fmt.Sprintf(`{
   "server": {"tcp": %q, "websocket": %q},
   "policy": {"interval_unit": "1s", "min_interval": 1},

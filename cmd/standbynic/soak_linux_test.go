@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,7 +21,6 @@ import (
 	"time"
 
 	"github.com/standbynic/standbynic/internal/netlab"
-	"github.com/standbynic/standbynic/internal/pushserver"
 	"github.com/standbynic/standbynic/nic"
 )
 
@@ -123,18 +121,7 @@ type hostSample struct {
 func TestIntegrationSoak(t *testing.T) {
 	const hw, sw = 8, 200
 	lab := netlab.NewForTest(t, nil)
-	var srv *pushserver.Server
-	if err := lab.Do(netlab.Srv, func() error {
-		var err error
-		srv, err = pushserver.New(&pushserver.Config{
-			TCPAddr: netip.AddrPortFrom(lab.Addr.Srv4, 0).String(), WSAddr: netip.AddrPortFrom(lab.Addr.Srv4, 0).String(),
-			HTTPAddr: netip.AddrPortFrom(lab.Addr.Srv4, 0).String(),
-		})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv := startLabPushServer(t, lab)
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "nic.sock")
 	hostIf, err := lab.Interface(netlab.Host, netlab.HostLink)

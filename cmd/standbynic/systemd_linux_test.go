@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -150,40 +148,7 @@ func TestIntegrationNICDaemonSystemd(t *testing.T) {
 	}
 
 	// A TCP connection crosses the bump in the wire.
-	ln, err := lab.ListenTCP(netlab.Srv, netip.AddrPortFrom(lab.Addr.Srv4, 0).String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		ln.SetDeadline(time.Now().Add(15 * time.Second))
-		sc, err := ln.Accept()
-		if err != nil {
-			accepted <- nil
-			return
-		}
-		io.Copy(sc, sc)
-		accepted <- sc
-	}()
-	hc, err := lab.DialTCP(ctx, netlab.Host, ln.Addr().String())
-	if err != nil {
-		t.Fatalf("dial through the NIC: %v\nstderr:\n%s", err, d.stderr)
-	}
-	hc.SetDeadline(time.Now().Add(10 * time.Second))
-	msg := []byte("through an unprivileged bump in the wire")
-	if _, err := hc.Write(msg); err != nil {
-		t.Fatal(err)
-	}
-	echo := make([]byte, len(msg))
-	if _, err := io.ReadFull(hc, echo); err != nil || string(echo) != string(msg) {
-		t.Fatalf("echo %q, %v", echo, err)
-	}
-	hc.CloseWrite()
-	if sc := <-accepted; sc != nil {
-		sc.Close()
-	}
-	hc.Close()
+	echoThroughNIC(t, ctx, lab, []byte("through an unprivileged bump in the wire"), d.stderr)
 
 	// Sleep (the D3 prefilter goes on the wire socket), wake, resume.
 	for _, to := range []nic.PowerState{nic.D3, nic.Waking, nic.D0} {

@@ -214,7 +214,10 @@ func (e *Engine) Arm(id SlotID, snap Snapshot, spec Spec) error {
 		s.flags |= flagIPv6
 	}
 	if e.cfg.Firmware.NoTimestamps {
-		snap.Timestamps = Timestamps{} // the offloaded segments carry no options
+		// The offloaded segments carry no options; the report still
+		// gives the armed TS.Recent back.
+		s.tsRecent = snap.Timestamps.Recent
+		snap.Timestamps = Timestamps{}
 	}
 	if e.cfg.Firmware.Replay {
 		s.flags |= flagReplay

@@ -79,6 +79,9 @@ func TestFirmwareNoTimestamps(t *testing.T) {
 	if f.Seq != snap4().SndNxt-1 || f.Ack != snap4().RcvNxt {
 		t.Errorf("probe seq %d ack %d", f.Seq, f.Ack)
 	}
+	if r, _ := e.Disarm(1); r.TSRecent != snap4().Timestamps.Recent {
+		t.Errorf("report TSRecent %d, want the armed %d", r.TSRecent, snap4().Timestamps.Recent)
+	}
 }
 
 // TestFirmwareDropOnly: under an APF-style filter the exact reply is the

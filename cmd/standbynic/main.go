@@ -34,6 +34,7 @@ var commands = []struct{ name, summary string }{
 	{"push-server", "run the reference push server (TCP and WebSocket channels, HTTP API)"},
 	{"lab", "build a lab (srv | nic | host namespaces) for the daemons, print their command lines; down, status, exec"},
 	{"bench", "measure standbynic beside what it replaces and write a report folder"},
+	{"fleet", "run many sleeping devices against a real MQTT broker (one shard), or merge shard reports"},
 	{"version", "print the version"},
 }
 
@@ -57,6 +58,8 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string) int {
 		return runHost(ctx, stdout, stderr, args[1:])
 	case "push-server":
 		return runPushServer(ctx, stdout, stderr, args[1:])
+	case "fleet":
+		return runFleet(ctx, stdout, stderr, args[1:])
 	case "version":
 		return runVersion(stdout, stderr, args[1:])
 	case "help", "-h", "-help", "--help":

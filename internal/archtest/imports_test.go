@@ -57,6 +57,11 @@ var rules = map[string]rule{
 	"host": {
 		may: []string{"slotmgr", "offload", "wakepattern", "nic", "procfreeze"},
 	},
+	"fleet": {
+		// Many modelled devices against a real broker; the report reuses
+		// bench's SVG plots.
+		may: []string{"bench"},
+	},
 	"procfreeze": {
 		// The OS side of real processes: no project package, so host can
 		// use it (the idle check is handed in).

@@ -77,7 +77,12 @@ func (d *Device) TakeEvictions() []Eviction {
 // d.mu held, before Arm's own checks.
 func (d *Device) admitLocked(s *SlotConfig) error {
 	p := *d.prof
-	p.Slots = d.caps.Slots // the device's count (Capabilities.Slots, --slots) is the one enforced
+	if p.Slots != 0 {
+		// The part refuses a full device with its own error, counting the
+		// device's slots (Capabilities.Slots, --slots, may override it). A
+		// profile without a slot count (generic) leaves it to Arm.
+		p.Slots = d.caps.Slots
+	}
 	s.Spec = p.Spec(s.Spec)
 	err := p.Check(profile.Request{Local: s.Snapshot.Local, Remote: s.Snapshot.Remote, Spec: s.Spec, Armed: len(d.slots)})
 	var pe *profile.Error

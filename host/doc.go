@@ -148,6 +148,30 @@
 // HardwareRetryCount retries): a channel the host keeps alive itself finds
 // a dead peer as soon, and reconnects.
 //
+// # Real processes (process.go)
+//
+// AddProcess gives the host a program held by procfreeze (started with
+// procfreeze.Run or adopted with procfreeze.Adopt). Entering standby,
+// before the channels are armed, the host freezes it and makes a channel
+// per established TCP connection of it ("NAME/PID/FD"): idle ones ask for
+// a hardware slot (the NIC's keep-alive chosen per remote endpoint,
+// ProcessEndpoint: 1883 the MQTT preset, else TCP probes unless given),
+// busy ones a software slot. Their transport only guards the socket
+// (guardTransport): its Conn is the pidfd_getfd duplicate, the host posts
+// no receive on it, and its software keep-alive is a thaw of the process
+// for ProcessConfig.ThawWindow on the host's coalesced wake, so the app
+// sends its own. A packet for one of its connections wakes the host: the
+// socket is handed back byte-exact, the replies the NIC absorbed are read
+// off through the duplicate unless ProcessEndpoint.KeepAbsorbed, the
+// channels are closed (TCP_USER_TIMEOUT put back as the app had it), the
+// process is thawed, and the host holds awake for the window. The time
+// from the wake packet's arrival to the thaw is ProcessStats's
+// LastWakeLatency. A software wake of other channels leaves it frozen
+// (its sockets were handed back; they are armed again at the next entry).
+//
+//	standby entry: Freeze → Sockets(Idle) → channels → arm (as any channel)
+//	wake: hand-back → skip absorbed → close channels → Thaw → hold ThawWindow
+//
 // # Knobs (Config)
 //
 //	Clock              host time and timers (SystemClock; FakeClock in tests)

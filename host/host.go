@@ -133,6 +133,8 @@ type Host struct {
 	nicBackC    <-chan struct{}
 	nicRestarts uint64
 
+	procs []*ProcessApp // real processes held (process.go)
+
 	stats   Stats
 	changed chan struct{}
 	syncs   []chan struct{} // closed once the state machine has nothing in flight
@@ -426,6 +428,7 @@ func (h *Host) Close() error {
 			}
 			h.handBackLocked()
 		}
+		h.procCloseLocked()
 		for _, ch := range h.order {
 			h.closeChannelLocked(ch)
 		}
@@ -708,6 +711,7 @@ func (h *Host) finishResumeLocked() {
 		h.handBackLocked()
 	}
 	h.setStateLocked(Awake)
+	defer h.procWakeLocked() // after the software keep-alives below
 	now := h.clock.Now()
 	if h.cfg.PushCheckInterval > 0 {
 		h.pushCheck = now + h.cfg.PushCheckInterval

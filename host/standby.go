@@ -19,6 +19,7 @@ var ErrNoNIC = errors.New("no NIC")
 // enterStandbyLocked quiesces the channels, arms the NIC's slots for the
 // hardware ones, plans the software ones, and puts the NIC to sleep.
 func (h *Host) enterStandbyLocked() {
+	h.procFreezeLocked() // before the pool stops giving software slots
 	h.setStateLocked(EnteringStandby)
 	if h.nic != nil {
 		// Drop wake events of the last cycle: they were handled.

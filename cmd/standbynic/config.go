@@ -31,7 +31,10 @@ type hostConfig struct {
 	Server serverConfig  `json:"server"`
 	Policy policyConfig  `json:"policy"`
 	Host   runtimeConfig `json:"host"`
-	Apps   []appConfig   `json:"apps"`
+	Apps   []appConfig   `json:"apps,omitempty"`
+	// Processes are real programs the host freezes with itself
+	// (process.go).
+	Processes []processConfig `json:"processes,omitempty"`
 }
 
 // serverConfig is the default server of the channels without an
@@ -268,7 +271,11 @@ func (d duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Durat
 // loadHostConfig decodes and validates a configuration. Every error starts
 // with "config: " and names the field: "apps[1].channels[0].interval: 5s
 // below minimum 15s".
-func loadHostConfig(data []byte) (*hostConfig, error) {
+func loadHostConfig(data []byte) (*hostConfig, error) { return loadHostConfigWith(data, nil) }
+
+// loadHostConfigWith is loadHostConfig with extra process apps (the host
+// command's --run and --adopt) appended before validation.
+func loadHostConfigWith(data []byte, extra []processConfig) (*hostConfig, error) {
 	if len(data) > maxConfigBytes {
 		return nil, fmt.Errorf("config: %d bytes, more than %d", len(data), maxConfigBytes)
 	}
@@ -292,6 +299,7 @@ func loadHostConfig(data []byte) (*hostConfig, error) {
 	if err := dec.Decode(&c); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	c.Processes = append(c.Processes, extra...)
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
@@ -531,9 +539,10 @@ func (c *hostConfig) validate() error {
 		}
 	}
 
-	if len(c.Apps) == 0 {
-		bad("apps", "empty: at least one app with a channel")
+	if len(c.Apps) == 0 && len(c.Processes) == 0 {
+		bad("apps", "empty: at least one app with a channel (or a process)")
 	}
+	c.validateProcesses(bad)
 	apps := map[string]int{}
 	chans := map[string]string{}
 	total := 0

@@ -40,6 +40,22 @@ the wakes by reason and the energy estimate against an all-software host.`)
 	cfgPath := fs.String("config", "", "the JSON `FILE` of apps and channels (required)")
 	runFor := newDurationFlag(fs, "duration", 0, time.Second, maxRun, true, "run this long, then exit")
 	dialTimeout := newDurationFlag(fs, "dial-timeout", 5*time.Second, 100*time.Millisecond, time.Minute, false, "bound on each connection to the NIC or the push server")
+	var procFlags []processConfig
+	for _, pf := range []struct {
+		name, usage string
+		adopt       bool
+	}{
+		{"run", "start `NAME=COMMAND LINE` (split at spaces) as a process app: frozen with the host in a cgroup of its own, its TCP connections guarded by NIC slots (repeatable; the config's \"processes\" take more options)", false},
+		{"adopt", "adopt the running process `NAME=PID` as a process app (repeatable): frozen with the host, given back to its own cgroup at exit", true},
+	} {
+		fs.Func(pf.name, pf.usage, func(s string) error {
+			pc, err := parseProcessFlag(s, pf.adopt)
+			if err == nil {
+				procFlags = append(procFlags, pc)
+			}
+			return err
+		})
+	}
 	lf := addLogFlags(fs)
 	leaseF := addLeaseFlags(fs)
 	if code, done := parse(fs, args); done {
@@ -61,7 +77,7 @@ the wakes by reason and the energy estimate against an all-software host.`)
 	if err != nil {
 		return usageError(fs, "-config: %v", err)
 	}
-	cfg, err := loadHostConfig(data)
+	cfg, err := loadHostConfigWith(data, procFlags)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %s: %v\n", fs.Name(), *cfgPath, strings.ReplaceAll(err.Error(), "\n", "\n  "))
 		return exitUsage
@@ -135,6 +151,20 @@ func serveHost(ctx context.Context, stdout io.Writer, log *slog.Logger, cfg *hos
 	if err := h.RegisterTask(taskReset, a.reset); err != nil {
 		return err
 	}
+	procs, err := startProcesses(ctx, log, h, cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// After h.Close (deferred above runs later: close h first here),
+		// which thaws them.
+		h.Close()
+		for _, p := range procs {
+			if cerr := p.Close(); cerr != nil {
+				log.Warn("process release", "pid", p.PID(), "err", cerr)
+			}
+		}
+	}()
 	var order []*host.Channel
 	for _, app := range cfg.Apps {
 		for i := range app.Channels {

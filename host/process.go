@@ -182,6 +182,13 @@ func (pa *ProcessApp) Stats() ProcessStats {
 	defer pa.h.mu.Unlock()
 	st := pa.stats
 	st.Notes = slices.Clone(st.Notes)
+	for _, ch := range pa.chans {
+		if n := ch.note; n != "" {
+			// Why a connection given a hardware slot request was not armed
+			// (not idle in time, TCP_REPAIR refused: CAP_NET_ADMIN, …).
+			st.Notes = append(st.Notes, ch.id+": kept on software: "+n)
+		}
+	}
 	st.Frozen = pa.frozen
 	return st
 }

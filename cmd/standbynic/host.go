@@ -151,7 +151,7 @@ func serveHost(ctx context.Context, stdout io.Writer, log *slog.Logger, cfg *hos
 	if err := h.RegisterTask(taskReset, a.reset); err != nil {
 		return err
 	}
-	procs, err := startProcesses(ctx, log, h, cfg)
+	procs, papps, err := startProcesses(ctx, log, h, cfg)
 	if err != nil {
 		return err
 	}
@@ -159,6 +159,7 @@ func serveHost(ctx context.Context, stdout io.Writer, log *slog.Logger, cfg *hos
 		// After h.Close (deferred above runs later: close h first here),
 		// which thaws them.
 		h.Close()
+		logProcessBooks(log, papps, cfg.Processes)
 		for _, p := range procs {
 			if cerr := p.Close(); cerr != nil {
 				log.Warn("process release", "pid", p.PID(), "err", cerr)

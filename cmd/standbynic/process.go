@@ -249,9 +249,9 @@ func parseProcessFlag(s string, adopt bool) (processConfig, error) {
 // startProcesses recovers what a killed host left, then starts or adopts
 // every process app and gives it to h. The caller closes the returned
 // processes after h (whose Close thaws them).
-func startProcesses(ctx context.Context, log *slog.Logger, h *host.Host, cfg *hostConfig) ([]*procfreeze.Process, error) {
+func startProcesses(ctx context.Context, log *slog.Logger, h *host.Host, cfg *hostConfig) ([]*procfreeze.Process, []*host.ProcessApp, error) {
 	if len(cfg.Processes) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	recs, err := procfreeze.Recover()
 	for _, r := range recs {
@@ -261,11 +261,12 @@ func startProcesses(ctx context.Context, log *slog.Logger, h *host.Host, cfg *ho
 		log.Warn("recover", "err", err)
 	}
 	var out []*procfreeze.Process
-	fail := func(err error) ([]*procfreeze.Process, error) {
+	var apps []*host.ProcessApp
+	fail := func(err error) ([]*procfreeze.Process, []*host.ProcessApp, error) {
 		for _, p := range out {
 			p.Close()
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	for i := range cfg.Processes {
 		pc := &cfg.Processes[i]
@@ -292,10 +293,23 @@ func startProcesses(ctx context.Context, log *slog.Logger, h *host.Host, cfg *ho
 			ka, _ := processKeepAlive(ep.KeepAlive)
 			hc.Endpoints = append(hc.Endpoints, host.ProcessEndpoint{Remote: remote, KeepAlive: ka, Interval: time.Duration(ep.Interval), KeepAbsorbed: ep.KeepAbsorbed})
 		}
-		if _, err := h.AddProcess(hc); err != nil {
+		pa, err := h.AddProcess(hc)
+		if err != nil {
 			return fail(fmt.Errorf("process %s: %w", pc.Name, err))
 		}
+		apps = append(apps, pa)
 		log.Info("process", "name", pc.Name, "pid", p.PID(), "started", p.Started(), "mode", p.Mode().String(), "cgroup", p.Dir(), "interval", iv)
 	}
-	return out, nil
+	return out, apps, nil
+}
+
+// logProcessBooks logs each process app's counters (at exit).
+func logProcessBooks(log *slog.Logger, apps []*host.ProcessApp, names []processConfig) {
+	for i, pa := range apps {
+		st := pa.Stats()
+		log.Info("process books", "name", names[i].Name, "mode", st.Mode.String(), "freezes", st.Freezes, "thaws", st.Thaws,
+			"window_thaws", st.WindowThaws, "freeze_errors", st.FreezeErrors, "hardware_connections", st.Hardware,
+			"software_connections", st.Software, "skipped_absorbed_bytes", st.SkippedAbsorbed,
+			"last_wake_latency", st.LastWakeLatency, "max_wake_latency", st.MaxWakeLatency, "notes", strings.Join(st.Notes, "; "))
+	}
 }

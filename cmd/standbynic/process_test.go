@@ -127,6 +127,9 @@ func TestIntegrationHostRunProcess(t *testing.T) {
 	if len(m) != 2 {
 		t.Fatalf("%d process log lines, want 2:\n%s", len(m), stderr)
 	}
+	if n := strings.Count(stderr, "msg=\"process books\""); n != 2 {
+		t.Errorf("%d process books lines, want 2:\n%s", n, stderr)
+	}
 	if n := strings.Count(stderr, "msg=\"process frozen\""); n < 2 {
 		t.Errorf("%d process frozen lines, want the two processes frozen:\n%s", n, stderr)
 	}

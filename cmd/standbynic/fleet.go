@@ -132,8 +132,11 @@ func runFleetMerge(stdout, stderr io.Writer, args []string) int {
 			"argument stands for every */report.json in it.")
 	out := fs.String("out", "fleet-merged", "merged report folder")
 	partial := fs.Bool("partial", false, "accept shards that do not cover the whole fleet")
-	if code, done := parse(fs, args); done {
-		return code
+	if err := fs.Parse(args); err != nil {
+		if code, done := parse(fs, args); done { // prints the help or the error
+			return code
+		}
+		return exitUsage
 	}
 	var paths []string
 	for _, a := range fs.Args() {

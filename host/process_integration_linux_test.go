@@ -3,6 +3,7 @@ package host
 import (
 	"bufio"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -11,10 +12,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/standbynic/standbynic/internal/netlab"
 	"github.com/standbynic/standbynic/internal/peers"
@@ -264,12 +268,14 @@ func TestIntegrationProcessMosquittoSub(t *testing.T) {
 }
 
 // nodeWSClient is a WebSocket client on the Debian node-ws module: it
-// prints "open", then every message as "message HEX".
+// prints "open", then every message as "message HEX" and every Ping it
+// reads as "ping HEX" (ws answers it).
 const nodeWSClient = `'use strict';
 const WebSocket = require('ws');
 const ws = new WebSocket(process.argv[2]);
 ws.on('open', () => console.log('open'));
 ws.on('message', (d) => console.log('message ' + Buffer.from(d).toString('hex')));
+ws.on('ping', (d) => console.log('ping ' + Buffer.from(d).toString('hex')));
 ws.on('close', (c) => { console.log('close ' + c); process.exit(0); });
 ws.on('error', (e) => { console.log('error ' + e.message); process.exit(1); });
 `
@@ -348,15 +354,39 @@ func standbyArmed(t *testing.T, ctx context.Context, h *Host, pa *ProcessApp, n 
 // node-ws server that pings every 500 ms is guarded by a WebSocket slot:
 // the NIC answers the server's Pings and sends its own, the host does not
 // wake, the process uses no CPU. A push wakes the host and the client
-// itself prints it byte-exact; released, the process is back in its own
-// cgroup, running.
+// itself prints it byte-exact. The server Pings the NIC absorbed are
+// advanced past (the client never reads them), or with KeepAbsorbed put
+// in its receive queue (it reads every one, in order); released, the
+// process is back in its own cgroup, running.
 func TestIntegrationProcessAdoptedWebSocket(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		t.Run(fmt.Sprintf("keep_absorbed=%v", keep), func(t *testing.T) { testAdoptedWebSocket(t, keep) })
+	}
+}
+
+// wsLines reads the client's lines until one that is not a Ping and
+// returns it; the Pings' payloads are added to pings.
+func wsLine(t *testing.T, out procLines, pings *[]string) string {
+	t.Helper()
+	for {
+		l := out.next(t, 10*time.Second)
+		if h, ok := strings.CutPrefix(l, "ping "); ok {
+			b, _ := hex.DecodeString(strings.TrimSpace(h))
+			*pings = append(*pings, string(b))
+			continue
+		}
+		return l
+	}
+}
+
+func testAdoptedWebSocket(t *testing.T, keep bool) {
 	noCgroupLeft(t)
 	lh := newLabHost(t, 1, nil)
 	srvAddr := netip.AddrPortFrom(lh.lab.Addr.Srv4, 8080)
 	srv := peers.StartNodeWS(t, lh.lab, netlab.Srv, srvAddr)
 	cmd, out := startNode(t, lh.lab, nodeWSClient, "ws://"+srvAddr.String()+"/standby?ping=500")
-	if got := out.next(t, 15*time.Second); got != "open\n" {
+	var pings []string
+	if got := wsLine(t, out, &pings); got != "open\n" {
 		t.Fatalf("client said %q, want open", got)
 	}
 	origCg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", cmd.Process.Pid))
@@ -370,7 +400,7 @@ func TestIntegrationProcessAdoptedWebSocket(t *testing.T) {
 	t.Cleanup(func() { p.Close() })
 	pa, err := lh.h.AddProcess(ProcessConfig{
 		Name: "ws-client", Process: p, Interval: 2 * time.Second,
-		Endpoints: []ProcessEndpoint{{Remote: srvAddr, KeepAlive: KeepAliveConfig{Kind: KeepAliveWebSocket}}},
+		Endpoints: []ProcessEndpoint{{Remote: srvAddr, KeepAlive: KeepAliveConfig{Kind: KeepAliveWebSocket}, KeepAbsorbed: keep}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -394,15 +424,37 @@ func TestIntegrationProcessAdoptedWebSocket(t *testing.T) {
 	if !cgroupFrozen(t, p) || procTicks(t, p.PID()) != ticks0 {
 		t.Errorf("process not frozen or used CPU: cgroup %v, ticks %d → %d", cgroupFrozen(t, p), ticks0, procTicks(t, p.PID()))
 	}
+	srvPings1 := srv.Count("sent-ping", 1)
 	t.Logf("frozen: server sent %d Pings, %d Pongs came back from the NIC; the NIC sent %d Pings of its own",
-		srv.Count("sent-ping", 1)-srvPings0, srv.Count("pong", 1)-pongs0, srv.Count("ping", 1)-nicPings0)
+		srvPings1-srvPings0, srv.Count("pong", 1)-pongs0, srv.Count("ping", 1)-nicPings0)
+	pings = nil
 	push := []byte("push to an adopted process")
 	srv.Push(t, 1, push, false)
-	if got, want := out.next(t, 10*time.Second), fmt.Sprintf("message %x\n", push); got != want {
+	if got, want := wsLine(t, out, &pings), fmt.Sprintf("message %x\n", push); got != want {
 		t.Fatalf("client printed %q, want %q", got, want)
 	}
 	st := pa.Stats()
-	t.Logf("wake packet on the wire → process runnable %v; %d absorbed bytes advanced past", st.LastWakeLatency, st.SkippedAbsorbed)
+	t.Logf("wake packet on the wire → process runnable %v; %d absorbed bytes advanced past; the client read Pings %q",
+		st.LastWakeLatency, st.SkippedAbsorbed, pings)
+	// The Pings the server sent while the process was frozen (the NIC
+	// answered them): srv<k> for k in (srvPings0, srvPings1].
+	var frozenPings []string
+	for k := srvPings0 + 1; k <= srvPings1; k++ {
+		frozenPings = append(frozenPings, fmt.Sprintf("srv%d", k))
+	}
+	var seen []string
+	for _, pg := range pings {
+		if slices.Contains(frozenPings, pg) {
+			seen = append(seen, pg)
+		}
+	}
+	if keep {
+		if diff := cmp.Diff(frozenPings, seen); diff != "" || st.SkippedAbsorbed != 0 {
+			t.Errorf("kept: skipped %d bytes; Pings of the frozen time the client read (-want +got):\n%s", st.SkippedAbsorbed, diff)
+		}
+	} else if len(seen) != 0 || st.SkippedAbsorbed == 0 {
+		t.Errorf("advanced past: skipped %d bytes, but the client read %q of the frozen time's Pings", st.SkippedAbsorbed, seen)
+	}
 	if err := lh.h.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -414,7 +466,7 @@ func TestIntegrationProcessAdoptedWebSocket(t *testing.T) {
 	}
 	// Still running and connected: a push awake reaches it.
 	srv.Push(t, 1, []byte("after"), false)
-	if got := out.next(t, 10*time.Second); got != fmt.Sprintf("message %x\n", "after") {
+	if got := wsLine(t, out, &pings); got != fmt.Sprintf("message %x\n", "after") {
 		t.Fatalf("released client printed %q", got)
 	}
 }

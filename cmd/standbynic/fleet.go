@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -84,7 +85,18 @@ func runFleet(ctx context.Context, stdout, stderr io.Writer, args []string) int 
 	if *broker != "" {
 		ap, err := netip.ParseAddrPort(*broker)
 		if err != nil {
-			return usageError(fs, "--broker %q: want address:port", *broker)
+			// A name (a Kubernetes Service): resolved once, here.
+			host, port, err2 := net.SplitHostPort(*broker)
+			p, err3 := strconv.ParseUint(port, 10, 16)
+			if err2 != nil || err3 != nil || p == 0 {
+				return usageError(fs, "--broker %q: want address:port or name:port", *broker)
+			}
+			ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
+			if err != nil || len(ips) == 0 {
+				fmt.Fprintf(stderr, "standbynic fleet: --broker %q: %v\n", *broker, err)
+				return exitFailure
+			}
+			ap = netip.AddrPortFrom(ips[0], uint16(p))
 		}
 		cfg.Broker = ap
 	}

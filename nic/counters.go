@@ -55,6 +55,8 @@ const (
 	cD3RxDroppedSlot
 	cD3RxDroppedBPF
 	cD3RxDroppedKernel
+	cD3XDPAttached // 1 while the XDP fast path is attached: a gauge
+	cD3XDPAbsorbed // exact replies the XDP fast path absorbed (in d3_rx_absorbed)
 	cD3HostTxDropped
 	cD3ArpReplies
 	cD3NsReplies
@@ -131,6 +133,8 @@ var counterNames = [numCounters]string{
 	cD3RxDroppedSlot:        "d3_rx_dropped_slot",
 	cD3RxDroppedBPF:         "d3_rx_dropped_bpf",
 	cD3RxDroppedKernel:      "d3_rx_dropped_kernel",
+	cD3XDPAttached:          "d3_xdp_attached",
+	cD3XDPAbsorbed:          "d3_xdp_absorbed",
 	cD3HostTxDropped:        "d3_host_tx_dropped",
 	cD3ArpReplies:           "d3_arp_replies",
 	cD3NsReplies:            "d3_ns_replies",

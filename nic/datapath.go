@@ -509,6 +509,7 @@ func (d *Device) receive(se *slotEntry, f *wp.Frame, rxTime time.Time) offload.V
 	d.engMu.Lock()
 	d.out.rxTime = rxTime
 	v := d.eng.Receive(offload.SlotID(se.id), f, &d.out)
+	d.xdpRefresh(se.id) // absorbed bytes may have moved RCV.NXT, a Pong SND.NXT
 	// The drop reason is in the engine's counters: read them only when
 	// the frame was not simply absorbed, and compare with what was seen
 	// last time (se.seen, guarded by engMu).

@@ -59,6 +59,16 @@ type Config struct {
 	// NoPrefilter leaves the kernel BPF prefilter off in D3, so every
 	// frame reaches the datapath and is counted by reason there.
 	NoPrefilter bool
+	// XDP also attaches the XDP fast path to the wire port in D3
+	// (xdppath.go, nic/xdp): exact keep-alive replies of armed slots are
+	// absorbed in the kernel, frames no pattern can match dropped there.
+	// When the program cannot be loaded or attached (no CAP_BPF or
+	// CAP_NET_ADMIN, no native XDP, a port that is not a packet port) the
+	// classic-BPF socket filter works alone, as without it; XDP reports
+	// the path in use. Ignored with NoPrefilter. The environment
+	// variable STANDBYNIC_XDP=on|off overrides it (to run whole test
+	// suites on either path).
+	XDP bool
 	// Profile is the firmware profile the device runs (nil: generic):
 	// its capabilities fill the zero fields above, its behaviours go to
 	// the engine, and Arm refuses what it cannot honour (profile.go).
@@ -109,6 +119,7 @@ type Device struct {
 	onWake           func(WakeEvent)
 	noBPF            bool
 	filter           atomic.Pointer[PrefilterInfo] // the attached prefilter; nil: none
+	xdpState                                       // the XDP fast path (xdppath.go)
 
 	cnt   counters
 	state atomic.Uint32 // PowerState
@@ -198,6 +209,7 @@ func New(cfg *Config) (*Device, error) {
 	if d.clock == nil {
 		d.clock = BootClock()
 	}
+	d.xdpOn = xdpWanted(cfg.XDP) && !cfg.NoPrefilter
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -312,6 +324,9 @@ func (d *Device) Close() error {
 		err1 := d.wire.Close()
 		err2 := d.host.Close()
 		d.wg.Wait() // readers and timer are gone: nothing pushes any more
+		d.engMu.Lock()
+		d.closeXDPLocked()
+		d.engMu.Unlock()
 		d.txq.close()
 		d.wirePcap.close()
 		d.wakePcap.close()
@@ -326,9 +341,12 @@ func (d *Device) Close() error {
 // Counters returns the device's counters, then each armed slot's, in a
 // stable order. Kernel drop counters of the wire port are folded in.
 func (d *Device) Counters() []Counter {
+	d.engMu.Lock()
+	d.xdpSyncLocked() // what the XDP fast path absorbed or dropped counts too
+	d.engMu.Unlock()
 	st := d.wire.Stats()
 	d.cnt.set(cD3RxDroppedKernel, st.RxDropped)
-	d.cnt.set(cD3RxDroppedBPF, st.RxFiltered)
+	d.cnt.set(cD3RxDroppedBPF, st.RxFiltered+d.xdpDropped.Load())
 	out := d.cnt.appendTo(make([]Counter, 0, int(numCounters)+3+8*int(numSlotCounters)))
 	out = append(out, d.CoalescingCounters()...)
 	d.mu.Lock()
@@ -469,7 +487,9 @@ func (d *Device) runTimers(now time.Duration) (time.Duration, bool) {
 	}
 	d.engMu.Lock()
 	d.out.rxTime = time.Time{}
+	d.xdpSyncLocked() // replies absorbed in XDP are replies before a retry
 	d.eng.Fire(now, &d.out)
+	d.xdpRefreshAll() // the keep-alives sent may have moved SND.NXT
 	next, ok := d.eng.NextDeadline()
 	d.engMu.Unlock()
 	if d.wireIn != nil {

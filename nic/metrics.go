@@ -87,6 +87,8 @@ var metricTable = func() map[string]metricName {
 	for _, r := range []string{"no_match", "malformed", "bad_csum", "fragment", "out_of_window", "paws", "wrong_vlan", "slot", "bpf", "kernel"} {
 		m["d3_rx_dropped_"+r] = metricName{fam: famD3Dropped, value: r}
 	}
+	one("d3_xdp_attached", gauge("d3_xdp_attached", "1 while the XDP fast path is attached to the wire port in D3, 0 when the classic-BPF socket filter filters alone."))
+	one("d3_xdp_absorbed", counter("d3_xdp_absorbed_frames_total", "Exact keep-alive replies the XDP fast path absorbed in the kernel (also in d3_rx_absorbed_frames_total)."))
 	m["d3_rx_coalesce_dropped"] = metricName{fam: famD3Dropped, value: "coalesce_full"}
 	one("d3_rx_coalesced", counter("d3_rx_coalesced_frames_total", "Wire frames of coalesced connections held for the host without a wake."))
 	one("coalesce_filters", gauge("coalesce_filters", "Coalescing filters registered now."))

@@ -212,6 +212,7 @@ func (d *Device) Disarm(id SlotID) (offload.Report, error) {
 		d.log.Warn("prefilter update failed", "err", err)
 	}
 	d.engMu.Lock()
+	d.xdpSyncLocked() // its replies absorbed in XDP belong in the report
 	r, err := d.eng.Disarm(offload.SlotID(id))
 	d.engMu.Unlock()
 	d.slots = next
@@ -238,6 +239,7 @@ func (d *Device) Slots() []SlotID {
 func (d *Device) SlotState(id SlotID) (offload.State, offload.Status, offload.Counters, bool) {
 	d.engMu.Lock()
 	defer d.engMu.Unlock()
+	d.xdpSyncLocked()
 	return d.eng.State(offload.SlotID(id))
 }
 
@@ -326,6 +328,9 @@ func (d *Device) attachPrefilter(t *d3Table) error {
 		return fmt.Errorf("attach prefilter: %w", err)
 	}
 	d.filter.Store(&info)
+	// The XDP fast path in front of it, when configured and possible
+	// (xdppath.go); the socket filter stays as the fallback and superset.
+	d.attachXDP(t)
 	return nil
 }
 
@@ -334,6 +339,7 @@ func (d *Device) detachPrefilter() {
 	if d.noBPF {
 		return
 	}
+	d.detachXDP()
 	d.filter.Store(nil)
 	if err := d.wire.SetFilter(nil); err != nil {
 		d.log.Warn("detach prefilter failed", "err", err)

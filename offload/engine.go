@@ -551,3 +551,66 @@ type fedClock struct{ now time.Duration }
 
 // Now implements Clock.Now.
 func (c *fedClock) Now() time.Duration { return c.now }
+
+// Expected is what a filter in front of the engine (the NIC's XDP fast
+// path) needs to absorb a slot's exact keep-alive reply itself.
+type Expected struct {
+	// RcvNxt and SndNxt: the exact reply has SEQ = RcvNxt, ACK = SndNxt.
+	RcvNxt, SndNxt uint32
+	// Timestamps: PAWS applies against TSRecent.
+	Timestamps bool
+	TSRecent   uint32
+	// Reply: an exact pure ACK is the reply the cycle waits for (a TCP
+	// probe, a WebSocket Pong or responder slot); otherwise the engine
+	// counts it as an ACK.
+	Reply bool
+	// Live: the slot still runs (armed, waiting or retrying); a dead or
+	// woken slot absorbs nothing.
+	Live bool
+}
+
+// Expected returns slot id's exact reply, and false when id is not
+// armed. It allocates nothing.
+func (e *Engine) Expected(id SlotID) (Expected, bool) {
+	i, ok := e.index[id]
+	if !ok {
+		return Expected{}, false
+	}
+	s := e.slotAt(i)
+	return Expected{
+		RcvNxt: s.rcvNxt, SndNxt: s.sndNxt,
+		Timestamps: s.has(flagTS), TSRecent: s.tsRecent,
+		Reply: s.kind == KindTCPProbe || s.wsMode == WSResponder || s.wsMode == WSPong,
+		Live:  s.state == StateArmed || s.state == StateWaitingReply || s.state == StateRetrying,
+	}, true
+}
+
+// AbsorbedElsewhere counts exact pure ACKs (SEQ = RCV.NXT, ACK =
+// SND.NXT, no data) a filter in front of the engine absorbed for slot id
+// since the last call, as Receive would have: replies as the reply the
+// cycle waits for (so the next timer starts a new cycle instead of a
+// retry), acks as ACKsAbsorbed; tsRecent, when the slot uses timestamps
+// and something was absorbed, becomes TS.Recent. Call it before Fire.
+// It allocates nothing; a slot that is not live only has its counters
+// moved.
+func (e *Engine) AbsorbedElsewhere(id SlotID, replies, acks uint64, tsRecent uint32) {
+	i, ok := e.index[id]
+	if !ok || replies+acks == 0 {
+		return
+	}
+	s := e.slotAt(i)
+	s.counters.ACKsAbsorbed += acks
+	s.sndUna = s.sndNxt
+	if s.has(flagTS) && int32(tsRecent-s.tsRecent) > 0 {
+		s.tsRecent = tsRecent
+	}
+	if replies == 0 {
+		return
+	}
+	s.counters.RepliesAbsorbed += replies - 1
+	if s.state == StateArmed || s.state == StateWaitingReply || s.state == StateRetrying {
+		e.replied(s, i)
+	} else {
+		s.counters.RepliesAbsorbed++
+	}
+}

@@ -44,7 +44,7 @@ var rules = map[string]rule{
 		forbid: []string{"os", "syscall", "net/http", "golang.org/x/sys/unix", "github.com/google/gopacket"},
 	},
 	"nic": {
-		may: []string{"offload", "wakepattern", "profile"},
+		may: []string{"offload", "wakepattern", "profile", "nic/xdp"},
 	},
 	"nic/xdp": {
 		// The D3 XDP program: generated from a pattern set, no frames of

@@ -1175,12 +1175,17 @@ type powerStatusJSON struct {
 type prefilterJSON struct {
 	Level        string `json:"level"`
 	Instructions int    `json:"instructions"`
+	// Path is the kernel path in use (xdppath.go): "xdp" (the XDP fast
+	// path in front of the socket filter) or "socket-filter".
+	Path            string `json:"path"`
+	XDPInstructions int    `json:"xdp_instructions,omitempty"`
 }
 
 func (s *ControlServer) powerStatus() powerStatusJSON {
 	j := powerStatusJSON{State: s.d.State().String()}
 	if pf, ok := s.d.Prefilter(); ok {
-		j.Prefilter = &prefilterJSON{Level: pf.Level.String(), Instructions: pf.Instructions}
+		x := s.d.XDP()
+		j.Prefilter = &prefilterJSON{Level: pf.Level.String(), Instructions: pf.Instructions, Path: x.Path(), XDPInstructions: x.Instructions}
 	}
 	return j
 }

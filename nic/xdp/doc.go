@@ -74,20 +74,26 @@
 // cannot load the program: the caller falls back to the classic-BPF
 // socket filter. Close detaches and frees everything; it is idempotent.
 //
-// # Not wired in yet
+// # In nic
 //
-// nic does not use the package yet (issue 17, stage 2). What it must do:
-// build the program from d3Table.prefilterPatterns and the host's IPv4
-// addresses when it attaches the classic-BPF prefilter, keep that filter
-// (the fallback, and still a superset behind XDP), Arm each slot (Reply
-// for TCP-probe, WebSocket Pong and responder slots), Attach to the wire
-// port, and Detach where detachPrefilter runs (the wake, Close); Pause a
-// slot when it wakes or dies; call Update whenever the engine moves a
-// slot's SND.NXT or RCV.NXT (payload and WebSocket keep-alives, absorbed
-// reply bytes); before the engine's retry or timeout of a waiting slot,
-// count the slot's new SlotCounters.Replies as replies (the engine needs
-// a call for that: it never saw the frame), and carry TSRecent back;
-// add SlotCounters to the slot's counters and the Reasons to the D3
-// drop counters; report the path (xdp or socket filter) in capabilities,
-// the API and the metrics.
+// nic uses the package with Config.XDP (off by default; the environment
+// variable STANDBYNIC_XDP=on|off overrides it) — see nic/xdppath.go: the
+// program is built from d3Table.prefilterPatterns and the host's IPv4
+// addresses whenever the classic-BPF prefilter is attached (that filter
+// stays: the fallback when this package returns ErrUnsupported, and a
+// superset behind XDP); each live slot is armed from
+// offload.Engine.Expected and attached to the wire port in its socket's
+// network namespace; a wake, Resume and Close detach it; before every
+// engine timer, in Counters, SlotState and Disarm the new SlotCounters go
+// to the engine (offload.Engine.AbsorbedElsewhere: replies before a
+// retry, TS.Recent back) and into the device's and slot's counters
+// (d3_rx_absorbed, slot<N>_rx_absorbed, …; d3_xdp_absorbed says how many
+// the kernel took), the Reasons into d3_rx_dropped_bpf; Update follows
+// every Fire and Receive; a slot the engine no longer runs is paused.
+// Device.XDP, the control API's power status (prefilter.path) and the
+// d3_xdp_attached gauge report the path in use.
+//
+// On veth a peer kernel's segments carry partial checksums, so the
+// program passes them all (they are absorbed in userspace as before):
+// XDP absorbs on veth only with the peer's TX checksum offload off.
 package xdp

@@ -86,15 +86,17 @@ var all = []*Profile{
 		},
 	},
 	{
-		Name:            InfineonTKO,
-		Part:            "Infineon AIROC TCP keep-alive offload: 4 connections (the most recently used are offloaded), host-built request and expected-response templates, retries and per-connection status",
-		Sources:         "Infineon wifi-host-driver (whd_wifi_api.h, whd_tko) and lpa middleware (TKO and ARP offload configuration)",
+		Name: InfineonTKO,
+		Part: "Infineon AIROC TCP keep-alive offload: 4 connections (the most recently used are offloaded); the host builds the request (an IPv4 ACK at SND.NXT−1, no TCP options, IP ID 0) and the expected response, the firmware sends the request as built, retries, and reports a status per connection",
+		// lpa's cy_whd_tko_api.c: ip_addr_type 0 (IPv4), prep_packet
+		// builds a bare 20-byte TCP header, 20 s / 3 s / 3 defaults.
+		Sources:         "Infineon wifi-host-driver (whd_wifi_api.h: whd_tko_param, whd_tko_max_assoc) and lpa middleware (cy_whd_tko_api.c)",
 		Slots:           4,
-		Families:        BothFamilies,
-		Kinds:           []offload.Kind{offload.KindTCPProbe, offload.KindPayload},
+		Families:        IPv4,
+		Kinds:           []offload.Kind{offload.KindTCPProbe},
 		ARPOffloads:     8,
 		Patterns:        patterns(8, 128, 1500, 0, 1),
-		Firmware:        offload.Firmware{ACKFlagStatus: true},
+		Firmware:        offload.Firmware{Replay: true, NoTimestamps: true, ACKFlagStatus: true},
 		Admission:       MostRecent,
 		DefaultInterval: 20 * time.Second,
 		RetryInterval:   3 * time.Second,

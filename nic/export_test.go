@@ -8,6 +8,9 @@ import (
 // CounterValue reads one device counter by name without allocating, for
 // allocation tests that wait on the datapath.
 func CounterValue(d *Device, name string) uint64 {
+	d.engMu.Lock()
+	d.xdpSyncLocked() // what the XDP fast path absorbed (allocation-free)
+	d.engMu.Unlock()
 	for i, n := range counterNames {
 		if n == name {
 			return d.cnt.get(counterID(i))

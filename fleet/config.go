@@ -140,6 +140,12 @@ func (b *Behaviour) validate() error {
 	return nil
 }
 
+// Channel protocols.
+const (
+	ProtocolMQTT = "mqtt"
+	ProtocolLine = "line"
+)
+
 // DialFunc opens a device's TCP connection from laddr (invalid: the
 // system's choice) to raddr. Tests wrap it to dial inside a namespace.
 type DialFunc func(ctx context.Context, laddr netip.Addr, raddr netip.AddrPort) (net.Conn, error)
@@ -153,8 +159,14 @@ type Config struct {
 	Behaviour
 	// Duration of the run after every channel connected (engine time).
 	Duration time.Duration
-	// Broker is the MQTT broker (3.1.1, plain TCP). Invalid with Sim.
+	// Protocol of the channels: ProtocolMQTT ("": the default) or
+	// ProtocolLine (the reference push server's line stream).
+	Protocol string
+	// Broker is the MQTT broker (3.1.1, plain TCP), or the push server's
+	// stream listener. Invalid with Sim.
 	Broker netip.AddrPort
+	// PushAPI is the push server's HTTP API (ProtocolLine only).
+	PushAPI netip.AddrPort
 	// Sources gives each device its own host address: device i dials
 	// from the prefix's address + 1 + i (e.g. 127.1.0.0/16 on lo, or
 	// addresses added to the pod's interface). Invalid: every device
@@ -194,6 +206,15 @@ func (c *Config) validate() error {
 	if c.Duration <= 0 || c.Duration > 7*24*time.Hour {
 		return fmt.Errorf("duration %v: want 0 < d ≤ 168h", c.Duration)
 	}
+	switch c.Protocol {
+	case "", ProtocolMQTT:
+	case ProtocolLine:
+		if !c.Sim && !c.PushAPI.IsValid() {
+			return fmt.Errorf("push API: the line protocol needs the push server's HTTP address")
+		}
+	default:
+		return fmt.Errorf("protocol %q: want %s or %s", c.Protocol, ProtocolMQTT, ProtocolLine)
+	}
 	if !c.Sim && !c.Broker.IsValid() {
 		return fmt.Errorf("broker: want an address:port (or sim)")
 	}
@@ -223,4 +244,11 @@ func (c *Config) sourceAddr(i int) netip.Addr {
 	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 	v += uint32(1 + i)
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+func (c *Config) protocol() string {
+	if c.Protocol == "" {
+		return ProtocolMQTT
+	}
+	return c.Protocol
 }

@@ -1,5 +1,7 @@
 // Package fleet runs many emulated sleeping devices in one process
-// against a real MQTT broker: `standbynic fleet`. It answers what a push
+// against a real MQTT broker, or the reference push server's line stream
+// (ProtocolLine: hello, "ka" keep-alives, acknowledged pushes posted to
+// its HTTP API): `standbynic fleet`. It answers what a push
 // service sees when a population of devices sleeps: host wakes per
 // device-hour by reason, keep-alives on the wire, the connections the
 // server still holds, and how late pushes land.

@@ -245,3 +245,59 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeLine(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		id   uint64
+		at   int64
+		kind byte
+		n    int
+		err  bool
+	}{
+		{"push", "push 7 p123\nrest", 7, 123, kindPush, 12, false},
+		{"probe", "push 18 q0\n", 18, 0, kindProbe, 11, false},
+		{"not a push", "tick 1\n", 0, 0, 0, 0, true},
+		{"bad kind", "push 1 x5\n", 0, 0, 0, 0, true},
+		{"bad id", "push x p5\n", 0, 0, 0, 0, true},
+		{"no payload", "push 1\n", 0, 0, 0, 0, true},
+		{"bad time", "push 1 p5z\n", 0, 0, 0, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id, at, kind, n, err := decodeLine([]byte(tt.in))
+			if (err != nil) != tt.err {
+				t.Fatalf("err %v, want error %v", err, tt.err)
+			}
+			if diff := cmp.Diff([]any{tt.id, tt.at, tt.kind, tt.n}, []any{id, at, kind, n}); diff != "" {
+				t.Errorf("decodeLine (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if _, _, _, _, err := decodeLine([]byte("push 1 p")); !errors.Is(err, errShort) {
+		t.Errorf("no newline: %v, want errShort", err)
+	}
+	long := make([]byte, maxLine)
+	if _, _, _, _, err := decodeLine(long); err == nil || errors.Is(err, errShort) {
+		t.Errorf("%d bytes without a newline: %v, want a length error", maxLine, err)
+	}
+	b := []byte("push 42 p987654321\n")
+	if n := testing.AllocsPerRun(100, func() { _, _, _, _, _ = decodeLine(b) }); n != 0 {
+		t.Errorf("decodeLine allocates %v times", n)
+	}
+}
+
+func FuzzDecodeLine(f *testing.F) {
+	f.Add([]byte("push 7 p123\n"))
+	f.Add([]byte("push 18446744073709551615 q9\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, at, kind, n, err := decodeLine(b)
+		if err != nil {
+			return
+		}
+		if n <= 0 || n > len(b) || b[n-1] != '\n' || at < 0 || (kind != kindPush && kind != kindProbe) {
+			t.Fatalf("decodeLine(%q): n %d at %d kind %q", b, n, at, kind)
+		}
+	})
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/standbynic/standbynic/fleet"
 	"github.com/standbynic/standbynic/internal/netlab"
 	"github.com/standbynic/standbynic/internal/peers"
+	"github.com/standbynic/standbynic/internal/pushserver"
 )
 
 // TestIntegrationFleetMosquitto runs 200 devices × 2 channels against a
@@ -102,4 +103,71 @@ func TestIntegrationFleetMosquitto(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > goroutines+2 {
 		t.Errorf("%d goroutines after the runs, %d before", n, goroutines)
 	}
+}
+
+// TestIntegrationFleetPushServer runs 100 devices × 2 line channels
+// against the reference push server (internal/pushserver) in a lab
+// namespace, pushes posted to its HTTP API and acknowledged: no push lost
+// or refused, every connection live at the end, no keep-alive wake with
+// hardware slots.
+func TestIntegrationFleetPushServer(t *testing.T) {
+	lab := netlab.NewForTest(t, nil)
+	var srv *pushserver.Server
+	if err := lab.Do(netlab.Srv, func() error {
+		var err error
+		srv, err = pushserver.New(&pushserver.Config{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	dial := func(ctx context.Context, laddr netip.Addr, raddr netip.AddrPort) (net.Conn, error) {
+		var c net.Conn
+		err := lab.Do(netlab.Srv, func() error {
+			d := net.Dialer{}
+			if laddr.IsValid() {
+				d.LocalAddr = &net.TCPAddr{IP: laddr.AsSlice()}
+			}
+			var err error
+			c, err = d.DialContext(ctx, "tcp", raddr.String())
+			return err
+		})
+		return c, err
+	}
+	b := fleet.DefaultBehaviour()
+	b.KeepAliveMin, b.KeepAliveMax = 2*time.Second, 4*time.Second
+	b.PushEvery = 2 * time.Second
+	b.HardwareSlotsMin, b.HardwareSlotsMax = 2, 2
+	e, err := fleet.New(&fleet.Config{
+		Devices: 100, Seed: 4, Behaviour: b, Duration: 8 * time.Second, Protocol: fleet.ProtocolLine,
+		Broker: srv.TCPAddr().AddrPort(), PushAPI: srv.HTTPAddr().AddrPort(),
+		Sources: netip.MustParsePrefix("127.2.0.0/16"), Dial: dial, ConnectWorkers: 16, Timeout: 30 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := e.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := r.Counters
+	if c.ChannelsConnected != 200 || c.ProbesReceived != 200 || c.Disconnects != 0 || c.ProtocolErrors != 0 || c.PushesRefused != 0 {
+		t.Errorf("connected %d, probes back %d, disconnects %d, protocol errors %d, refused %d; want 200, 200, 0, 0, 0",
+			c.ChannelsConnected, c.ProbesReceived, c.Disconnects, c.ProtocolErrors, c.PushesRefused)
+	}
+	if c.Published == 0 || r.Lost() != 0 || c.Wakes[fleet.WakeKeepAlive] != 0 || c.KeepAlivesNIC == 0 {
+		t.Errorf("published %d, lost %d, keep-alive wakes %d, NIC keep-alives %d; want > 0, 0, 0, > 0",
+			c.Published, r.Lost(), c.Wakes[fleet.WakeKeepAlive], c.KeepAlivesNIC)
+	}
+	// The server saw one connection, the keep-alives and an
+	// acknowledgment of every push it sent.
+	ch, ok := srv.Channel("sbn-4-0-0")
+	if !ok || ch.Connections != 1 || len(ch.Lines) == 0 || len(ch.Acked) != len(ch.Pushed) {
+		t.Errorf("push server's channel sbn-4-0-0: %d connections, lines %q, %d pushed, %d acked (found %v); want 1, keep-alives, all acked",
+			ch.Connections, ch.Lines, len(ch.Pushed), len(ch.Acked), ok)
+	}
+	t.Logf("line: wakes %v, keep-alives nic %d host %d, pushes %d, p50 %v, %.0f B/device",
+		c.Wakes, c.KeepAlivesNIC, c.KeepAlivesHost, c.Published, r.Latency.Quantile(0.5), r.BytesPerDevice())
 }

@@ -36,6 +36,8 @@ type Counters struct {
 	DeliveredAtEnd uint64 `json:"delivered_at_end"`
 	PushesHeld     uint64 `json:"pushes_held"`
 	PushesToDead   uint64 `json:"pushes_to_dead"`
+	// PushesRefused: the push server's API refused the push (line).
+	PushesRefused uint64 `json:"pushes_refused"`
 	// ProbesSent at the end, one per live channel, and ProbesReceived
 	// back through the broker: the connections the server still holds.
 	ProbesSent     uint64 `json:"probes_sent"`
@@ -60,6 +62,7 @@ func (c *Counters) add(o *Counters) {
 	c.DeliveredAtEnd += o.DeliveredAtEnd
 	c.PushesHeld += o.PushesHeld
 	c.PushesToDead += o.PushesToDead
+	c.PushesRefused += o.PushesRefused
 	c.ProbesSent += o.ProbesSent
 	c.ProbesReceived += o.ProbesReceived
 	c.Disconnects += o.Disconnects
@@ -162,6 +165,7 @@ type Report struct {
 	Duration  float64   `json:"duration_s"`
 	Sim       bool      `json:"sim"`
 	Broker    string    `json:"broker,omitempty"`
+	Protocol  string    `json:"protocol"`
 	// Shards merged in this report ("i/N"), sorted; ShardDevices the
 	// devices they ran.
 	Shards       []string `json:"shards"`
@@ -180,7 +184,7 @@ type Report struct {
 func (e *Engine) reportLocked() *Report {
 	return &Report{
 		Seed: e.cfg.Seed, Devices: e.cfg.Devices, Behaviour: e.cfg.Behaviour,
-		Duration: e.cfg.Duration.Seconds(), Sim: e.cfg.Sim, Broker: brokerString(e.cfg),
+		Duration: e.cfg.Duration.Seconds(), Sim: e.cfg.Sim, Broker: brokerString(e.cfg), Protocol: e.cfg.protocol(),
 		Shards: []string{e.cfg.Shard.String()}, ShardDevices: len(e.devs), Channels: len(e.chans),
 		Counters: e.c, Latency: e.lat, Timeline: slices.Clone(e.samples),
 	}
@@ -209,8 +213,8 @@ func Merge(rs ...*Report) (*Report, error) {
 	out.Memories = nil
 	seen := map[string]bool{}
 	for i, r := range rs {
-		if r.Seed != out.Seed || r.Devices != out.Devices || r.Duration != out.Duration || r.Sim != out.Sim || r.Behaviour != out.Behaviour {
-			return nil, fmt.Errorf("fleet: merge: report %d is of another fleet (seed, devices, duration, sim or behaviour differ)", i)
+		if r.Seed != out.Seed || r.Devices != out.Devices || r.Duration != out.Duration || r.Sim != out.Sim || r.Behaviour != out.Behaviour || r.Protocol != out.Protocol {
+			return nil, fmt.Errorf("fleet: merge: report %d is of another fleet (seed, devices, duration, sim, protocol or behaviour differ)", i)
 		}
 		if len(r.Timeline) != len(out.Timeline) {
 			return nil, fmt.Errorf("fleet: merge: report %d has %d timeline samples, want %d", i, len(r.Timeline), len(out.Timeline))
@@ -308,7 +312,7 @@ func (r *Report) Energy() float64 {
 func (r *Report) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
 	c := &r.Counters
-	mode := "broker " + r.Broker
+	mode := r.Protocol + " server " + r.Broker
 	if r.Sim {
 		mode = "simulation (virtual clock, no network)"
 	}
@@ -330,9 +334,16 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	}
 	row("host wakes / device-hour: total", "%.3f", wph["total"])
 	row("keep-alives on the wire / hour, fleet-wide (NIC, host)", "%.0f (%.0f, %.0f)", float64(c.KeepAlivesNIC+c.KeepAlivesHost)/(h/float64(max(r.ShardDevices, 1))), float64(c.KeepAlivesNIC)/(h/float64(max(r.ShardDevices, 1))), float64(c.KeepAlivesHost)/(h/float64(max(r.ShardDevices, 1))))
-	row("keep-alives answered", "%d of %d", c.KeepAliveAnswers, c.KeepAlivesNIC+c.KeepAlivesHost)
+	if r.Protocol == ProtocolLine {
+		row("keep-alives answered", "— (the line protocol's \"ka\" has no answer)")
+	} else {
+		row("keep-alives answered", "%d of %d", c.KeepAliveAnswers, c.KeepAlivesNIC+c.KeepAlivesHost)
+	}
 	row("connections held by the server at the end", "%d of %d (%.2f %%)", c.ProbesReceived, c.ChannelsConnected, 100*r.Survival())
 	row("disconnects seen", "%d", c.Disconnects)
+	if c.PushesRefused > 0 {
+		row("pushes the server refused", "%d", c.PushesRefused)
+	}
 	row("pushes published, delivered, lost", "%d, %d, %d", c.Published, c.Delivered, r.Lost())
 	row("pushes held for a wake (software channels)", "%d (%d at the final wake)", c.PushesHeld, c.DeliveredAtEnd)
 	for _, q := range []float64{0.5, 0.9, 0.99, 1} {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"strconv"
@@ -23,6 +24,9 @@ type realWire struct {
 	wg     sync.WaitGroup
 	once   sync.Once
 	probes chan struct{} // one per probe received
+	line   bool          // the push server's line protocol, not MQTT
+	client *http.Client  // line: the push server's HTTP API
+	pushQ  chan pushReq  // line: pushes for the HTTP API
 }
 
 // topic is channel j's topic: unique in the fleet (seed, global device
@@ -94,15 +98,29 @@ func connect(ctx context.Context, e *Engine) (*realWire, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.Timeout)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
-	w := &realWire{probes: make(chan struct{}, len(e.chans))}
+	w := &realWire{probes: make(chan struct{}, len(e.chans)), line: e.cfg.Protocol == ProtocolLine}
+	if w.line {
+		w.startPushAPI(e)
+	} else if err := w.startPublisher(ctx, e, deadline); err != nil {
+		return nil, err
+	}
+	if err := w.openAll(ctx, e, deadline); err != nil {
+		e.closeConns(w)
+		return nil, fmt.Errorf("fleet: %w", err)
+	}
+	return w, nil
+}
+
+// startPublisher opens the MQTT publisher connection.
+func (w *realWire) startPublisher(ctx context.Context, e *Engine, deadline time.Time) error {
 	pub, err := e.dial(ctx, netip.Addr{})
 	if err != nil {
-		return nil, fmt.Errorf("fleet: publisher: %w", err)
+		return fmt.Errorf("fleet: publisher: %w", err)
 	}
 	id := "sbn-" + strconv.FormatUint(e.cfg.Seed, 10) + "-pub-" + e.cfg.Shard.String()
 	if err := handshake(pub, strings.ReplaceAll(id, "/", "of"), 0, "", deadline); err != nil {
 		pub.Close()
-		return nil, fmt.Errorf("fleet: publisher: %w", err)
+		return fmt.Errorf("fleet: publisher: %w", err)
 	}
 	w.pub = pub
 	w.wg.Add(1)
@@ -115,7 +133,11 @@ func connect(ctx context.Context, e *Engine) (*realWire, error) {
 			}
 		}
 	}()
+	return nil
+}
 
+// openAll opens every channel, ConnectWorkers at a time.
+func (w *realWire) openAll(ctx context.Context, e *Engine, deadline time.Time) error {
 	jobs := make(chan int)
 	var mu sync.Mutex
 	var firstErr error
@@ -146,11 +168,7 @@ func connect(ctx context.Context, e *Engine) (*realWire, error) {
 	}
 	close(jobs)
 	wg.Wait()
-	if firstErr != nil {
-		e.closeConns(w)
-		return nil, fmt.Errorf("fleet: %w", firstErr)
-	}
-	return w, nil
+	return firstErr
 }
 
 // open connects channel j and starts its reader.
@@ -162,10 +180,19 @@ func (w *realWire) open(ctx context.Context, e *Engine, j int, deadline time.Tim
 		return fmt.Errorf("device %d channel %d: dial: %w", e.globals[k], j-int(e.devs[k].first), err)
 	}
 	topic := e.topic(j)
-	ka := uint16((ch.interval*4/3 + time.Second - 1) / time.Second) // interval ≤ 0.75 × keep-alive
-	if err := handshake(c, strings.ReplaceAll(topic, "/", "-"), ka, topic, deadline); err != nil {
-		c.Close()
-		return err
+	if w.line {
+		_ = c.SetWriteDeadline(deadline)
+		if _, err := c.Write([]byte("hello " + e.lineName(j) + "\n")); err != nil {
+			c.Close()
+			return fmt.Errorf("hello %s: %w", e.lineName(j), err)
+		}
+		_ = c.SetWriteDeadline(time.Time{})
+	} else {
+		ka := uint16((ch.interval*4/3 + time.Second - 1) / time.Second) // interval ≤ 0.75 × keep-alive
+		if err := handshake(c, strings.ReplaceAll(topic, "/", "-"), ka, topic, deadline); err != nil {
+			c.Close()
+			return err
+		}
 	}
 	e.mu.Lock()
 	ch.conn = c
@@ -180,19 +207,16 @@ func (w *realWire) open(ctx context.Context, e *Engine, j int, deadline time.Tim
 // model, and an error ends the channel.
 func (w *realWire) read(e *Engine, j int, c net.Conn) {
 	defer w.wg.Done()
+	if w.line {
+		w.readLines(e, j, c)
+		return
+	}
 	var buf [maxPacket]byte
 	n := 0
 	for {
 		m, err := c.Read(buf[n:])
 		if err != nil {
-			e.mu.Lock()
-			if e.chans[j].alive {
-				e.chans[j].alive = false
-				if !e.closing() {
-					e.c.Disconnects++
-				}
-			}
-			e.mu.Unlock()
+			w.lost(e, j)
 			return
 		}
 		n += m
@@ -209,24 +233,44 @@ func (w *realWire) read(e *Engine, j int, c net.Conn) {
 				break
 			}
 			n = copy(buf[:], buf[l:n])
-			e.mu.Lock()
 			switch p.typ {
 			case mqttPingresp:
+				e.mu.Lock()
 				e.c.KeepAliveAnswers++
+				e.mu.Unlock()
 			case mqttPublish:
-				e.now = min(time.Since(e.start), e.cfg.Duration)
-				if e.ending {
-					e.now = time.Since(e.start)
-				}
-				e.arrive(j, time.Duration(p.at), p.kind)
-				if p.kind == kindProbe {
-					select {
-					case w.probes <- struct{}{}:
-					default:
-					}
-				}
+				w.arrived(e, j, p.at, p.kind)
 			}
-			e.mu.Unlock()
+		}
+	}
+}
+
+// lost marks channel j gone (its read failed).
+func (w *realWire) lost(e *Engine, j int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.chans[j].alive {
+		e.chans[j].alive = false
+		if !e.closing() {
+			e.c.Disconnects++
+		}
+	}
+}
+
+// arrived hands a push (published at the engine time at) that reached
+// channel j to the model.
+func (w *realWire) arrived(e *Engine, j int, at int64, kind byte) {
+	e.mu.Lock()
+	e.now = min(time.Since(e.start), e.cfg.Duration)
+	if e.ending {
+		e.now = time.Since(e.start)
+	}
+	e.arrive(j, time.Duration(at), kind)
+	e.mu.Unlock()
+	if kind == kindProbe {
+		select {
+		case w.probes <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -237,13 +281,21 @@ func (e *Engine) closing() bool { return e.closed }
 func (w *realWire) keepAlive(e *Engine, j int) {
 	ch := &e.chans[j]
 	_ = ch.conn.SetWriteDeadline(time.Now().Add(time.Second))
-	if _, err := ch.conn.Write(pingreq); err != nil {
+	ka := pingreq
+	if w.line {
+		ka = lineKeepAlive
+	}
+	if _, err := ch.conn.Write(ka); err != nil {
 		e.c.WriteErrors++
 	}
 }
 
 // publish sends a push to channel j's topic (called with e.mu held).
 func (w *realWire) publish(e *Engine, j int, at time.Duration, kind byte) {
+	if w.line {
+		w.publishLine(e, j, at, kind)
+		return
+	}
 	w.pubMu.Lock()
 	defer w.pubMu.Unlock()
 	w.pubBuf = appendPublish(w.pubBuf[:0], e.topic(j), int64(at), kind)
@@ -287,6 +339,9 @@ func (w *realWire) close() {
 	w.once.Do(func() {
 		if w.pub != nil {
 			w.pub.Close()
+		}
+		if w.pushQ != nil {
+			close(w.pushQ)
 		}
 	})
 }

@@ -44,7 +44,9 @@ func runFleet(ctx context.Context, stdout, stderr io.Writer, args []string) int 
 	maintFor := newDurationFlag(fs, "maintenance-for", def.MaintenanceFor, 0, time.Hour, false, "Doze maintenance window length")
 	hold := newDurationFlag(fs, "wake-hold", def.WakeHold, 0, time.Hour, false, "time a device stays awake after a wake")
 	duration := newDurationFlag(fs, "duration", time.Minute, time.Second, 168*time.Hour, false, "run time after every channel connected")
-	broker := fs.String("broker", "", "MQTT broker address:port (plain TCP)")
+	broker := fs.String("broker", "", "MQTT broker address:port or name:port (plain TCP); with --protocol line the push server's stream listener")
+	protocol := newChoiceFlag(fs, "protocol", fleet.ProtocolMQTT, []string{fleet.ProtocolMQTT, fleet.ProtocolLine}, "channel protocol: MQTT 3.1.1, or the reference push server's line stream")
+	pushAPI := fs.String("push-api", "", "the push server's HTTP API address:port (--protocol line)")
 	sources := fs.String("sources", "", "IPv4 prefix of the devices' source addresses: device i dials from prefix+1+i (e.g. 127.1.0.0/16); empty: the system's choice")
 	sim := fs.Bool("sim", false, "simulate on a virtual clock, no network")
 	workers := newIntFlag(fs, "connect-workers", 64, 1, 4096, "concurrent connects")
@@ -99,6 +101,14 @@ func runFleet(ctx context.Context, stdout, stderr io.Writer, args []string) int 
 			ap = netip.AddrPortFrom(ips[0], uint16(p))
 		}
 		cfg.Broker = ap
+	}
+	cfg.Protocol = *protocol
+	if *pushAPI != "" {
+		ap, err := netip.ParseAddrPort(*pushAPI)
+		if err != nil {
+			return usageError(fs, "--push-api %q: want address:port", *pushAPI)
+		}
+		cfg.PushAPI = ap
 	}
 	if *sources != "" {
 		p, err := netip.ParsePrefix(*sources)

@@ -634,8 +634,11 @@ func gsoHeaders(dst, frame []byte, h *VnetHdr) (n, payload int, ok bool) {
 // sends the event. It never blocks.
 func (d *Device) raiseWake(ev WakeEvent, frame []byte, rxTime time.Time) {
 	if d.transition(D3, Waking) {
-		// Every later wire frame is for the host now: let them all in.
-		d.detachPrefilter()
+		// Every later wire frame is for the host now: let them all in
+		// (the XDP fast path passes all at once, its link is closed by
+		// the timer loop: xdppath.go).
+		d.passAllXDP()
+		d.detachSocketFilter()
 	}
 	d.cnt.inc(cD3Wakes)
 	ev.At = d.clock.Now()
@@ -654,6 +657,7 @@ func (d *Device) raiseWake(ev WakeEvent, frame []byte, rxTime time.Time) {
 	if d.onWake != nil {
 		d.onWake(ev)
 	}
+	d.kickXDPDetach()
 }
 
 // engineOutput is the engine's Output: frames go through the transmit

@@ -479,6 +479,7 @@ func (d *Device) timerLoop() {
 
 // runTimers runs what is due at now and returns the next deadline.
 func (d *Device) runTimers(now time.Duration) (time.Duration, bool) {
+	d.detachXDPDue() // a wake's XDP detach (xdppath.go)
 	if d.wireIn != nil {
 		d.toHost.RLock()
 		d.wireIn.release(now)

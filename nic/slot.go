@@ -334,12 +334,19 @@ func (d *Device) attachPrefilter(t *d3Table) error {
 	return nil
 }
 
-// detachPrefilter takes the prefilter off the wire port, if there is one.
+// detachPrefilter takes the prefilter off the wire port, if there is one:
+// the XDP fast path first, then the socket filter.
 func (d *Device) detachPrefilter() {
+	d.detachXDP()
+	d.detachSocketFilter()
+}
+
+// detachSocketFilter takes the classic-BPF socket filter off the wire
+// port. A wake calls it alone, after passAllXDP (xdppath.go).
+func (d *Device) detachSocketFilter() {
 	if d.noBPF {
 		return
 	}
-	d.detachXDP()
 	d.filter.Store(nil)
 	if err := d.wire.SetFilter(nil); err != nil {
 		d.log.Warn("detach prefilter failed", "err", err)

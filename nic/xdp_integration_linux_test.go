@@ -100,9 +100,7 @@ func TestIntegrationXDPProbesAbsorbedThenPushWakes(t *testing.T) {
 			if ev.Reason != nic.WakeData || ev.Slot != r.slot || !bytes.Contains(ev.Packet, push) {
 				t.Fatalf("wake %+v, want data on slot %d carrying the push", ev, r.slot)
 			}
-			if r.dev.XDP().Attached || wireXDPAttached(t, r.lab) {
-				t.Fatalf("XDP still attached after the wake: %+v", r.dev.XDP())
-			}
+			waitXDPDetached(t, r)
 			if got := r.counter("d3_arp_replies"); got < 1 {
 				t.Errorf("d3_arp_replies = %d", got)
 			}
@@ -164,9 +162,20 @@ func TestIntegrationXDPKeepAliveTimeout(t *testing.T) {
 			if got := r.counter("slot1_retries"); got != uint64(spec.RetryCount) {
 				t.Errorf("slot1_retries = %d, want %d", got, spec.RetryCount)
 			}
-			if wireXDPAttached(t, r.lab) {
-				t.Fatal("XDP still attached after the wake")
-			}
+			waitXDPDetached(t, r)
 		})
+	}
+}
+
+// waitXDPDetached waits until the wake's detach (done by the timer loop,
+// after the event) leaves no program on the wire port.
+func waitXDPDetached(t *testing.T, r *labRig) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for r.dev.XDP().Attached || wireXDPAttached(t, r.lab) {
+		if time.Now().After(deadline) {
+			t.Fatalf("XDP still attached 5s after the wake: %+v", r.dev.XDP())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -98,6 +98,9 @@ type xdpState struct {
 	xdpAttached atomic.Pointer[xdp.Program] // attached now
 	xdpFallback atomic.Pointer[string]
 	xdpDropped  atomic.Uint64 // folded drop counters
+	// xdpDetachDue: a wake let everything pass (passAllXDP); the timer
+	// loop detaches.
+	xdpDetachDue atomic.Bool
 }
 
 func (d *Device) setXDPFallback(err error) {
@@ -183,6 +186,33 @@ func (d *Device) detachXDP() {
 			d.log.Warn("detach xdp failed", "err", err)
 		}
 		d.cnt.set(cD3XDPAttached, 0)
+	}
+}
+
+// passAllXDP is the wake's half of detachXDP: the program passes every
+// frame from now on (a store in its memory-mapped map), and the timer
+// loop closes the link once the event is out (kickXDPDetach,
+// detachXDPDue): closing it can take milliseconds on some drivers and
+// would delay the wake event. Safe under any lock.
+func (d *Device) passAllXDP() {
+	if p := d.xdpAttached.Load(); p != nil {
+		p.PassAll()
+		d.xdpDetachDue.Store(true)
+	}
+}
+
+// kickXDPDetach hands a wake's detach to the timer loop; raiseWake calls
+// it after the event is out.
+func (d *Device) kickXDPDetach() {
+	if d.xdpDetachDue.Load() {
+		d.kickTimer()
+	}
+}
+
+// detachXDPDue completes a wake's detach, from the timer loop.
+func (d *Device) detachXDPDue() {
+	if d.xdpDetachDue.Swap(false) {
+		d.detachXDP()
 	}
 }
 

@@ -38,7 +38,9 @@ const (
 //	off 32: frames of the connection passed to userspace, uint64
 //
 // globals (array of one 128-byte record, memory-mapped): a uint64 counter
-// per Reason at 8×Reason.
+// per Reason at 8×Reason, and at globalsBypassOff a uint64 that, when
+// not zero, passes every frame (PassAll: a wake lets everything in
+// before the link is closed).
 const (
 	keyLen       = 40
 	keyFamilyOff = 36
@@ -53,7 +55,8 @@ const (
 	slotACKOff    = 24
 	slotPassedOff = 32
 
-	globalsLen = 128
+	globalsLen       = 128
+	globalsBypassOff = 120
 )
 
 // Slot flags.
@@ -233,6 +236,9 @@ func program(p *plan) (asm.Instructions, error) {
 		asm.Mov.Reg(asm.R6, asm.R1),
 		asm.LoadMem(asm.R7, asm.R6, 0, asm.Word),
 		asm.LoadMem(asm.R8, asm.R6, 4, asm.Word),
+		asm.LoadMapValue(asm.R1, 0, 0).WithReference(mapGlobals),
+		asm.LoadMem(asm.R2, asm.R1, globalsBypassOff, asm.DWord),
+		asm.JNE.Imm(asm.R2, 0, "pass"),
 	)
 	g.checkLen(14, "pass")
 	g.emit(asm.LoadMem(asm.R2, asm.R7, 12, asm.Half),

@@ -37,6 +37,9 @@ func (p *Program) Disarm(idx int) error { return nil }
 // SlotCounters returns zeros.
 func (p *Program) SlotCounters(idx int) SlotCounters { return SlotCounters{} }
 
+// PassAll does nothing.
+func (p *Program) PassAll() {}
+
 // Count returns 0.
 func (p *Program) Count(r Reason) uint64 { return 0 }
 

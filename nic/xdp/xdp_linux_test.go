@@ -551,7 +551,24 @@ func TestIntegrationXDPSlotLife(t *testing.T) {
 	}); n != 0 {
 		t.Errorf("%v allocations per Update and counter read", n)
 	}
+	// PassAll (a wake): the exact reply of an armed slot and a frame
+	// that matches nothing both pass, counted as passed.
+	p.Update(2, fx.slots[1].snap.RcvNxt, fx.slots[1].snap.SndNxt)
+	sn2 := fx.slots[1].snap
+	exact2 := build(t, &frameSpec{src: sn2.Remote, dst: sn2.Local, flags: wp.TCPFlagACK, seq: sn2.RcvNxt, ack: sn2.SndNxt})
+	if got := run(t, p, exact2); got != Absorbed {
+		t.Fatalf("slot 2's exact reply before PassAll: %v", got)
+	}
+	p.PassAll()
+	passedBefore := p.Count(Passed)
+	if got := run(t, p, exact2); got != Passed {
+		t.Errorf("slot 2's exact reply after PassAll: %v", got)
+	}
+	if got := p.Count(Passed); got != passedBefore+1 {
+		t.Errorf("passed = %d after PassAll, want %d", got, passedBefore+1)
+	}
 	p.Close()
+	p.PassAll()       // after Close: nothing, no fault
 	p.Update(2, 1, 2) // after Close: nothing, no fault
 	if c := p.SlotCounters(2); c != (SlotCounters{}) {
 		t.Errorf("counters after Close %+v", c)

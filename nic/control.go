@@ -27,6 +27,7 @@ import (
 	"github.com/google/gopacket/pcapgo"
 
 	"github.com/standbynic/standbynic/offload"
+	"github.com/standbynic/standbynic/profile"
 	wp "github.com/standbynic/standbynic/wakepattern"
 )
 
@@ -723,6 +724,17 @@ type apiError struct {
 	Limit   string `json:"limit,omitempty"`
 	// Slot names the slot a conflict is with (code already_armed).
 	Slot SlotID `json:"slot,omitempty"`
+	// Refusal is the firmware profile's own refusal (code refused): the
+	// profile, the part's error name and number (Android's
+	// ERROR_INSUFFICIENT_RESOURCES −32, …).
+	Refusal *refusal `json:"refusal,omitempty"`
+}
+
+// refusal is a profile.Error on the wire.
+type refusal struct {
+	Profile string `json:"profile"`
+	Name    string `json:"name"`
+	Num     int    `json:"num,omitempty"`
 }
 
 func (e *apiError) Error() string { return e.Message }
@@ -741,6 +753,7 @@ const (
 	codeState       = "wrong_state"
 	codeConflict    = "conflict"
 	codeArmed       = "already_armed"
+	codeRefused     = "refused"
 	codeTimeout     = "timeout"
 	codeUnavailable = "unavailable"
 	codeInternal    = "internal"
@@ -906,7 +919,20 @@ func (s *ControlServer) fail(w http.ResponseWriter, r *http.Request, err error) 
 func deviceError(err error, d *Device) *apiError {
 	msg := err.Error()
 	var ae *ArmedError
+	var pe *profile.Error
 	switch {
+	case errors.As(err, &pe):
+		// The profile's own refusal, before the generic mappings it
+		// also satisfies (ErrNoSlot, offload.ErrInvalidSpec): a full
+		// device is a conflict, anything else a request the part cannot
+		// honour.
+		status := http.StatusUnprocessableEntity
+		if pe.Field == "slots" {
+			status = http.StatusConflict
+		}
+		e := errorf(status, codeRefused, pe.Field, pe.Detail, "%s", msg)
+		e.Refusal = &refusal{Profile: pe.Profile, Name: pe.Code.Name, Num: pe.Code.Num}
+		return e
 	case errors.As(err, &ae):
 		e := errorf(http.StatusConflict, codeArmed, "pattern", "", "%s", msg)
 		e.Slot = ae.Slot

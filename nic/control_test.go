@@ -53,7 +53,13 @@ type ctl struct {
 
 func newCtl(t *testing.T, slots int, mod func(*nic.ControlConfig)) *ctl {
 	t.Helper()
-	r := newRig(t, func(c *nic.Config) { c.Capabilities.Slots = slots })
+	return newCtlDev(t, func(c *nic.Config) { c.Capabilities.Slots = slots }, mod)
+}
+
+// newCtlDev is newCtl with the device's configuration set by devMod.
+func newCtlDev(t *testing.T, devMod func(*nic.Config), mod func(*nic.ControlConfig)) *ctl {
+	t.Helper()
+	r := newRig(t, devMod)
 	dir, err := os.MkdirTemp("", "nicctl")
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/standbynic/standbynic/offload"
+	"github.com/standbynic/standbynic/profile"
 	wp "github.com/standbynic/standbynic/wakepattern"
 )
 
@@ -44,6 +45,10 @@ type ControlError struct {
 	Field, Limit string
 	// Slot is the slot a conflict is with (Code "already_armed").
 	Slot SlotID
+	// Profile, PartCode and PartNum are a firmware profile's own refusal
+	// (Code "refused"): "android-apf", "ERROR_INSUFFICIENT_RESOURCES", −32.
+	Profile, PartCode string
+	PartNum           int
 }
 
 func (e *ControlError) Error() string {
@@ -51,12 +56,15 @@ func (e *ControlError) Error() string {
 }
 
 // Is lets errors.Is match the device's sentinels through the socket:
-// ErrNoSlot, ErrArmed, ErrState, ErrUnknownSlot, ErrLimit and
-// os.ErrPermission (refused for the caller's credentials).
+// ErrNoSlot, ErrArmed, ErrState, ErrUnknownSlot, ErrLimit,
+// profile.ErrRefused (a firmware profile's refusal) and os.ErrPermission
+// (refused for the caller's credentials).
 func (e *ControlError) Is(target error) bool {
 	switch target {
 	case ErrNoSlot:
-		return e.Code == codeNoSlot
+		return e.Code == codeNoSlot || e.Code == codeRefused && e.Field == "slots"
+	case profile.ErrRefused:
+		return e.Code == codeRefused
 	case ErrArmed:
 		return e.Code == codeArmed
 	case ErrState:
@@ -154,7 +162,11 @@ func responseError(status int, b []byte) error {
 	if err := json.Unmarshal(b, &e); err != nil || e.Error == nil {
 		return &ControlError{Status: status, Code: "http", Message: strings.TrimSpace(string(b))}
 	}
-	return &ControlError{Status: status, Code: e.Error.Code, Message: e.Error.Message, Field: e.Error.Field, Limit: e.Error.Limit, Slot: e.Error.Slot}
+	ce := &ControlError{Status: status, Code: e.Error.Code, Message: e.Error.Message, Field: e.Error.Field, Limit: e.Error.Limit, Slot: e.Error.Slot}
+	if r := e.Error.Refusal; r != nil {
+		ce.Profile, ce.PartCode, ce.PartNum = r.Profile, r.Name, r.Num
+	}
+	return ce
 }
 
 // ControlCapabilities is the reply of GET /v1/capabilities.

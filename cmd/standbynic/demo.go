@@ -4,10 +4,12 @@ import (
 	"context"
 	"io"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/standbynic/standbynic/internal/demo"
+	"github.com/standbynic/standbynic/profile"
 	"github.com/standbynic/standbynic/slotmgr"
 )
 
@@ -40,10 +42,14 @@ Exit codes: 0 every push delivered, 1 a push lost or a failure, 2 bad flags,
 	loss := newProbFlag(fs, "loss", "probability that the wire drops a frame, each direction, at most 0.2")
 	out := fs.String("out", "", "output folder `DIR` for the pcap files, created if missing (default ./standbynic-demo-<timestamp>)")
 	quiet := fs.Bool("quiet", false, "omit the live timeline; print the summary only")
+	prof := fs.String("profile", "", "firmware `PROFILE` the NIC runs ("+strings.Join(profile.Names(), ", ")+"; default generic), its times divided by 10 like the demo's intervals; its slot count unless --slots is given (docs/profiles.md)")
 	if code, done := parse(fs, args); done {
 		return code
 	}
-	opts := demo.Options{Duration: *dur, Slots: *slots, Seed: *seed, Loss: *loss, OutDir: *out, Quiet: *quiet}
+	opts := demo.Options{Duration: *dur, Slots: *slots, Seed: *seed, Loss: *loss, OutDir: *out, Quiet: *quiet, Profile: *prof}
+	if *prof != "" && !flagSet(fs, "slots") {
+		opts.Slots = 0 // the profile's
+	}
 	if err := opts.Validate(); err != nil {
 		return usageError(fs, "%v", err)
 	}

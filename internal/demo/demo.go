@@ -24,6 +24,7 @@ import (
 	"github.com/standbynic/standbynic/internal/netlab"
 	"github.com/standbynic/standbynic/internal/pushserver"
 	"github.com/standbynic/standbynic/nic"
+	"github.com/standbynic/standbynic/profile"
 	"github.com/standbynic/standbynic/slotmgr"
 )
 
@@ -227,8 +228,18 @@ func (r *runner) startNIC() error {
 		return fmt.Errorf("nic ports: %w", err)
 	}
 	r.wakeq = make(chan nic.WakeEvent, 256)
+	var prof *profile.Profile
+	if o.Profile != "" {
+		p, err := profile.Lookup(o.Profile)
+		if err != nil {
+			return err
+		}
+		p = p.Scaled(ProfileScale)
+		prof = &p
+	}
 	r.dev, err = nic.New(&nic.Config{
-		Wire: wire, Host: hport,
+		Profile: prof,
+		Wire:    wire, Host: hport,
 		MAC:          [6]byte(ifi.HardwareAddr),
 		Addrs:        []netip.Addr{r.lab.Addr.Host4, r.lab.Addr.Host6},
 		Capabilities: nic.Capabilities{Slots: o.Slots},
@@ -250,6 +261,10 @@ func (r *runner) startNIC() error {
 	r.devp.Store(r.dev)
 	r.tl.add("nic", "NIC between %s and %s: %d hardware slots; wire delay %v ± %v, loss %g%% (seed %d)",
 		netlab.WireLink, netlab.HostPortLink, r.dev.Capabilities().Slots, wireDelay, wireJitter, 100*o.Loss, o.Seed)
+	if prof != nil {
+		r.tl.add("nic", "firmware profile %s (%s), its times divided by %d like the demo's intervals: requests it cannot honour are refused with its own codes and the channel stays on a software slot",
+			o.Profile, prof.Part, ProfileScale)
+	}
 	return nil
 }
 
@@ -457,6 +472,15 @@ func (r *runner) play(ctx context.Context) error {
 	}
 	r.tl.add("host", "asleep: NIC guards %s in hardware slots (%s); host keeps %s alive itself",
 		orNone(strings.Join(hw, ", ")), r.b.slotList(), orNone(strings.Join(sw, ", ")))
+	for _, ap := range sampleApps {
+		// A hardware channel the NIC did not take (a firmware profile's
+		// refusal, a connection not yet learned) says why.
+		if c := r.channelOf(ap.Channel); !c.ch.Armed() {
+			if note := c.ch.Note(); note != "" {
+				r.tl.add("host", "%-7s kept by the host: %s", ap.Channel, note)
+			}
+		}
+	}
 	r.start = r.tl.since()
 	r.wg.Add(3)
 	go func() { defer r.wg.Done(); r.processWakes() }()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/standbynic/standbynic/profile"
 	"github.com/standbynic/standbynic/slotmgr"
 )
 
@@ -45,7 +46,16 @@ type Options struct {
 	// Drain bounds the wait for pushes still in flight after the
 	// scenario (default 15 s).
 	Drain time.Duration
+	// Profile is the NIC's firmware profile (profile.Names; "" is
+	// generic), its durations divided by ProfileScale like the demo's
+	// keep-alive intervals. With Slots 0 the profile's slot count is used.
+	Profile string
 }
+
+// ProfileScale divides a firmware profile's durations in the demo, whose
+// keep-alive intervals are seconds where real ones are minutes: Android's
+// 10 s minimum interval becomes 1 s, Infineon's 20 s interval 2 s.
+const ProfileScale = 10
 
 // withDefaults returns o with zero fields set to their defaults, and the
 // out folder named after now when empty.
@@ -55,6 +65,9 @@ func (o Options) withDefaults(now time.Time) Options {
 	}
 	if o.Slots == 0 {
 		o.Slots = DefaultSlots
+		if p, err := profile.Lookup(o.Profile); o.Profile != "" && err == nil && p.Slots > 0 {
+			o.Slots = min(p.Slots, slotmgr.MaxHardwareSlots)
+		}
 	}
 	if o.Seed == 0 {
 		o.Seed = DefaultSeed
@@ -87,6 +100,11 @@ func (o Options) Validate() error {
 	}
 	if o.Drain < 0 {
 		return fmt.Errorf("drain %v below 0", o.Drain)
+	}
+	if o.Profile != "" {
+		if _, err := profile.Lookup(o.Profile); err != nil {
+			return fmt.Errorf("profile: %w", err)
+		}
 	}
 	return nil
 }

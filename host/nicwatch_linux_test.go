@@ -112,21 +112,7 @@ func TestIntegrationNICLostThawsAndRearms(t *testing.T) {
 	ch, _ := h.NewChannel("hw", 10*time.Second, slotmgr.RequestHardwareSlot, "app", 0)
 	ch.SetPushTask("push")
 	tr := dialStream(t, s, "hw", nil)
-	fn.add(tr.Conn())
-	if err := ch.UsingTransport(tr); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Standby(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	settle(t, h, Standby)
-	if !ch.Armed() {
-		note := ch.Note()
-		if strings.Contains(note, "operation not permitted") {
-			t.Skipf("TCP_REPAIR needs CAP_NET_ADMIN: %s", note)
-		}
-		t.Fatalf("hardware channel not armed: %s", note)
-	}
+	sleepArmed(t, h, fn, ch, tr)
 
 	fn.lose(true)
 	if err := h.Wait(ctxT(t), func(st *Stats) bool { return st.NICLosses == 1 && st.State == Standby }); err != nil {
@@ -204,21 +190,7 @@ func TestIntegrationNICLostUnknownBooks(t *testing.T) {
 	ch, _ := h.NewChannel("hw", 10*time.Second, slotmgr.RequestHardwareSlot, "app", 0)
 	ch.SetResetTask("reset")
 	tr := payloadStream{dialStream(t, s, "hw", nil)}
-	fn.add(tr.Conn())
-	if err := ch.UsingTransport(tr); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Standby(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	settle(t, h, Standby)
-	if !ch.Armed() {
-		note := ch.Note()
-		if strings.Contains(note, "operation not permitted") {
-			t.Skipf("TCP_REPAIR needs CAP_NET_ADMIN: %s", note)
-		}
-		t.Fatalf("hardware channel not armed: %s", note)
-	}
+	sleepArmed(t, h, fn, ch, tr)
 	fn.mu.Lock()
 	kind := fn.specs[1].Kind
 	fn.mu.Unlock()
@@ -264,21 +236,7 @@ func TestIntegrationNICBackSameInstance(t *testing.T) {
 	ch, _ := h.NewChannel("hw", 10*time.Second, slotmgr.RequestHardwareSlot, "app", 0)
 	ch.SetResetTask("reset")
 	tr := dialStream(t, s, "hw", nil)
-	fn.add(tr.Conn())
-	if err := ch.UsingTransport(tr); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Standby(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	settle(t, h, Standby)
-	if !ch.Armed() {
-		note := ch.Note()
-		if strings.Contains(note, "operation not permitted") {
-			t.Skipf("TCP_REPAIR needs CAP_NET_ADMIN: %s", note)
-		}
-		t.Fatalf("hardware channel not armed: %s", note)
-	}
+	sleepArmed(t, h, fn, ch, tr)
 	fn.lose(false)
 	if err := h.Wait(ctxT(t), func(st *Stats) bool { return st.BlindThaws == 1 && st.State == Standby }); err != nil {
 		t.Fatalf("no blind thaw: %v (stats %+v)", err, h.Stats())
@@ -304,5 +262,27 @@ func TestIntegrationNICBackSameInstance(t *testing.T) {
 	}
 	if n := ch.Note(); !strings.Contains(n, "came back with slot 1's books (3 bytes sent") {
 		t.Errorf("note %q", n)
+	}
+}
+
+// sleepArmed gives ch its transport tr (the fake NIC learns the
+// connection), puts the host in standby and checks a NIC slot guards ch;
+// without CAP_NET_ADMIN (TCP_REPAIR refused) it skips.
+func sleepArmed(t *testing.T, h *Host, fn *watchedFake, ch *Channel, tr Transport) {
+	t.Helper()
+	fn.add(tr.Conn())
+	if err := ch.UsingTransport(tr); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Standby(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, h, Standby)
+	if !ch.Armed() {
+		note := ch.Note()
+		if strings.Contains(note, "operation not permitted") {
+			t.Skipf("TCP_REPAIR needs CAP_NET_ADMIN: %s", note)
+		}
+		t.Fatalf("hardware channel not armed: %s", note)
 	}
 }

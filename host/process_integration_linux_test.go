@@ -244,8 +244,10 @@ func TestIntegrationProcessMosquittoSub(t *testing.T) {
 	if st.Thaws == 0 || st.LastWakeLatency <= 0 {
 		t.Errorf("stats after the wake: %+v", st)
 	}
-	if st.SkippedAbsorbed != 2*uint64(pings) && st.SkippedAbsorbed == 0 {
-		t.Errorf("advanced past %d absorbed bytes, want the PINGRESPs (2 bytes each)", st.SkippedAbsorbed)
+	// Some PINGRESPs were absorbed by the NIC (the host read others
+	// while awake): a whole, non-zero number of 2-byte PINGRESPs.
+	if st.SkippedAbsorbed == 0 || st.SkippedAbsorbed%2 != 0 {
+		t.Errorf("advanced past %d absorbed bytes, want whole PINGRESPs (2 bytes each, at least one)", st.SkippedAbsorbed)
 	}
 	// The client is still in session with the broker: a second publish
 	// reaches it awake, and the broker never saw a protocol error.
